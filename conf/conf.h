@@ -1,0 +1,159 @@
+/*
+ * conf.h - shoal's configuration: INI loading (inih), validation, defaults.
+ *
+ * The loader is table driven: each section kind is one entry in a table of
+ * sections, each key one entry in a table of keys (type, offset, bounds,
+ * whether it may repeat). Adding a section is adding table entries.
+ *
+ * Every error is reported as "FILE:LINE: message"; a config that was not
+ * fully understood is never returned.
+ */
+#ifndef SHOAL_CONF_H
+#define SHOAL_CONF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#define CONF_NAME_MAX	64		/* section/server names, incl. NUL */
+#define CONF_ERR_MAX	512
+#define CONF_LINE_MAX	1024		/* longest line + "\n\0" */
+
+enum conf_balance {
+	BALANCE_ROUNDROBIN = 0,
+	BALANCE_LEASTCONN,
+	BALANCE_SOURCE,
+	BALANCE_RANDOM,
+};
+
+enum conf_check {
+	CHECK_NONE = 0,
+	CHECK_TCP,
+	CHECK_HTTP,
+	CHECK_TLS,
+	CHECK_SEND_EXPECT,
+};
+
+enum log_level {
+	LOG_LVL_ERROR = 0,
+	LOG_LVL_WARN,
+	LOG_LVL_INFO,
+	LOG_LVL_DEBUG,
+};
+
+struct conf_addr {
+	struct sockaddr_storage	 ss;		/* AF_INET or AF_INET6, port set */
+	socklen_t		 len;		/* sizeof the family's sockaddr */
+	int			 line;		/* where it was given */
+};
+
+struct conf_server {
+	char			 name[CONF_NAME_MAX];
+	struct conf_addr	 addr;
+	int			 weight;	/* 0..256, default 1 */
+	int			 maxconn;	/* 0 = unlimited */
+	bool			 backup;	/* only used when no primary is */
+	int			 line;
+};
+
+struct conf_backend {
+	char			 name[CONF_NAME_MAX];
+	enum conf_balance	 balance;	/* default roundrobin */
+	struct conf_server	*servers;	/* "server" lines, in order */
+	size_t			 nservers;
+	uint32_t		 timeout_connect_ms; /* default 2s */
+	uint32_t		 timeout_server_ms;  /* default 60s */
+	uint32_t		 timeout_queue_ms;   /* default = timeout_connect */
+	int			 retries;	/* default 2 */
+	/* health checks (health/) */
+	enum conf_check		 check;		/* default none */
+	char			 check_http_method[16];	/* default "HEAD" */
+	char			 check_http_path[256];	/* default "/" */
+	char			 check_http_host[256];	/* default: server address */
+	char			 check_send[256];	/* send-expect, C escapes decoded */
+	size_t			 check_send_len;
+	char			 check_expect[256];	/* expected reply prefix */
+	size_t			 check_expect_len;
+	char			 check_sni[256];	/* tls: SNI, "" = none */
+	char			 check_ca_file[256];	/* tls: verify against, "" = no verify */
+	int			 check_port;	/* 0 = the server's port */
+	uint32_t		 check_interval_ms; /* default 2s */
+	uint32_t		 check_timeout_ms;  /* default 1s */
+	int			 rise;		/* default 2 */
+	int			 fall;		/* default 3 */
+	/* discovery (discovery/) */
+	bool			 discovery;	/* accept announced servers */
+	int			 max_discovered; /* default 64 */
+	int			 line;		/* the [backend NAME] line */
+};
+
+struct conf_frontend {
+	char			 name[CONF_NAME_MAX];
+	struct conf_addr	*binds;		/* "bind" lines, at least one */
+	size_t			 nbinds;
+	char			 backend_name[CONF_NAME_MAX];
+	struct conf_backend	*backend;	/* resolved, points into conf */
+	uint32_t		 timeout_client_ms; /* default 60s */
+	int			 maxconn;	/* 0 = only the global cap */
+	int			 line;
+};
+
+struct conf_global {
+	int			 threads;	/* 0 = auto (one per CPU) */
+	int			 maxconn;	/* default 10000 */
+	uint32_t		 grace_ms;	/* default 30s */
+	enum log_level		 log_level;	/* default info */
+};
+
+struct conf {
+	char			*file;		/* name used in messages */
+	struct conf_global	 global;
+	struct conf_frontend	*frontends;
+	size_t			 nfrontends;
+	struct conf_backend	*backends;
+	size_t			 nbackends;
+};
+
+/* The embedded default configuration (shoal started without -c). */
+extern const char conf_default_text[];
+
+/*
+ * Load and validate a configuration file. Returns a conf owned by the
+ * caller (conf_free), or NULL with a "FILE:LINE: message" (or "FILE: message"
+ * when no line applies, e.g. the file cannot be read) in err.
+ */
+struct conf	*conf_load_file(const char *path, char err[CONF_ERR_MAX]);
+
+/* Same, from text in memory; name is used as FILE in messages. */
+struct conf	*conf_load_string(const char *name, const char *text,
+		    char err[CONF_ERR_MAX]);
+
+/* Free a conf; accepts NULL. */
+void		 conf_free(struct conf *);
+
+/* Find a backend by name; NULL if none. */
+struct conf_backend *conf_backend_find(const struct conf *, const char *name);
+
+/*
+ * Value parsers, exported for reuse (admin socket, announcer) and tests.
+ * Each returns 0 on success, -1 with a short reason in *why (static string).
+ */
+int		 conf_parse_duration(const char *s, uint32_t *ms, const char **why);
+int		 conf_parse_addr(const char *s, struct conf_addr *a, const char **why);
+int		 conf_parse_int(const char *s, long min, long max, long *v,
+		    const char **why);
+int		 conf_parse_bool(const char *s, bool *v, const char **why);
+
+/*
+ * Whether a parsed address may be a server's (not 0.0.0.0, ::, nor
+ * multicast). Returns 0, or -1 with a short reason in *why (static string).
+ */
+int		 conf_check_server_addr(const struct conf_addr *a,
+		    const char **why);
+
+const char	*conf_balance_name(enum conf_balance);
+const char	*conf_check_name(enum conf_check);
+const char	*conf_log_level_name(enum log_level);
+
+#endif /* SHOAL_CONF_H */

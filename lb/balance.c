@@ -1,0 +1,453 @@
+/*
+ * balance.c - roundrobin, leastconn, source and random.
+ *
+ * roundrobin: each pool precomputes an interleaved, weighted sequence of
+ *   server indexes (server i appears weight_i times, spread out evenly), and
+ *   one atomic cursor per backend walks it. Picks are exact across worker
+ *   threads: N sequential sessions over K equal servers give N/K each.
+ * leastconn: the fewest active sessions relative to weight; ties rotate.
+ * source: consistent hashing of the client address on a ring of points
+ *   (64 per unit of weight), so removing one of K servers moves ~1/K.
+ * random: two weighted random choices, the less loaded wins.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "balance.h"
+
+#define SEQ_MAX		(1u << 20)	/* longest roundrobin sequence */
+#define RING_VNODES	64		/* ring points per unit of weight */
+#define RING_MAX	(1u << 20)	/* most ring points per group */
+
+uint64_t
+balance_rand(uint64_t *state)
+{
+	uint64_t x = *state;
+
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	*state = x;
+	return x * 0x2545F4914F6CDD1DULL;
+}
+
+static uint32_t
+mix32(uint32_t h)
+{
+	h ^= h >> 16;
+	h *= 0x85ebca6bu;
+	h ^= h >> 13;
+	h *= 0xc2b2ae35u;
+	h ^= h >> 16;
+	return h;
+}
+
+static uint32_t
+fnv1a(const void *p, size_t len, uint32_t h)
+{
+	const unsigned char *c = p;
+
+	while (len--) {
+		h ^= *c++;
+		h *= 16777619u;
+	}
+	return h;
+}
+
+uint32_t
+balance_addr_hash(const struct sockaddr *sa)
+{
+	const struct sockaddr_in	*sin = (const void *)sa;
+	const struct sockaddr_in6	*sin6 = (const void *)sa;
+
+	if (sa->sa_family == AF_INET)
+		return mix32(fnv1a(&sin->sin_addr, 4, 2166136261u));
+	if (sa->sa_family == AF_INET6)
+		return mix32(fnv1a(&sin6->sin6_addr, 16, 2166136261u));
+	return 0;
+}
+
+static bool
+was_tried(const struct pick *pk, const struct server *s)
+{
+	for (int i = 0; i < pk->ntried; i++)
+		if (pk->tried[i] == s)
+			return true;
+	return false;
+}
+
+/* Take a session slot on s, honouring its maxconn. */
+static bool
+acquire(struct server *s)
+{
+	uint32_t cur, max = (uint32_t)s->maxconn;
+
+	if (max == 0) {
+		atomic_fetch_add_explicit(&s->cur, 1, memory_order_relaxed);
+		return true;
+	}
+	cur = atomic_load_explicit(&s->cur, memory_order_relaxed);
+	do {
+		if (cur >= max)
+			return false;
+	} while (!atomic_compare_exchange_weak_explicit(&s->cur, &cur,
+	    cur + 1, memory_order_relaxed, memory_order_relaxed));
+	return true;
+}
+
+/* Try to take s for this session: not tried before, and a free slot. */
+static bool
+try_take(struct pick *pk, struct server *s)
+{
+	if (was_tried(pk, s))
+		return false;
+	if (!acquire(s)) {
+		pk->full = true;
+		return false;
+	}
+	return true;
+}
+
+static uint32_t
+gcd(uint32_t a, uint32_t b)
+{
+	while (b) {
+		uint32_t t = a % b;
+
+		a = b;
+		b = t;
+	}
+	return a;
+}
+
+/* One slot of the weighted sequence: the j-th turn of server idx. */
+struct seq_ev {
+	uint32_t idx;
+	uint32_t j;
+	uint32_t w;
+};
+
+/*
+ * Order turns by their ideal time (2j + 1) / (2w): server i's turns are
+ * spread evenly over the cycle, so weights 1:2 interleave as B A B.
+ */
+static int
+seq_ev_cmp(const void *a, const void *b)
+{
+	const struct seq_ev	*x = a, *y = b;
+	uint64_t		 l = (uint64_t)(2 * x->j + 1) * y->w;
+	uint64_t		 r = (uint64_t)(2 * y->j + 1) * x->w;
+
+	if (l != r)
+		return l < r ? -1 : 1;
+	return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+static int
+build_seq(struct pool_group *g)
+{
+	struct seq_ev	*ev;
+	uint32_t	*w, d = 0;
+	uint64_t	 total = 0;
+	size_t		 i, k = 0;
+
+	g->seq = NULL;
+	g->seqlen = 0;
+	if (g->n == 0)
+		return 0;
+	if ((w = calloc(g->n, sizeof(*w))) == NULL)
+		return -1;
+	for (i = 0; i < g->n; i++) {
+		w[i] = (uint32_t)g->srv[i]->weight;
+		d = gcd(d, w[i]);
+	}
+	for (i = 0; i < g->n; i++) {
+		w[i] /= d;
+		total += w[i];
+	}
+	if (total > SEQ_MAX) {
+		/* Scale down; every server keeps at least one turn. */
+		uint64_t scaled = 0;
+
+		for (i = 0; i < g->n; i++) {
+			w[i] = (uint32_t)(((uint64_t)w[i] * SEQ_MAX) / total);
+			if (w[i] == 0)
+				w[i] = 1;
+			scaled += w[i];
+		}
+		total = scaled;
+	}
+	if ((ev = calloc(total, sizeof(*ev))) == NULL ||
+	    (g->seq = calloc(total, sizeof(*g->seq))) == NULL) {
+		free(ev);
+		free(w);
+		return -1;
+	}
+	for (i = 0; i < g->n; i++)
+		for (uint32_t j = 0; j < w[i]; j++)
+			ev[k++] = (struct seq_ev){ (uint32_t)i, j, w[i] };
+	qsort(ev, total, sizeof(*ev), seq_ev_cmp);
+	for (i = 0; i < total; i++)
+		g->seq[i] = ev[i].idx;
+	g->seqlen = (uint32_t)total;
+	free(ev);
+	free(w);
+	return 0;
+}
+
+/* Roundrobin and random both walk the weighted sequence. */
+static int
+rr_build(struct pool_group *g)
+{
+	return build_seq(g);
+}
+
+static struct server *
+rr_pick(struct pool *p, struct pool_group *g, struct pick *pk)
+{
+	uint64_t pos;
+
+	if (g->seqlen == 0)
+		return NULL;
+	pos = atomic_fetch_add_explicit(&p->be->rr, 1, memory_order_relaxed);
+	for (uint32_t i = 0; i < g->seqlen; i++) {
+		struct server *s = g->srv[g->seq[(pos + i) % g->seqlen]];
+
+		if (try_take(pk, s))
+			return s;
+	}
+	return NULL;
+}
+
+/* a is less loaded than b, relative to their weights. */
+static bool
+less_loaded(const struct server *a, const struct server *b)
+{
+	uint64_t ca = atomic_load_explicit(&a->cur, memory_order_relaxed);
+	uint64_t cb = atomic_load_explicit(&b->cur, memory_order_relaxed);
+
+	return (ca + 1) * (uint64_t)b->weight < (cb + 1) * (uint64_t)a->weight;
+}
+
+static int
+lc_build(struct pool_group *g)
+{
+	return build_seq(g);	/* unused by leastconn itself; kept uniform */
+}
+
+static struct server *
+lc_pick(struct pool *p, struct pool_group *g, struct pick *pk)
+{
+	struct server	*best = NULL;
+	size_t		 start, i;
+
+	if (g->n == 0)
+		return NULL;
+	/* Rotate the starting point so that ties spread evenly. */
+	start = atomic_fetch_add_explicit(&p->be->rr, 1,
+	    memory_order_relaxed) % g->n;
+	for (int attempt = 0; attempt < 4; attempt++) {
+		best = NULL;
+		for (i = 0; i < g->n; i++) {
+			struct server *s = g->srv[(start + i) % g->n];
+
+			if (was_tried(pk, s))
+				continue;
+			if (s->maxconn > 0 && atomic_load_explicit(&s->cur,
+			    memory_order_relaxed) >= (uint32_t)s->maxconn) {
+				pk->full = true;
+				continue;
+			}
+			if (best == NULL || less_loaded(s, best))
+				best = s;
+		}
+		if (best == NULL)
+			return NULL;
+		/* Another worker may have filled it in between. */
+		if (acquire(best))
+			return best;
+	}
+	pk->full = true;
+	return NULL;
+}
+
+static int
+ring_cmp(const void *a, const void *b)
+{
+	const uint64_t *x = a, *y = b;
+
+	return *x < *y ? -1 : *x > *y;
+}
+
+static int
+src_build(struct pool_group *g)
+{
+	uint64_t	*pts;
+	uint64_t	 total = 0;
+	uint32_t	 vn = RING_VNODES;
+	size_t		 i, k = 0;
+
+	g->ring = g->ring_srv = NULL;
+	g->nring = 0;
+	if (g->n == 0)
+		return 0;
+	for (i = 0; i < g->n; i++)
+		total += (uint64_t)g->srv[i]->weight;
+	while (vn > 1 && total * vn > RING_MAX)
+		vn /= 2;
+	total *= vn;
+	if ((pts = calloc(total, sizeof(*pts))) == NULL)
+		return -1;
+	if ((g->ring = calloc(total, sizeof(*g->ring))) == NULL ||
+	    (g->ring_srv = calloc(total, sizeof(*g->ring_srv))) == NULL) {
+		free(pts);
+		free(g->ring);
+		g->ring = NULL;
+		return -1;
+	}
+	/* Points depend only on the server's identity, never on its index. */
+	for (i = 0; i < g->n; i++) {
+		uint32_t npts = (uint32_t)g->srv[i]->weight * vn;
+
+		for (uint32_t j = 0; j < npts; j++) {
+			uint32_t h = mix32(g->srv[i]->name_hash ^
+			    mix32(j * 0x9e3779b9u + 1));
+
+			pts[k++] = ((uint64_t)h << 32) | i;
+		}
+	}
+	qsort(pts, total, sizeof(*pts), ring_cmp);
+	for (i = 0; i < total; i++) {
+		g->ring[i] = (uint32_t)(pts[i] >> 32);
+		g->ring_srv[i] = (uint32_t)pts[i];
+	}
+	g->nring = (uint32_t)total;
+	free(pts);
+	return 0;
+}
+
+static struct server *
+src_pick(struct pool *p, struct pool_group *g, struct pick *pk)
+{
+	uint32_t	 h, lo = 0, hi;
+
+	(void)p;
+	if (g->nring == 0)
+		return NULL;
+	h = pk->client ? balance_addr_hash(pk->client) : 0;
+	hi = g->nring;
+	while (lo < hi) {		/* first point >= h */
+		uint32_t mid = lo + (hi - lo) / 2;
+
+		if (g->ring[mid] < h)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	/* Walk on from there to the next server this session may use. */
+	for (uint32_t i = 0; i < g->nring; i++) {
+		struct server *s = g->srv[g->ring_srv[(lo + i) % g->nring]];
+
+		if (try_take(pk, s))
+			return s;
+	}
+	return NULL;
+}
+
+static struct server *
+rand_pick(struct pool *p, struct pool_group *g, struct pick *pk)
+{
+	if (g->seqlen == 0)
+		return NULL;
+	for (int attempt = 0; attempt < 8; attempt++) {
+		uint64_t	 r = balance_rand(pk->rng);
+		struct server	*a = g->srv[g->seq[(uint32_t)r % g->seqlen]];
+		struct server	*b = g->srv[g->seq[(uint32_t)(r >> 32) %
+				    g->seqlen]];
+		struct server	*first, *second;
+
+		if (less_loaded(b, a)) {
+			first = b;
+			second = a;
+		} else {
+			first = a;
+			second = b;
+		}
+		if (try_take(pk, first))
+			return first;
+		if (second != first && try_take(pk, second))
+			return second;
+	}
+	/* Unlucky or mostly excluded: fall back to a full walk. */
+	return rr_pick(p, g, pk);
+}
+
+static const struct balance_ops balance_table[] = {
+	[BALANCE_ROUNDROBIN] = { "roundrobin", rr_build, rr_pick },
+	[BALANCE_LEASTCONN] = { "leastconn", lc_build, lc_pick },
+	[BALANCE_SOURCE] = { "source", src_build, src_pick },
+	[BALANCE_RANDOM] = { "random", rr_build, rand_pick },
+};
+
+const struct balance_ops *
+balance_ops_get(enum conf_balance b)
+{
+	if ((size_t)b >= sizeof(balance_table) / sizeof(balance_table[0]))
+		return &balance_table[BALANCE_ROUNDROBIN];
+	return &balance_table[b];
+}
+
+int
+balance_build(struct pool *p)
+{
+	if (p->ops->build(&p->primary) == -1 ||
+	    p->ops->build(&p->backup) == -1) {
+		errno = ENOMEM;
+		return -1;
+	}
+	return 0;
+}
+
+void
+balance_group_free(struct pool_group *g)
+{
+	free(g->seq);
+	free(g->ring);
+	free(g->ring_srv);
+	g->seq = g->ring = g->ring_srv = NULL;
+	g->seqlen = g->nring = 0;
+}
+
+struct server *
+balance_pick(struct pool *p, struct pick *pk)
+{
+	struct server	*s = NULL;
+	bool		 primary_left = false;
+
+	pk->full = false;
+	if (p->primary.n > 0) {
+		s = p->ops->pick(p, &p->primary, pk);
+		for (size_t i = 0; s == NULL && i < p->primary.n; i++)
+			if (!was_tried(pk, p->primary.srv[i]))
+				primary_left = true;
+	}
+	/* Backups only when no primary remains: not merely all busy. */
+	if (s == NULL && !primary_left && p->backup.n > 0)
+		s = p->ops->pick(p, &p->backup, pk);
+	if (s == NULL)
+		return NULL;
+	server_ref(s);
+	atomic_fetch_add_explicit(&s->total, 1, memory_order_relaxed);
+	return s;
+}
+
+void
+balance_done(struct server *s)
+{
+	if (s == NULL)
+		return;
+	atomic_fetch_sub_explicit(&s->cur, 1, memory_order_relaxed);
+	server_unref(s);
+}

@@ -1,0 +1,50 @@
+/*
+ * control.h - the control loop: it owns the config, the server table, the
+ * workers and the process lifecycle (signals, graceful stop, systemd).
+ */
+#ifndef SHOAL_CONTROL_H
+#define SHOAL_CONTROL_H
+
+#include <ev.h>
+#include <stdbool.h>
+
+#include "conf.h"
+#include "server.h"
+#include "worker.h"
+
+struct control {
+	struct ev_loop		*loop;		/* the default loop, main thread */
+	struct conf		*conf;		/* current configuration */
+	struct backend_list	 backends;
+	struct frontend		**frontends;	/* [nfrontends] */
+	size_t			 nfrontends;
+	struct worker		**workers;	/* [nworkers] */
+	size_t			 nworkers;
+	ev_signal		 sig_term, sig_int, sig_hup;
+	ev_timer		 reclaim;	/* QSBR reclamation */
+	ev_timer		 watchdog;	/* WATCHDOG=1 */
+	ev_timer		 stop;		/* graceful stop progress */
+	ev_tstamp		 stop_deadline;
+	bool			 stopping;
+	ev_tstamp		 started;
+};
+
+/* Take the config (owned from now on) and set up the control loop. */
+int	control_init(struct control *, struct conf *);
+
+/* Build the server table: one backend per [backend], static servers. */
+int	control_build_table(struct control *);
+
+/* Bind every listener in every worker and start the worker threads. */
+int	control_start_workers(struct control *);
+
+/* Signals, timers, READY=1. Then ev_run(c->loop). */
+void	control_ready(struct control *);
+
+/* Tear everything down after the loop returned. */
+void	control_fini(struct control *);
+
+/* Find a backend by name, or NULL. */
+struct backend *control_backend(struct control *, const char *name);
+
+#endif /* SHOAL_CONTROL_H */

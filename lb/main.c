@@ -1,0 +1,112 @@
+/*
+ * main.c - shoal, a small user-space TCP load balancer.
+ *
+ * Wiring only: load the config, build the server table, start listeners and
+ * workers, start health checks and discovery, run the control loop.
+ */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "conf.h"
+#include "control.h"
+#include "log.h"
+#include "notify.h"
+
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+	    "usage: shoal [-t] [-c FILE]\n"
+	    "\n"
+	    "  -c, --config FILE  run with this configuration file\n"
+	    "                     (without it: the embedded default config)\n"
+	    "  -t, --check        check the configuration and exit\n"
+	    "                     (0 if good; else FILE:LINE: message)\n"
+	    "  -h, --help         this help\n"
+	    "  -V, --version      print the version\n"
+	    "\n"
+	    "shoal runs in the foreground and logs to stderr. SIGTERM or\n"
+	    "SIGINT stops accepting and lets sessions finish for `grace`.\n"
+	    "See shoal(8) and docs/configuration.md.\n");
+}
+
+int
+main(int argc, char *argv[])
+{
+	static const struct option longopts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "check", no_argument, NULL, 't' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char	*path = NULL;
+	bool		 check_only = false;
+	char		 err[CONF_ERR_MAX];
+	struct conf	*conf;
+	struct control	 ctl;
+	int		 ch;
+
+	while ((ch = getopt_long(argc, argv, "c:thV", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'c':
+			path = optarg;
+			break;
+		case 't':
+			check_only = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		case 'V':
+			printf("shoal %s\n", SHOAL_VERSION);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+
+	/* Load the config: nothing starts on one not fully understood. */
+	conf = path ? conf_load_file(path, err) :
+	    conf_load_string("(default)", conf_default_text, err);
+	if (conf == NULL) {
+		fprintf(stderr, "%s\n", err);
+		return 1;
+	}
+	if (check_only) {
+		printf("%s: configuration is valid\n", path ? path : "(default)");
+		conf_free(conf);
+		return 0;
+	}
+	log_set_level(conf->global.log_level);
+	signal(SIGPIPE, SIG_IGN);
+	if (notify_init() == -1)
+		log_warn("NOTIFY_SOCKET");
+	if (path == NULL)
+		log_info("no -c given: running the embedded default "
+		    "configuration");
+
+	if (control_init(&ctl, conf) == -1)
+		fatal("control loop");
+	if (control_build_table(&ctl) == -1)
+		fatalx("cannot build the server table");
+	if (control_start_workers(&ctl) == -1) {
+		control_fini(&ctl);
+		return 1;
+	}
+	control_ready(&ctl);
+	ev_run(ctl.loop, 0);
+	control_fini(&ctl);
+	notify_fini();
+	log_info("exiting");
+	return 0;
+}

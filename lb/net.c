@@ -1,0 +1,161 @@
+/*
+ * net.c - socket helpers.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "net.h"
+
+const char *
+net_host_str(const struct sockaddr *sa, char *buf, size_t len)
+{
+	const struct sockaddr_in	*sin = (const void *)sa;
+	const struct sockaddr_in6	*sin6 = (const void *)sa;
+
+	switch (sa->sa_family) {
+	case AF_INET:
+		inet_ntop(AF_INET, &sin->sin_addr, buf, len);
+		break;
+	case AF_INET6:
+		inet_ntop(AF_INET6, &sin6->sin6_addr, buf, len);
+		break;
+	default:
+		snprintf(buf, len, "?");
+	}
+	return buf;
+}
+
+const char *
+net_addr_str(const struct sockaddr *sa, char *buf, size_t len)
+{
+	char host[INET6_ADDRSTRLEN];
+
+	net_host_str(sa, host, sizeof(host));
+	if (sa->sa_family == AF_INET6)
+		snprintf(buf, len, "[%s]:%d", host, net_port(sa));
+	else
+		snprintf(buf, len, "%s:%d", host, net_port(sa));
+	return buf;
+}
+
+int
+net_port(const struct sockaddr *sa)
+{
+	if (sa->sa_family == AF_INET)
+		return ntohs(((const struct sockaddr_in *)(const void *)sa)->sin_port);
+	if (sa->sa_family == AF_INET6)
+		return ntohs(((const struct sockaddr_in6 *)(const void *)sa)->sin6_port);
+	return 0;
+}
+
+bool
+net_addr_equal(const struct sockaddr *a, const struct sockaddr *b)
+{
+	const struct sockaddr_in	*a4 = (const void *)a, *b4 = (const void *)b;
+	const struct sockaddr_in6	*a6 = (const void *)a, *b6 = (const void *)b;
+
+	if (a->sa_family != b->sa_family)
+		return false;
+	if (a->sa_family == AF_INET)
+		return a4->sin_port == b4->sin_port &&
+		    a4->sin_addr.s_addr == b4->sin_addr.s_addr;
+	if (a->sa_family == AF_INET6)
+		return a6->sin6_port == b6->sin6_port &&
+		    memcmp(&a6->sin6_addr, &b6->sin6_addr, 16) == 0;
+	return false;
+}
+
+int
+net_listen(const struct sockaddr *sa, socklen_t len, bool reuseport,
+    int backlog)
+{
+	int fd, one = 1;
+
+	fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+	    0);
+	if (fd == -1)
+		return -1;
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == -1)
+		goto fail;
+	if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one,
+	    sizeof(one)) == -1)
+		goto fail;
+	if (sa->sa_family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6,
+	    IPV6_V6ONLY, &one, sizeof(one)) == -1)
+		goto fail;
+	if (bind(fd, sa, len) == -1)
+		goto fail;
+	if (listen(fd, backlog) == -1)
+		goto fail;
+	return fd;
+fail:
+	net_close(fd);
+	return -1;
+}
+
+int
+net_connect(const struct sockaddr *sa, socklen_t len)
+{
+	int fd;
+
+	fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+	    0);
+	if (fd == -1)
+		return -1;
+	net_nodelay(fd);
+	if (connect(fd, sa, len) == -1 && errno != EINPROGRESS) {
+		net_close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+int
+net_connect_result(int fd)
+{
+	int		 err = 0;
+	socklen_t	 len = sizeof(err);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1)
+		return -1;
+	if (err != 0) {
+		errno = err;
+		return -1;
+	}
+	return 0;
+}
+
+void
+net_nodelay(int fd)
+{
+	int one = 1;
+
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+void
+net_close_rst(int fd)
+{
+	struct linger	 l = { .l_onoff = 1, .l_linger = 0 };
+	int		 saved = errno;
+
+	(void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+	close(fd);
+	errno = saved;
+}
+
+void
+net_close(int fd)
+{
+	int saved = errno;
+
+	if (fd != -1)
+		close(fd);
+	errno = saved;
+}

@@ -1,0 +1,53 @@
+/*
+ * net.h - small socket helpers shared by the proxy, checks and discovery.
+ * Syscall-like: 0 or an fd on success, -1 with errno on failure.
+ */
+#ifndef SHOAL_NET_H
+#define SHOAL_NET_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/socket.h>
+
+#define NET_ADDRSTRLEN	64	/* "[ffff:...:ffff]:65535" and NUL */
+
+/* Format "1.2.3.4:80" or "[::1]:80" into buf (NET_ADDRSTRLEN). */
+const char	*net_addr_str(const struct sockaddr *, char *buf, size_t len);
+
+/* Format the address only, without port. */
+const char	*net_host_str(const struct sockaddr *, char *buf, size_t len);
+
+/* Port of an AF_INET/AF_INET6 address, host order. */
+int		 net_port(const struct sockaddr *);
+
+/* True if both have the same family, address and port. */
+bool		 net_addr_equal(const struct sockaddr *, const struct sockaddr *);
+
+/*
+ * A non-blocking, close-on-exec listening socket bound to addr, with
+ * SO_REUSEADDR, SO_REUSEPORT if reuseport, IPV6_V6ONLY for IPv6.
+ * Returns the fd, or -1 with errno.
+ */
+int		 net_listen(const struct sockaddr *, socklen_t, bool reuseport,
+		    int backlog);
+
+/*
+ * Start a non-blocking connect to addr. Returns the fd (connect completed
+ * or in progress: wait for writability, then net_connect_result()), or -1
+ * with errno if it failed at once.
+ */
+int		 net_connect(const struct sockaddr *, socklen_t);
+
+/* The outcome of a non-blocking connect: 0, or -1 with errno set. */
+int		 net_connect_result(int fd);
+
+/* TCP_NODELAY on; errors are ignored (not every socket is TCP). */
+void		 net_nodelay(int fd);
+
+/* Close so that the peer sees an RST (SO_LINGER {1, 0}); keeps errno. */
+void		 net_close_rst(int fd);
+
+/* close(2) that keeps errno. */
+void		 net_close(int fd);
+
+#endif /* SHOAL_NET_H */

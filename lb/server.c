@@ -1,0 +1,346 @@
+/*
+ * server.c - the server table, pool snapshots and their reclamation.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "balance.h"
+#include "log.h"
+#include "server.h"
+
+/* QSBR state: the global epoch, the workers' slots, the retired pools. */
+#define QSBR_MAX_SLOTS	1024
+
+static _Atomic uint64_t		 qsbr_global = 1;
+static _Atomic uint64_t		*qsbr_slots[QSBR_MAX_SLOTS];
+static _Atomic int		 qsbr_nslots;
+static pthread_mutex_t		 qsbr_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct pool		*retired_head;	/* control loop only */
+static void			(*qsbr_waker)(void);
+
+static void	pool_free(struct pool *);
+
+struct backend *
+backend_new(const struct conf_backend *cb)
+{
+	struct backend *be;
+
+	if ((be = calloc(1, sizeof(*be))) == NULL)
+		return NULL;
+	strncpy(be->name, cb->name, sizeof(be->name) - 1);
+	be->conf = *cb;
+	be->conf.servers = NULL;	/* not ours: the conf is freed */
+	be->conf.nservers = 0;
+	TAILQ_INIT(&be->servers);
+	for (size_t i = 0; i < cb->nservers; i++) {
+		const struct conf_server *cs = &cb->servers[i];
+
+		if (server_add(be, cs->name, (const struct sockaddr *)&cs->addr.ss,
+		    cs->addr.len, cs->weight, cs->maxconn, cs->backup,
+		    SRC_STATIC) == NULL) {
+			backend_free(be);
+			return NULL;
+		}
+	}
+	if (server_publish(be) == -1) {
+		backend_free(be);
+		return NULL;
+	}
+	return be;
+}
+
+void
+backend_free(struct backend *be)
+{
+	struct server	*s;
+	struct pool	*p;
+
+	if (be == NULL)
+		return;
+	while ((s = TAILQ_FIRST(&be->servers)) != NULL)
+		server_remove(s);
+	if ((p = atomic_exchange(&be->pool, NULL)) != NULL)
+		pool_free(p);
+	free(be);
+}
+
+static uint32_t
+name_hash(const char *be, const char *name)
+{
+	uint32_t h = 2166136261u;
+
+	for (const char *c = be; *c; c++)
+		h = (h ^ (unsigned char)*c) * 16777619u;
+	h = (h ^ '/') * 16777619u;
+	for (const char *c = name; *c; c++)
+		h = (h ^ (unsigned char)*c) * 16777619u;
+	return h;
+}
+
+struct server *
+server_add(struct backend *be, const char *name, const struct sockaddr *sa,
+    socklen_t salen, int weight, int maxconn, bool backup,
+    enum server_source source)
+{
+	struct server *s;
+
+	if (server_find(be, name) != NULL) {
+		errno = EEXIST;
+		return NULL;
+	}
+	if ((s = calloc(1, sizeof(*s))) == NULL)
+		return NULL;
+	atomic_init(&s->refs, 1);	/* the table's */
+	s->be = be;
+	strncpy(s->name, name, sizeof(s->name) - 1);
+	memcpy(&s->addr, sa, salen);
+	s->addrlen = salen;
+	net_addr_str(sa, s->addrstr, sizeof(s->addrstr));
+	s->name_hash = name_hash(be->name, s->name);
+	s->weight = weight;
+	s->maxconn = maxconn;
+	s->backup = backup;
+	s->source = source;
+	s->admin = ADM_READY;
+	s->health = be->conf.check == CHECK_NONE ? HEALTH_UP : HEALTH_CHECKING;
+	s->announce_up = true;
+	s->in_table = true;
+	TAILQ_INSERT_TAIL(&be->servers, s, entry);
+	be->nservers++;
+	if (source == SRC_ANNOUNCED)
+		be->ndiscovered++;
+	return s;
+}
+
+struct server *
+server_find(struct backend *be, const char *name)
+{
+	struct server *s;
+
+	TAILQ_FOREACH(s, &be->servers, entry)
+		if (strcmp(s->name, name) == 0)
+			return s;
+	return NULL;
+}
+
+void
+server_remove(struct server *s)
+{
+	struct backend *be = s->be;
+
+	if (!s->in_table)
+		return;
+	TAILQ_REMOVE(&be->servers, s, entry);
+	be->nservers--;
+	if (s->source == SRC_ANNOUNCED)
+		be->ndiscovered--;
+	s->in_table = false;
+	server_unref(s);
+}
+
+bool
+server_eligible(const struct server *s)
+{
+	return s->in_table && s->health == HEALTH_UP &&
+	    s->admin == ADM_READY && s->announce_up && s->weight > 0;
+}
+
+const char *
+server_state_name(const struct server *s)
+{
+	if (s->admin == ADM_MAINT)
+		return "maint";
+	if (s->admin == ADM_DRAIN || !s->announce_up)
+		return "drain";
+	switch (s->health) {
+	case HEALTH_UP:
+		return "up";
+	case HEALTH_DOWN:
+		return "down";
+	default:
+		return "checking";
+	}
+}
+
+const char *
+server_source_name(enum server_source src)
+{
+	switch (src) {
+	case SRC_ANNOUNCED:
+		return "announced";
+	case SRC_ADMIN:
+		return "admin";
+	default:
+		return "static";
+	}
+}
+
+void
+server_ref(struct server *s)
+{
+	atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
+}
+
+void
+server_unref(struct server *s)
+{
+	if (s == NULL)
+		return;
+	if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) == 1)
+		free(s);
+}
+
+static void
+group_fill(struct pool_group *g, struct server **all, size_t n)
+{
+	g->n = n;
+	g->srv = all;
+	for (size_t i = 0; i < n; i++)
+		server_ref(all[i]);
+}
+
+static void
+pool_free(struct pool *p)
+{
+	for (size_t i = 0; i < p->primary.n; i++)
+		server_unref(p->primary.srv[i]);
+	for (size_t i = 0; i < p->backup.n; i++)
+		server_unref(p->backup.srv[i]);
+	balance_group_free(&p->primary);
+	balance_group_free(&p->backup);
+	free(p->primary.srv);
+	free(p->backup.srv);
+	free(p);
+}
+
+int
+server_publish(struct backend *be)
+{
+	struct pool	*p, *old;
+	struct server	*s, **prim, **back;
+	size_t		 np = 0, nb = 0;
+
+	if ((p = calloc(1, sizeof(*p))) == NULL)
+		return -1;
+	prim = calloc(be->nservers + 1, sizeof(*prim));
+	back = calloc(be->nservers + 1, sizeof(*back));
+	if (prim == NULL || back == NULL) {
+		free(prim);
+		free(back);
+		free(p);
+		return -1;
+	}
+	TAILQ_FOREACH(s, &be->servers, entry) {
+		if (!server_eligible(s))
+			continue;
+		if (s->backup)
+			back[nb++] = s;
+		else
+			prim[np++] = s;
+	}
+	p->be = be;
+	p->ops = balance_ops_get(be->conf.balance);
+	p->timeout_connect_ms = be->conf.timeout_connect_ms;
+	p->timeout_server_ms = be->conf.timeout_server_ms;
+	p->timeout_queue_ms = be->conf.timeout_queue_ms;
+	p->retries = be->conf.retries;
+	p->nall = (int)be->nservers;
+	group_fill(&p->primary, prim, np);
+	group_fill(&p->backup, back, nb);
+	if (balance_build(p) == -1) {
+		pool_free(p);
+		errno = ENOMEM;
+		return -1;
+	}
+	old = atomic_exchange_explicit(&be->pool, p, memory_order_acq_rel);
+	if (old != NULL) {
+		old->retired = atomic_fetch_add(&qsbr_global, 1) + 1;
+		old->next_retired = retired_head;
+		retired_head = old;
+		if (qsbr_waker != NULL)
+			qsbr_waker();
+	}
+	return 0;
+}
+
+void
+qsbr_register(_Atomic uint64_t *slot)
+{
+	pthread_mutex_lock(&qsbr_lock);
+	atomic_store(slot, atomic_load(&qsbr_global));
+	for (int i = 0; i < QSBR_MAX_SLOTS; i++) {
+		if (qsbr_slots[i] == NULL) {
+			qsbr_slots[i] = slot;
+			if (i >= atomic_load(&qsbr_nslots))
+				atomic_store(&qsbr_nslots, i + 1);
+			break;
+		}
+	}
+	pthread_mutex_unlock(&qsbr_lock);
+}
+
+void
+qsbr_unregister(_Atomic uint64_t *slot)
+{
+	pthread_mutex_lock(&qsbr_lock);
+	for (int i = 0; i < QSBR_MAX_SLOTS; i++)
+		if (qsbr_slots[i] == slot)
+			qsbr_slots[i] = NULL;
+	pthread_mutex_unlock(&qsbr_lock);
+}
+
+uint64_t
+qsbr_epoch(void)
+{
+	return atomic_load(&qsbr_global);
+}
+
+void
+qsbr_set_waker(void (*fn)(void))
+{
+	qsbr_waker = fn;
+}
+
+void
+qsbr_reclaim(void)
+{
+	struct pool	**pp, *p;
+	uint64_t	 min = UINT64_MAX;
+
+	if (retired_head == NULL)
+		return;
+	pthread_mutex_lock(&qsbr_lock);
+	for (int i = 0; i < atomic_load(&qsbr_nslots); i++) {
+		uint64_t v;
+
+		if (qsbr_slots[i] == NULL)
+			continue;
+		v = atomic_load(qsbr_slots[i]);
+		if (v < min)
+			min = v;
+	}
+	pthread_mutex_unlock(&qsbr_lock);
+	pp = &retired_head;
+	while ((p = *pp) != NULL) {
+		if (p->retired <= min) {
+			*pp = p->next_retired;
+			pool_free(p);
+		} else
+			pp = &p->next_retired;
+	}
+	if (retired_head != NULL && qsbr_waker != NULL)
+		qsbr_waker();
+}
+
+void
+qsbr_drain(void)
+{
+	struct pool *p;
+
+	while ((p = retired_head) != NULL) {
+		retired_head = p->next_retired;
+		pool_free(p);
+	}
+}

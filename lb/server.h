@@ -1,0 +1,191 @@
+/*
+ * server.h - the server table: backends, their servers, and the immutable
+ * snapshots ("pools") that worker threads pick from.
+ *
+ * Ownership and threads:
+ *  - The table is written only by the control loop (main thread): adding,
+ *    removing, changing state or weight. Every change that affects picking
+ *    ends with server_publish(backend), which builds a new pool and swaps it
+ *    in atomically. Workers only ever read the current pool.
+ *  - A pool is freed only once every worker has passed a quiescent point
+ *    after the swap (QSBR): workers never keep a pool pointer beyond the
+ *    callback that loaded it.
+ *  - Servers are refcounted. The table holds one reference, every pool that
+ *    lists the server holds one, every session using it holds one. A server
+ *    removed from the table leaves selection at once and is freed when the
+ *    last session lets go.
+ *  - Live counters are relaxed atomics written by workers, read by the
+ *    control loop (stats, leastconn).
+ */
+#ifndef SHOAL_SERVER_H
+#define SHOAL_SERVER_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+
+#include "conf.h"
+#include "net.h"
+
+struct balance_ops;
+
+enum server_source {
+	SRC_STATIC = 0,		/* from the config file */
+	SRC_ANNOUNCED,		/* from discovery */
+	SRC_ADMIN,		/* added through the admin socket */
+};
+
+enum server_admin {
+	ADM_READY = 0,		/* takes new sessions */
+	ADM_DRAIN,		/* no new sessions, existing ones continue */
+	ADM_MAINT,		/* no new sessions, not checked */
+};
+
+enum server_health {
+	HEALTH_CHECKING = 0,	/* new or returning: no traffic until rise */
+	HEALTH_UP,
+	HEALTH_DOWN,
+};
+
+struct backend;
+
+struct server {
+	_Atomic int		 refs;		/* table + pools + sessions */
+	struct backend		*be;		/* owner; lives until exit */
+	char			 name[CONF_NAME_MAX];
+	struct sockaddr_storage	 addr;		/* where sessions connect */
+	socklen_t		 addrlen;
+	char			 addrstr[NET_ADDRSTRLEN]; /* "1.2.3.4:80" */
+	uint32_t		 name_hash;	/* for the source ring */
+
+	/* Control loop only. */
+	int			 weight;	/* 0..256; 0 = never picked */
+	int			 maxconn;	/* 0 = unlimited */
+	bool			 backup;	/* only when no primary is usable */
+	enum server_source	 source;
+	enum server_admin	 admin;
+	enum server_health	 health;
+	bool			 announce_up;	/* announced servers: not draining */
+	bool			 in_table;	/* false once removed */
+	double			 last_change;	/* ev_now of the last state change */
+	void			*check;		/* health/ private state */
+	TAILQ_ENTRY(server)	 entry;		/* backend's list */
+
+	/* Written by workers, relaxed atomics. */
+	_Atomic uint32_t	 cur;		/* active sessions */
+	_Atomic uint64_t	 total;		/* sessions ever started */
+	_Atomic uint64_t	 bytes_in;	/* client to server */
+	_Atomic uint64_t	 bytes_out;	/* server to client */
+	_Atomic uint64_t	 connect_fail;	/* failed connects */
+	_Atomic uint32_t	 fail_streak;	/* consecutive connect failures */
+};
+
+TAILQ_HEAD(server_list, server);
+
+/* One group of eligible servers (primaries or backups) in a pool. */
+struct pool_group {
+	size_t			 n;		/* eligible servers */
+	struct server		**srv;		/* [n] */
+	uint32_t		*seq;		/* weighted, interleaved order */
+	uint32_t		 seqlen;	/* its length */
+	uint32_t		*ring;		/* source: sorted ring points */
+	uint32_t		*ring_srv;	/* source: server index per point */
+	uint32_t		 nring;
+};
+
+/* An immutable snapshot of a backend, what workers pick from. */
+struct pool {
+	struct backend		*be;
+	const struct balance_ops *ops;
+	uint32_t		 timeout_connect_ms;
+	uint32_t		 timeout_server_ms;
+	uint32_t		 timeout_queue_ms;
+	int			 retries;
+	int			 nall;		/* servers in the table */
+	struct pool_group	 primary;
+	struct pool_group	 backup;
+	uint64_t		 retired;	/* QSBR epoch of the swap */
+	struct pool		*next_retired;
+};
+
+struct backend {
+	char			 name[CONF_NAME_MAX];
+	_Atomic(struct pool *)	 pool;		/* current snapshot */
+	_Atomic uint64_t	 rr;		/* round-robin cursor */
+
+	/* Control loop only. */
+	struct conf_backend	 conf;		/* settings (servers not kept) */
+	struct server_list	 servers;
+	size_t			 nservers;
+	size_t			 ndiscovered;
+	TAILQ_ENTRY(backend)	 entry;
+};
+
+TAILQ_HEAD(backend_list, backend);
+
+/* Create a backend from its config, with its static servers, and publish
+ * its first pool. The backend lives until server_table_free(). */
+struct backend	*backend_new(const struct conf_backend *);
+
+/* Free a backend and its servers; only at exit, after the workers stopped. */
+void		 backend_free(struct backend *);
+
+/*
+ * Add a server to a backend (the one path for static, announced and admin
+ * servers). Its health starts as `checking` when the backend has checks,
+ * else `up`. Does not publish: call server_publish() after a batch.
+ * Returns the server (owned by the table) or NULL with errno (EEXIST for a
+ * name already in the backend, ENOMEM).
+ */
+struct server	*server_add(struct backend *, const char *name,
+		    const struct sockaddr *, socklen_t, int weight, int maxconn,
+		    bool backup, enum server_source);
+
+/* Find a server of a backend by name, or NULL. */
+struct server	*server_find(struct backend *, const char *name);
+
+/* Remove a server from the table (and later pools); sessions keep it. */
+void		 server_remove(struct server *);
+
+/* True if the server may take new sessions (health, admin, weight). */
+bool		 server_eligible(const struct server *);
+
+/* The summary state shown to users: up, down, checking, drain, maint. */
+const char	*server_state_name(const struct server *);
+const char	*server_source_name(enum server_source);
+
+/* Take and drop a reference. The last unref frees the server. */
+void		 server_ref(struct server *);
+void		 server_unref(struct server *);
+
+/*
+ * Build a new pool for the backend from the table and swap it in. The old
+ * pool is retired and freed once all workers were quiescent. 0 or -1
+ * (ENOMEM: the old pool stays).
+ */
+int		 server_publish(struct backend *);
+
+/* Workers: the current pool. Valid until the calling callback returns. */
+static inline struct pool *
+backend_pool(struct backend *be)
+{
+	return atomic_load_explicit(&be->pool, memory_order_acquire);
+}
+
+/*
+ * QSBR. Each worker registers a slot and stores qsbr_epoch() into it at
+ * every loop iteration. The control loop calls qsbr_reclaim() periodically;
+ * qsbr_set_waker() installs a function that wakes idle workers so they pass
+ * a quiescent point soon after a swap.
+ */
+void		 qsbr_register(_Atomic uint64_t *slot);
+void		 qsbr_unregister(_Atomic uint64_t *slot);
+uint64_t	 qsbr_epoch(void);
+void		 qsbr_set_waker(void (*)(void));
+void		 qsbr_reclaim(void);
+/* Free every retired pool now; only when no worker runs. */
+void		 qsbr_drain(void);
+
+#endif /* SHOAL_SERVER_H */

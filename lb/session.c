@@ -1,0 +1,314 @@
+/*
+ * session.c - a session's life: pick a server, connect (with retries on
+ * other servers), hand over to the relay, time out, close once.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "net.h"
+#include "session.h"
+#include "worker.h"
+
+#define QUEUE_POLL	0.010	/* seconds between picks while queued */
+
+static void	session_connect(struct session *);
+static void	session_timer_cb(struct ev_loop *, ev_timer *, int);
+static void	connect_io_cb(struct ev_loop *, ev_io *, int);
+
+static double
+ms(uint32_t v)
+{
+	return v / 1000.0;
+}
+
+void
+session_touch(struct session *s, struct side *sd)
+{
+	if (sd == &s->cli)
+		s->cli_active = ev_now(s->w->loop);
+	else
+		s->srv_active = ev_now(s->w->loop);
+}
+
+static void
+side_init(struct session *s, struct side *sd, struct side *peer, char who)
+{
+	sd->fd = -1;
+	sd->events = 0;
+	sd->peer = peer;
+	sd->s = s;
+	sd->who = who;
+	ev_init(&sd->io, relay_io_cb);
+	sd->io.data = sd;
+}
+
+void
+session_start(struct worker *w, struct frontend *fe, int fd,
+    const struct sockaddr *sa, socklen_t salen)
+{
+	struct session *s;
+
+	if ((s = calloc(1, sizeof(*s))) == NULL) {
+		static struct ratelimit rl;
+
+		if (log_ratelimit(&rl, 1))
+			log_warnx("frontend %s: out of memory, closing client",
+			    fe->name);
+		net_close(fd);
+		proxy_release_slot(fe);
+		worker_slot_freed(w);
+		return;
+	}
+	s->w = w;
+	s->fe = fe;
+	s->be = atomic_load_explicit(&fe->backend, memory_order_acquire);
+	side_init(s, &s->cli, &s->srv, 'C');
+	side_init(s, &s->srv, &s->cli, 'S');
+	s->cli.fd = fd;
+	memcpy(&s->client, sa, salen);
+	s->clientlen = salen;
+	s->pk.client = (const struct sockaddr *)&s->client;
+	s->pk.rng = &w->rng;
+	s->t_accept = ev_now(w->loop);
+	s->cli_active = s->srv_active = s->t_accept;
+	s->timeout_client_ms = atomic_load_explicit(&fe->timeout_client_ms,
+	    memory_order_relaxed);
+	ev_init(&s->timer, session_timer_cb);
+	s->timer.data = s;
+	TAILQ_INSERT_TAIL(&w->sessions, s, entry);
+	w->nsessions++;
+	net_nodelay(fd);
+	session_connect(s);
+}
+
+/* Arm the session timer to fire `after` seconds from now. */
+static void
+timer_arm(struct session *s, double after)
+{
+	ev_timer_stop(s->w->loop, &s->timer);
+	ev_timer_set(&s->timer, after > 0 ? after : 0.0001, 0.);
+	ev_timer_start(s->w->loop, &s->timer);
+}
+
+/* Pick a server and start connecting; or queue; or give up. */
+static void
+session_connect(struct session *s)
+{
+	struct pool	*p = backend_pool(s->be);
+	struct server	*srv;
+	ev_tstamp	 now = ev_now(s->w->loop);
+
+	/* Settings come from the pool current at this attempt. */
+	s->timeout_connect_ms = p->timeout_connect_ms;
+	s->timeout_server_ms = p->timeout_server_ms;
+	s->timeout_queue_ms = p->timeout_queue_ms;
+	s->retries = p->retries;
+
+	while (s->pk.ntried < PICK_MAX_TRIED &&
+	    (srv = balance_pick(p, &s->pk)) != NULL) {
+		s->pk.tried[s->pk.ntried++] = srv;
+		s->server = srv;
+		s->attempts++;
+		s->t_connect = now;
+		s->srv.fd = net_connect((struct sockaddr *)&srv->addr,
+		    srv->addrlen);
+		if (s->srv.fd != -1) {
+			s->state = SS_CONNECTING;
+			ev_io_set(&s->srv.io, s->srv.fd, EV_WRITE);
+			ev_set_cb(&s->srv.io, connect_io_cb);
+			ev_io_start(s->w->loop, &s->srv.io);
+			s->srv.events = EV_WRITE;
+			timer_arm(s, ms(s->timeout_connect_ms));
+			return;
+		}
+		/* Failed at once (EMFILE, unreachable...): count, try on. */
+		atomic_fetch_add_explicit(&srv->connect_fail, 1,
+		    memory_order_relaxed);
+		atomic_fetch_add_explicit(&srv->fail_streak, 1,
+		    memory_order_relaxed);
+		if (errno == EMFILE || errno == ENFILE) {
+			session_close(s, "RC", false);
+			return;
+		}
+		balance_done(srv);
+		s->server = NULL;
+		if (s->attempts > s->retries) {
+			session_close(s, "SC", false);
+			return;
+		}
+	}
+	if (s->pk.full && s->attempts == 0 &&
+	    now - s->t_accept < ms(s->timeout_queue_ms)) {
+		/* Every usable server is at its maxconn: wait for a slot. */
+		s->state = SS_QUEUED;
+		timer_arm(s, QUEUE_POLL);
+		return;
+	}
+	if (s->pk.full && s->attempts == 0)
+		session_close(s, "sQ", false);
+	else
+		session_close(s, s->term ? s->term : "SC", false);
+}
+
+/* The current connect attempt failed: count it and try another server. */
+static void
+connect_failed(struct session *s, const char *term)
+{
+	struct server *srv = s->server;
+
+	ev_io_stop(s->w->loop, &s->srv.io);
+	net_close(s->srv.fd);
+	s->srv.fd = -1;
+	s->srv.events = 0;
+	atomic_fetch_add_explicit(&srv->connect_fail, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&srv->fail_streak, 1, memory_order_relaxed);
+	log_debug("session %s: connect to %s/%s failed (%s)", s->fe->name,
+	    s->be->name, srv->name, term);
+	balance_done(srv);
+	s->server = NULL;
+	s->term = term;
+	if (s->attempts > s->retries) {
+		session_close(s, term, false);
+		return;
+	}
+	session_connect(s);
+}
+
+static void
+connect_io_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+	struct side	*sd = io->data;
+	struct session	*s = sd->s;
+
+	(void)revents;
+	if (net_connect_result(s->srv.fd) == -1) {
+		connect_failed(s, "SC");
+		return;
+	}
+	atomic_store_explicit(&s->server->fail_streak, 0, memory_order_relaxed);
+	s->state = SS_RELAY;
+	s->t_connected = ev_now(loop);
+	s->cli_active = s->srv_active = s->t_connected;
+	s->term = NULL;
+	ev_io_stop(loop, &s->srv.io);
+	ev_set_cb(&s->srv.io, relay_io_cb);
+	s->srv.events = 0;
+	relay_start(s);
+}
+
+static void
+session_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct session	*s = t->data;
+	ev_tstamp	 now = ev_now(loop), cdl, sdl;
+
+	(void)revents;
+	switch (s->state) {
+	case SS_QUEUED:
+		session_connect(s);
+		return;
+	case SS_CONNECTING:
+		connect_failed(s, "sC");
+		return;
+	case SS_RELAY:
+		cdl = s->cli_active + ms(s->timeout_client_ms);
+		sdl = s->srv_active + ms(s->timeout_server_ms);
+		if (now >= cdl) {
+			session_close(s, "cD", false);
+			return;
+		}
+		if (now >= sdl) {
+			session_close(s, "sD", false);
+			return;
+		}
+		/* Lazy idle timer: activity only moved the deadline. */
+		timer_arm(s, (cdl < sdl ? cdl : sdl) - now);
+		return;
+	case SS_CLOSED:
+		return;
+	}
+}
+
+/* Arm the idle timer when entering the relay. */
+void
+relay_start(struct session *s)
+{
+	double	c = ms(s->timeout_client_ms), v = ms(s->timeout_server_ms);
+
+	timer_arm(s, c < v ? c : v);
+	relay_io_cb(s->w->loop, &s->cli.io, EV_CUSTOM);
+}
+
+static void
+side_close(struct session *s, struct side *sd, bool rst)
+{
+	ev_io_stop(s->w->loop, &sd->io);
+	if (sd->fd != -1) {
+		if (rst)
+			net_close_rst(sd->fd);
+		else
+			net_close(sd->fd);
+		sd->fd = -1;
+	}
+	buf_put(&s->w->bufs, sd->buf);
+	sd->buf = NULL;
+}
+
+static void
+session_log(struct session *s)
+{
+	char		 cbuf[NET_ADDRSTRLEN];
+	ev_tstamp	 now = ev_now(s->w->loop);
+	long		 tc = -1, tt;
+
+	if (!log_enabled(LOG_LVL_INFO))
+		return;
+	if (s->t_connected > 0)
+		tc = (long)((s->t_connected - s->t_connect) * 1000 + 0.5);
+	tt = (long)((now - s->t_accept) * 1000 + 0.5);
+	log_info("session client=%s frontend=%s server=%s/%s connect_ms=%ld "
+	    "total_ms=%ld bytes_in=%llu bytes_out=%llu term=%s retries=%d",
+	    net_addr_str((struct sockaddr *)&s->client, cbuf, sizeof(cbuf)),
+	    s->fe->name, s->be->name,
+	    s->server ? s->server->name : "-", tc, tt,
+	    (unsigned long long)s->bytes_in, (unsigned long long)s->bytes_out,
+	    s->term, s->attempts > 0 ? s->attempts - 1 : 0);
+}
+
+void
+session_close(struct session *s, const char *term, bool rst)
+{
+	struct worker *w = s->w;
+
+	if (s->state == SS_CLOSED)
+		return;
+	s->state = SS_CLOSED;
+	s->term = term;
+	ev_timer_stop(w->loop, &s->timer);
+	side_close(s, &s->cli, rst);
+	side_close(s, &s->srv, rst);
+	session_log(s);
+	balance_done(s->server);
+	s->server = NULL;
+	TAILQ_REMOVE(&w->sessions, s, entry);
+	w->nsessions--;
+	proxy_release_slot(s->fe);
+	/* Never free inside our own callback stack: defer to the reaper. */
+	s->next_dead = w->dead;
+	w->dead = s;
+	worker_slot_freed(w);
+}
+
+void
+session_reap(struct worker *w)
+{
+	struct session *s;
+
+	while ((s = w->dead) != NULL) {
+		w->dead = s->next_dead;
+		free(s);
+	}
+}

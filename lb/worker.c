@@ -1,0 +1,399 @@
+/*
+ * worker.c - worker threads: listeners, accept, limits, commands.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "net.h"
+#include "worker.h"
+
+#define ACCEPT_BATCH	64	/* accepts per listener wake-up */
+#define LISTEN_BACKLOG	4096
+#define RESUME_POLL	0.020	/* seconds between checks while paused */
+#define EMFILE_PAUSE	0.100	/* seconds accept sleeps after EMFILE */
+
+struct proxy_limits proxy_limits;
+
+static struct ratelimit emfile_rl;
+
+struct frontend *
+frontend_new(const struct conf_frontend *cf, struct backend *be)
+{
+	struct frontend *fe;
+
+	if ((fe = calloc(1, sizeof(*fe))) == NULL)
+		return NULL;
+	strncpy(fe->name, cf->name, sizeof(fe->name) - 1);
+	if ((fe->binds = calloc(cf->nbinds, sizeof(*fe->binds))) == NULL) {
+		free(fe);
+		return NULL;
+	}
+	memcpy(fe->binds, cf->binds, cf->nbinds * sizeof(*fe->binds));
+	fe->nbinds = cf->nbinds;
+	atomic_init(&fe->backend, be);
+	atomic_init(&fe->timeout_client_ms, cf->timeout_client_ms);
+	atomic_init(&fe->maxconn, cf->maxconn);
+	return fe;
+}
+
+void
+frontend_free(struct frontend *fe)
+{
+	if (fe == NULL)
+		return;
+	free(fe->binds);
+	free(fe);
+}
+
+/*
+ * Reserve a session slot against the process and frontend caps. A client
+ * over the limit is not accepted: it waits in the listen backlog.
+ */
+static bool
+reserve_slot(struct frontend *fe)
+{
+	int gmax = atomic_load_explicit(&proxy_limits.maxconn,
+	    memory_order_relaxed);
+	int fmax = atomic_load_explicit(&fe->maxconn, memory_order_relaxed);
+
+	if (atomic_fetch_add_explicit(&proxy_limits.cur, 1,
+	    memory_order_relaxed) >= (uint32_t)gmax) {
+		atomic_fetch_sub_explicit(&proxy_limits.cur, 1,
+		    memory_order_relaxed);
+		return false;
+	}
+	if (fmax > 0 && atomic_fetch_add_explicit(&fe->cur, 1,
+	    memory_order_relaxed) >= (uint32_t)fmax) {
+		atomic_fetch_sub_explicit(&fe->cur, 1, memory_order_relaxed);
+		atomic_fetch_sub_explicit(&proxy_limits.cur, 1,
+		    memory_order_relaxed);
+		return false;
+	}
+	if (fmax <= 0)
+		atomic_fetch_add_explicit(&fe->cur, 1, memory_order_relaxed);
+	return true;
+}
+
+void
+proxy_release_slot(struct frontend *fe)
+{
+	atomic_fetch_sub_explicit(&fe->cur, 1, memory_order_relaxed);
+	atomic_fetch_sub_explicit(&proxy_limits.cur, 1, memory_order_relaxed);
+}
+
+static bool
+slot_available(struct frontend *fe)
+{
+	int gmax = atomic_load_explicit(&proxy_limits.maxconn,
+	    memory_order_relaxed);
+	int fmax = atomic_load_explicit(&fe->maxconn, memory_order_relaxed);
+
+	if (atomic_load_explicit(&proxy_limits.cur, memory_order_relaxed) >=
+	    (uint32_t)gmax)
+		return false;
+	if (fmax > 0 && atomic_load_explicit(&fe->cur,
+	    memory_order_relaxed) >= (uint32_t)fmax)
+		return false;
+	return true;
+}
+
+static void
+listener_pause(struct worker *w, struct listener *l)
+{
+	if (l->paused || l->fd == -1)
+		return;
+	l->paused = true;
+	ev_io_stop(w->loop, &l->io);
+	if (!ev_is_active(&w->resume)) {
+		ev_timer_set(&w->resume, RESUME_POLL, RESUME_POLL);
+		ev_timer_start(w->loop, &w->resume);
+	}
+}
+
+/* Resume listeners whose limits allow it; stop polling when none waits. */
+static void
+listeners_resume(struct worker *w)
+{
+	bool waiting = false;
+
+	if (ev_now(w->loop) < w->emfile_until)
+		return;
+	for (size_t i = 0; i < w->nlisteners; i++) {
+		struct listener *l = &w->listeners[i];
+
+		if (!l->paused || l->fd == -1)
+			continue;
+		if (slot_available(l->fe)) {
+			l->paused = false;
+			ev_io_start(w->loop, &l->io);
+		} else
+			waiting = true;
+	}
+	if (!waiting)
+		ev_timer_stop(w->loop, &w->resume);
+}
+
+static void
+resume_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	(void)loop;
+	(void)revents;
+	listeners_resume(t->data);
+}
+
+void
+worker_slot_freed(struct worker *w)
+{
+	if (ev_is_active(&w->resume))
+		listeners_resume(w);
+}
+
+static void
+accept_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+	struct listener		*l = io->data;
+	struct worker		*w = l->w;
+	struct sockaddr_storage	 ss;
+	socklen_t		 len;
+	int			 fd;
+
+	(void)revents;
+	for (int i = 0; i < ACCEPT_BATCH && l->fd != -1; i++) {
+		if (!reserve_slot(l->fe)) {
+			listener_pause(w, l);
+			return;
+		}
+		len = sizeof(ss);
+		fd = accept4(l->fd, (struct sockaddr *)&ss, &len,
+		    SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd == -1) {
+			proxy_release_slot(l->fe);
+			switch (errno) {
+			case EINTR:
+			case ECONNABORTED:
+			case EPROTO:
+				continue;
+			case EAGAIN:
+#if EAGAIN != EWOULDBLOCK
+			case EWOULDBLOCK:
+#endif
+				return;
+			case EMFILE:
+			case ENFILE:
+			case ENOBUFS:
+			case ENOMEM:
+				/* Stop accepting and retry from a timer:
+				 * level-triggered accept would spin. */
+				if (log_ratelimit(&emfile_rl, 1))
+					log_warn("frontend %s: accept paused "
+					    "for %dms", l->fe->name,
+					    (int)(EMFILE_PAUSE * 1000));
+				w->emfile_until = ev_now(loop) + EMFILE_PAUSE;
+				for (size_t k = 0; k < w->nlisteners; k++)
+					listener_pause(w, &w->listeners[k]);
+				return;
+			default:
+				log_warn("frontend %s: accept", l->fe->name);
+				return;
+			}
+		}
+		atomic_fetch_add_explicit(&l->fe->total, 1,
+		    memory_order_relaxed);
+		atomic_fetch_add_explicit(&proxy_limits.total, 1,
+		    memory_order_relaxed);
+		session_start(w, l->fe, fd, (struct sockaddr *)&ss, len);
+	}
+}
+
+static void
+listeners_close(struct worker *w)
+{
+	for (size_t i = 0; i < w->nlisteners; i++) {
+		struct listener *l = &w->listeners[i];
+
+		ev_io_stop(w->loop, &l->io);
+		net_close(l->fd);
+		l->fd = -1;
+		l->paused = false;
+	}
+	ev_timer_stop(w->loop, &w->resume);
+}
+
+static void
+sessions_kill(struct worker *w)
+{
+	struct session *s;
+
+	while ((s = TAILQ_FIRST(&w->sessions)) != NULL)
+		session_close(s, "KD", false);
+}
+
+static void
+wake_cb(struct ev_loop *loop, ev_async *a, int revents)
+{
+	struct worker	*w = a->data;
+	unsigned	 cmd;
+
+	(void)revents;
+	cmd = atomic_exchange(&w->cmd, 0);
+	if (cmd & WCMD_CLOSE_LISTEN)
+		listeners_close(w);
+	if (cmd & WCMD_KILL_ALL)
+		sessions_kill(w);
+	if (cmd & WCMD_EXIT) {
+		listeners_close(w);
+		sessions_kill(w);
+		ev_break(loop, EVBREAK_ALL);
+	}
+}
+
+static void
+quiescent_cb(struct ev_loop *loop, ev_check *c, int revents)
+{
+	struct worker *w = c->data;
+
+	(void)loop;
+	(void)revents;
+	atomic_store(&w->qsbr, qsbr_epoch());
+}
+
+static void
+reap_cb(struct ev_loop *loop, ev_prepare *p, int revents)
+{
+	(void)loop;
+	(void)revents;
+	session_reap(p->data);
+}
+
+struct worker *
+worker_new(int id, struct frontend **fes, size_t nfes)
+{
+	struct worker	*w;
+	size_t		 n = 0, k = 0;
+	struct timespec	 ts;
+
+	for (size_t i = 0; i < nfes; i++)
+		n += fes[i]->nbinds;
+	if ((w = calloc(1, sizeof(*w))) == NULL)
+		return NULL;
+	w->id = id;
+	TAILQ_INIT(&w->sessions);
+	buf_pool_init(&w->bufs, 256);
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	w->rng = ((uint64_t)ts.tv_nsec << 16) ^ (uint64_t)getpid() ^
+	    ((uint64_t)(id + 1) * 0x9e3779b97f4a7c15ULL);
+	if (w->rng == 0)
+		w->rng = 1;
+	if ((w->loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOSIGMASK)) == NULL ||
+	    (w->listeners = calloc(n ? n : 1, sizeof(*w->listeners))) == NULL) {
+		worker_free(w);
+		return NULL;
+	}
+	for (size_t i = 0; i < nfes; i++) {
+		for (size_t j = 0; j < fes[i]->nbinds; j++) {
+			struct listener	*l = &w->listeners[k++];
+			struct conf_addr *a = &fes[i]->binds[j];
+			char		 abuf[NET_ADDRSTRLEN];
+
+			w->nlisteners = k;
+			l->w = w;
+			l->fe = fes[i];
+			l->fd = net_listen((struct sockaddr *)&a->ss, a->len,
+			    true, LISTEN_BACKLOG);
+			if (l->fd == -1) {
+				log_error("frontend %s: cannot listen on %s",
+				    fes[i]->name, net_addr_str(
+				    (struct sockaddr *)&a->ss, abuf,
+				    sizeof(abuf)));
+				worker_free(w);
+				return NULL;
+			}
+			ev_io_init(&l->io, accept_cb, l->fd, EV_READ);
+			l->io.data = l;
+			ev_io_start(w->loop, &l->io);
+		}
+	}
+	ev_async_init(&w->wake, wake_cb);
+	w->wake.data = w;
+	ev_async_start(w->loop, &w->wake);
+	ev_check_init(&w->quiescent, quiescent_cb);
+	w->quiescent.data = w;
+	ev_check_start(w->loop, &w->quiescent);
+	ev_prepare_init(&w->reap, reap_cb);
+	w->reap.data = w;
+	ev_prepare_start(w->loop, &w->reap);
+	ev_init(&w->resume, resume_cb);
+	w->resume.data = w;
+	qsbr_register(&w->qsbr);
+	return w;
+}
+
+void
+worker_free(struct worker *w)
+{
+	if (w == NULL)
+		return;
+	qsbr_unregister(&w->qsbr);
+	if (w->loop != NULL) {
+		if (w->listeners != NULL)
+			listeners_close(w);
+		sessions_kill(w);
+		session_reap(w);
+		ev_loop_destroy(w->loop);
+	} else if (w->listeners != NULL) {
+		for (size_t i = 0; i < w->nlisteners; i++)
+			net_close(w->listeners[i].fd);
+	}
+	buf_pool_fini(&w->bufs);
+	free(w->listeners);
+	free(w);
+}
+
+static void *
+worker_main(void *arg)
+{
+	struct worker *w = arg;
+
+	ev_run(w->loop, 0);
+	return NULL;
+}
+
+int
+worker_start(struct worker *w)
+{
+	sigset_t	 all, old;
+	int		 rc;
+
+	/* Workers take no signals: the control loop handles them all. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	rc = pthread_create(&w->thread, NULL, worker_main, w);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc != 0) {
+		errno = rc;
+		return -1;
+	}
+	w->running = true;
+	return 0;
+}
+
+void
+worker_command(struct worker *w, unsigned cmd)
+{
+	atomic_fetch_or(&w->cmd, cmd);
+	ev_async_send(w->loop, &w->wake);
+}
+
+void
+worker_join(struct worker *w)
+{
+	if (w->running)
+		pthread_join(w->thread, NULL);
+	w->running = false;
+}

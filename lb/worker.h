@@ -1,0 +1,105 @@
+/*
+ * worker.h - frontends, listeners and worker threads.
+ *
+ * Each worker runs its own libev loop with its own SO_REUSEPORT listening
+ * socket per bind address. It accepts, picks and relays; on that path it
+ * takes no lock and makes no blocking call. The control loop steers workers
+ * only through worker_command(), which sets flags and wakes the loop.
+ */
+#ifndef SHOAL_WORKER_H
+#define SHOAL_WORKER_H
+
+#include <ev.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "conf.h"
+#include "server.h"
+#include "session.h"
+
+/* A frontend: shared by every worker, written by the control loop. */
+struct frontend {
+	char			 name[CONF_NAME_MAX];
+	struct conf_addr	*binds;		/* [nbinds], owned */
+	size_t			 nbinds;
+	_Atomic(struct backend *) backend;	/* where sessions go */
+	_Atomic uint32_t	 timeout_client_ms;
+	_Atomic int		 maxconn;	/* 0 = only the global cap */
+	_Atomic uint32_t	 cur;		/* active sessions */
+	_Atomic uint64_t	 total;		/* sessions accepted */
+};
+
+/* One worker's listening socket for one bind address of a frontend. */
+struct listener {
+	struct worker		*w;
+	struct frontend		*fe;
+	int			 fd;		/* -1 once closed */
+	ev_io			 io;
+	bool			 paused;	/* at a connection limit */
+};
+
+#define WCMD_WAKE	0x01u	/* pass a quiescent point (QSBR) */
+#define WCMD_CLOSE_LISTEN 0x02u	/* stop accepting: close listeners */
+#define WCMD_KILL_ALL	0x04u	/* close every session now */
+#define WCMD_EXIT	0x08u	/* leave the loop */
+
+struct worker {
+	int			 id;
+	pthread_t		 thread;
+	bool			 running;	/* thread started */
+	struct ev_loop		*loop;
+	ev_async		 wake;		/* worker_command() */
+	ev_check		 quiescent;	/* QSBR: after every poll */
+	ev_prepare		 reap;		/* frees closed sessions */
+	ev_timer		 resume;	/* retries paused listeners */
+	ev_tstamp		 emfile_until;	/* accept paused by EMFILE */
+	struct listener		*listeners;	/* [nlisteners] */
+	size_t			 nlisteners;
+	struct session_list	 sessions;	/* live */
+	size_t			 nsessions;
+	struct session		*dead;		/* closed, free before next poll */
+	struct buf_pool		 bufs;
+	uint64_t		 rng;		/* PRNG state */
+	_Atomic uint64_t	 qsbr;		/* QSBR slot */
+	_Atomic unsigned	 cmd;		/* WCMD_* pending */
+};
+
+/* Process-wide counters and limits shared by the workers. */
+struct proxy_limits {
+	_Atomic int		 maxconn;	/* [global] maxconn */
+	_Atomic uint32_t	 cur;		/* active client sessions */
+	_Atomic uint64_t	 total;		/* ever accepted */
+};
+
+extern struct proxy_limits proxy_limits;
+
+/* Build a frontend from its config (backend already created). */
+struct frontend	*frontend_new(const struct conf_frontend *, struct backend *);
+void		 frontend_free(struct frontend *);
+
+/*
+ * Create a worker with one bound, listening socket per bind address of
+ * every frontend. Returns NULL (errno, message in log) if a bind fails.
+ */
+struct worker	*worker_new(int id, struct frontend **, size_t nfrontends);
+void		 worker_free(struct worker *);
+
+/* Start the worker's thread; 0 or -1. */
+int		 worker_start(struct worker *);
+
+/* Post WCMD_* flags to a worker and wake it. Any thread. */
+void		 worker_command(struct worker *, unsigned cmd);
+
+/* Join a worker that was sent WCMD_EXIT. */
+void		 worker_join(struct worker *);
+
+/* Workers: a session slot was freed; resume paused listeners if allowed. */
+void		 worker_slot_freed(struct worker *);
+
+/* Release a slot reserved at accept (session end). */
+void		 proxy_release_slot(struct frontend *);
+
+#endif /* SHOAL_WORKER_H */

@@ -1,0 +1,396 @@
+/*
+ * test_balance.c - properties of the balancing algorithms.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "balance.h"
+#include "server.h"
+#include "t.h"
+
+static uint64_t rng = 88172645463325252ULL;
+
+static void
+addr4(struct sockaddr_in *sin, const char *ip, int port)
+{
+	memset(sin, 0, sizeof(*sin));
+	sin->sin_family = AF_INET;
+	sin->sin_port = htons((uint16_t)port);
+	inet_pton(AF_INET, ip, &sin->sin_addr);
+}
+
+/* A backend with n servers s1..sn on 10.0.0.i:80 and the given weights. */
+static struct backend *
+mkbackend(enum conf_balance bal, int n, const int *weights)
+{
+	struct conf_backend	 cb;
+	struct backend		*be;
+
+	memset(&cb, 0, sizeof(cb));
+	snprintf(cb.name, sizeof(cb.name), "app");
+	cb.balance = bal;
+	cb.retries = 2;
+	cb.check = CHECK_NONE;
+	be = backend_new(&cb);
+	for (int i = 0; i < n; i++) {
+		struct sockaddr_in	sin;
+		char			name[16], ip[32];
+
+		snprintf(name, sizeof(name), "s%d", i + 1);
+		snprintf(ip, sizeof(ip), "10.0.0.%d", i + 1);
+		addr4(&sin, ip, 80);
+		server_add(be, name, (struct sockaddr *)&sin, sizeof(sin),
+		    weights ? weights[i] : 1, 0, false, SRC_STATIC);
+	}
+	server_publish(be);
+	return be;
+}
+
+static int
+idx(struct server *s)
+{
+	return atoi(s->name + 1) - 1;
+}
+
+/* Pick for a fresh session from client address cli (may be NULL). */
+static struct server *
+pick1(struct backend *be, const struct sockaddr *cli)
+{
+	struct pick pk;
+
+	memset(&pk, 0, sizeof(pk));
+	pk.client = cli;
+	pk.rng = &rng;
+	return balance_pick(backend_pool(be), &pk);
+}
+
+static void
+test_roundrobin_exact(void)
+{
+	struct backend	*be = mkbackend(BALANCE_ROUNDROBIN, 3, NULL);
+	int		 cnt[3] = { 0 }, last = -1, repeats = 0;
+
+	for (int i = 0; i < 300; i++) {
+		struct server *s = pick1(be, NULL);
+
+		cnt[idx(s)]++;
+		if (idx(s) == last)
+			repeats++;
+		last = idx(s);
+		balance_done(s);
+	}
+	ok(cnt[0] == 100 && cnt[1] == 100 && cnt[2] == 100,
+	    "roundrobin: 300 picks over 3 servers split 100/100/100 (%d/%d/%d)",
+	    cnt[0], cnt[1], cnt[2]);
+	is_int(repeats, 0, "roundrobin: never the same server twice in a row");
+	backend_free(be);
+}
+
+static void
+test_roundrobin_weighted(void)
+{
+	int		 w[2] = { 1, 2 }, cnt[2] = { 0 };
+	struct backend	*be = mkbackend(BALANCE_ROUNDROBIN, 2, w);
+	char		 seq[31] = { 0 };
+	bool		 a_twice = false;
+
+	for (int i = 0; i < 30; i++) {
+		struct server *s = pick1(be, NULL);
+
+		cnt[idx(s)]++;
+		seq[i] = idx(s) ? 'B' : 'A';
+		if (i > 0 && seq[i] == 'A' && seq[i - 1] == 'A')
+			a_twice = true;
+		balance_done(s);
+	}
+	ok(cnt[0] == 10 && cnt[1] == 20,
+	    "weights 1:2: 30 picks split 10/20 (%d/%d)", cnt[0], cnt[1]);
+	ok(!a_twice && strstr(seq, "BBB") == NULL,
+	    "weights 1:2 interleave (%s)", seq);
+	backend_free(be);
+
+	int		 w3[3] = { 5, 1, 1 };
+	int		 c3[3] = { 0 }, run = 0, maxrun = 0;
+
+	be = mkbackend(BALANCE_ROUNDROBIN, 3, w3);
+	for (int i = 0; i < 70; i++) {
+		struct server *s = pick1(be, NULL);
+
+		c3[idx(s)]++;
+		run = idx(s) == 0 ? run + 1 : 0;
+		if (run > maxrun)
+			maxrun = run;
+		balance_done(s);
+	}
+	ok(c3[0] == 50 && c3[1] == 10 && c3[2] == 10,
+	    "weights 5:1:1 split 50/10/10 (%d/%d/%d)", c3[0], c3[1], c3[2]);
+	ok(maxrun <= 4, "weights 5:1:1: the heavy server runs at most 4 in a row, as nginx smooth WRR (%d)",
+	    maxrun);
+	backend_free(be);
+}
+
+static void
+test_weight_zero(void)
+{
+	int		 w[3] = { 1, 0, 1 };
+	struct backend	*be = mkbackend(BALANCE_ROUNDROBIN, 3, w);
+	int		 cnt[3] = { 0 };
+
+	for (int i = 0; i < 20; i++) {
+		struct server *s = pick1(be, NULL);
+
+		cnt[idx(s)]++;
+		balance_done(s);
+	}
+	ok(cnt[1] == 0 && cnt[0] == 10 && cnt[2] == 10,
+	    "weight 0 is never picked (%d/%d/%d)", cnt[0], cnt[1], cnt[2]);
+	backend_free(be);
+}
+
+static void
+test_no_repeat_in_session(enum conf_balance bal, const char *name)
+{
+	struct backend		*be = mkbackend(bal, 5, NULL);
+	struct pick		 pk;
+	struct sockaddr_in	 cli;
+	struct server		*s;
+	int			 seen[5] = { 0 }, n = 0;
+	bool			 dup = false;
+
+	addr4(&cli, "192.0.2.7", 1234);
+	memset(&pk, 0, sizeof(pk));
+	pk.client = (struct sockaddr *)&cli;
+	pk.rng = &rng;
+	while ((s = balance_pick(backend_pool(be), &pk)) != NULL) {
+		if (seen[idx(s)]++)
+			dup = true;
+		pk.tried[pk.ntried++] = s;
+		n++;
+		balance_done(s);
+	}
+	ok(!dup && n == 5,
+	    "%s: a session's retries try every server once, never twice (%d)",
+	    name, n);
+	backend_free(be);
+}
+
+static void
+test_leastconn(void)
+{
+	struct backend	*be = mkbackend(BALANCE_LEASTCONN, 3, NULL);
+	struct server	*held[4], *s;
+	int		 cnt[3] = { 0 };
+
+	/* Four sessions held: they spread 2/1/1 or similar, never 4/0/0. */
+	for (int i = 0; i < 4; i++)
+		held[i] = pick1(be, NULL);
+	for (int i = 0; i < 4; i++)
+		cnt[idx(held[i])]++;
+	ok(cnt[0] <= 2 && cnt[1] <= 2 && cnt[2] <= 2,
+	    "leastconn spreads held sessions (%d/%d/%d)", cnt[0], cnt[1],
+	    cnt[2]);
+	/* Load s1 heavily; new picks avoid it. */
+	struct server *s1 = server_find(be, "s1");
+	for (int i = 0; i < 10; i++)
+		atomic_fetch_add(&s1->cur, 1);
+	bool avoided = true;
+	for (int i = 0; i < 6; i++) {
+		s = pick1(be, NULL);
+		if (s == s1)
+			avoided = false;
+		held[i % 4] = held[i % 4];	/* keep */
+		balance_done(s);
+	}
+	ok(avoided, "leastconn: a loaded server gets no new session");
+	atomic_fetch_sub(&s1->cur, 10);
+	for (int i = 0; i < 4; i++)
+		balance_done(held[i]);
+	backend_free(be);
+
+	/* Weighted: with weights 1:3 and equal load, the heavy one wins. */
+	int w[2] = { 1, 3 };
+	be = mkbackend(BALANCE_LEASTCONN, 2, w);
+	memset(cnt, 0, sizeof(cnt));
+	struct server *h[8];
+	for (int i = 0; i < 8; i++) {
+		h[i] = pick1(be, NULL);
+		cnt[idx(h[i])]++;
+	}
+	ok(cnt[0] == 2 && cnt[1] == 6,
+	    "leastconn weights 1:3: 8 held sessions split 2/6 (%d/%d)", cnt[0],
+	    cnt[1]);
+	for (int i = 0; i < 8; i++)
+		balance_done(h[i]);
+	backend_free(be);
+}
+
+static void
+test_source(void)
+{
+	enum { K = 5, CLIENTS = 2000 };
+	struct backend		*be = mkbackend(BALANCE_SOURCE, K, NULL);
+	int			 before[CLIENTS], moved = 0, wrong = 0;
+	int			 cnt[K] = { 0 };
+	struct sockaddr_in	 cli;
+	char			 ip[32];
+
+	for (int i = 0; i < CLIENTS; i++) {
+		struct server *s;
+
+		snprintf(ip, sizeof(ip), "10.%d.%d.%d", i >> 16 & 255,
+		    i >> 8 & 255, i & 255);
+		addr4(&cli, ip, 40000 + i);
+		s = pick1(be, (struct sockaddr *)&cli);
+		before[i] = idx(s);
+		cnt[idx(s)]++;
+		balance_done(s);
+		/* Same address, other port: same server. */
+		addr4(&cli, ip, 1000);
+		s = pick1(be, (struct sockaddr *)&cli);
+		if (idx(s) != before[i])
+			wrong++;
+		balance_done(s);
+	}
+	is_int(wrong, 0, "source: a client address always maps to one server");
+	bool spread = true;
+	for (int k = 0; k < K; k++)
+		if (cnt[k] < CLIENTS / K / 2)
+			spread = false;
+	ok(spread, "source: clients spread over all servers (%d %d %d %d %d)",
+	    cnt[0], cnt[1], cnt[2], cnt[3], cnt[4]);
+
+	/* Remove s3: only its clients move. */
+	server_remove(server_find(be, "s3"));
+	server_publish(be);
+	for (int i = 0; i < CLIENTS; i++) {
+		struct server *s;
+
+		snprintf(ip, sizeof(ip), "10.%d.%d.%d", i >> 16 & 255,
+		    i >> 8 & 255, i & 255);
+		addr4(&cli, ip, 40000 + i);
+		s = pick1(be, (struct sockaddr *)&cli);
+		if (idx(s) != before[i]) {
+			moved++;
+			if (before[i] != 2)
+				wrong++;
+		}
+		balance_done(s);
+	}
+	is_int(wrong, 0, "source: removing a server moves only its own clients");
+	ok(moved > CLIENTS / K / 2 && moved < CLIENTS * 2 / K,
+	    "source: removing 1 of %d servers moves about 1/%d of clients (%d of %d)",
+	    K, K, moved, CLIENTS);
+	backend_free(be);
+}
+
+static void
+test_random(void)
+{
+	struct backend	*be = mkbackend(BALANCE_RANDOM, 4, NULL);
+	int		 cnt[4] = { 0 };
+
+	for (int i = 0; i < 4000; i++) {
+		struct server *s = pick1(be, NULL);
+
+		cnt[idx(s)]++;
+		balance_done(s);
+	}
+	ok(cnt[0] > 700 && cnt[1] > 700 && cnt[2] > 700 && cnt[3] > 700,
+	    "random: 4000 picks reach every server (%d/%d/%d/%d)", cnt[0],
+	    cnt[1], cnt[2], cnt[3]);
+	backend_free(be);
+}
+
+static void
+test_backup_and_maxconn(void)
+{
+	struct conf_backend	 cb;
+	struct backend		*be;
+	struct sockaddr_in	 sin;
+	struct server		*p1, *b1, *s, *held;
+	struct pick		 pk;
+
+	memset(&cb, 0, sizeof(cb));
+	snprintf(cb.name, sizeof(cb.name), "app");
+	be = backend_new(&cb);
+	addr4(&sin, "10.0.0.1", 80);
+	p1 = server_add(be, "p1", (struct sockaddr *)&sin, sizeof(sin), 1, 1,
+	    false, SRC_STATIC);
+	addr4(&sin, "10.0.0.2", 80);
+	b1 = server_add(be, "b1", (struct sockaddr *)&sin, sizeof(sin), 1, 0,
+	    true, SRC_STATIC);
+	server_publish(be);
+
+	s = pick1(be, NULL);
+	ok(s == p1, "backup: the primary is used while it is usable");
+	held = s;
+	memset(&pk, 0, sizeof(pk));
+	pk.rng = &rng;
+	s = balance_pick(backend_pool(be), &pk);
+	ok(s == NULL && pk.full,
+	    "maxconn: a full primary is waited for, not replaced by a backup");
+	balance_done(held);
+
+	memset(&pk, 0, sizeof(pk));
+	pk.rng = &rng;
+	pk.tried[pk.ntried++] = p1;
+	s = balance_pick(backend_pool(be), &pk);
+	ok(s == b1, "backup: used once every primary was tried");
+	balance_done(s);
+
+	p1->health = HEALTH_DOWN;
+	server_publish(be);
+	s = pick1(be, NULL);
+	ok(s == b1, "backup: used when no primary is eligible");
+	balance_done(s);
+
+	b1->admin = ADM_DRAIN;
+	server_publish(be);
+	ok(pick1(be, NULL) == NULL, "no eligible server: pick returns NULL");
+	backend_free(be);
+}
+
+static void
+test_refcount(void)
+{
+	struct backend	*be = mkbackend(BALANCE_ROUNDROBIN, 2, NULL);
+	struct server	*s = pick1(be, NULL);
+	char		 name[CONF_NAME_MAX];
+
+	snprintf(name, sizeof(name), "%s", s->name);
+	server_remove(s);
+	server_publish(be);
+	qsbr_reclaim();
+	ok(server_find(be, name) == NULL && atomic_load(&s->refs) == 1,
+	    "a removed server lives on with only its session's reference");
+	for (int i = 0; i < 10; i++) {
+		struct server *o = pick1(be, NULL);
+
+		ok(o != s, "a removed server is never picked (%d)", i);
+		balance_done(o);
+	}
+	balance_done(s);	/* frees it; ASan/valgrind would complain if not */
+	backend_free(be);
+}
+
+int
+main(void)
+{
+	test_roundrobin_exact();
+	test_roundrobin_weighted();
+	test_weight_zero();
+	test_no_repeat_in_session(BALANCE_ROUNDROBIN, "roundrobin");
+	test_no_repeat_in_session(BALANCE_LEASTCONN, "leastconn");
+	test_no_repeat_in_session(BALANCE_SOURCE, "source");
+	test_no_repeat_in_session(BALANCE_RANDOM, "random");
+	test_leastconn();
+	test_source();
+	test_random();
+	test_backup_and_maxconn();
+	test_refcount();
+	qsbr_drain();
+	return done_testing();
+}
