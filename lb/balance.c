@@ -18,6 +18,7 @@
 #include "balance.h"
 
 #define SEQ_MAX		(1u << 20)	/* longest roundrobin sequence */
+#define SWRR_MAX_WORK	(1u << 22)	/* steps allowed for the exact SWRR */
 #define RING_VNODES	64		/* ring points per unit of weight */
 #define RING_MAX	(1u << 20)	/* most ring points per group */
 
@@ -145,6 +146,35 @@ seq_ev_cmp(const void *a, const void *b)
 	return x->idx < y->idx ? -1 : x->idx > y->idx;
 }
 
+/*
+ * nginx's smooth weighted round robin, unrolled into a sequence: each turn
+ * every server gains its weight, the richest is picked and pays the total.
+ * O(total * n), so only used while that stays small.
+ */
+static void
+swrr_fill(uint32_t *seq, const uint32_t *w, size_t n, uint64_t total)
+{
+	int64_t *cur = calloc(n, sizeof(*cur));
+
+	if (cur == NULL) {		/* degrade to a plain rotation */
+		for (uint64_t k = 0; k < total; k++)
+			seq[k] = (uint32_t)(k % n);
+		return;
+	}
+	for (uint64_t k = 0; k < total; k++) {
+		size_t best = 0;
+
+		for (size_t i = 0; i < n; i++) {
+			cur[i] += w[i];
+			if (cur[i] > cur[best])
+				best = i;
+		}
+		cur[best] -= (int64_t)total;
+		seq[k] = (uint32_t)best;
+	}
+	free(cur);
+}
+
 static int
 build_seq(struct pool_group *g)
 {
@@ -179,9 +209,27 @@ build_seq(struct pool_group *g)
 		}
 		total = scaled;
 	}
-	if ((ev = calloc(total, sizeof(*ev))) == NULL ||
-	    (g->seq = calloc(total, sizeof(*g->seq))) == NULL) {
-		free(ev);
+	if ((g->seq = calloc(total, sizeof(*g->seq))) == NULL) {
+		free(w);
+		return -1;
+	}
+	g->seqlen = (uint32_t)total;
+	if (total == g->n) {
+		/* Equal weights: plain rotation. */
+		for (i = 0; i < g->n; i++)
+			g->seq[i] = (uint32_t)i;
+		free(w);
+		return 0;
+	}
+	if (total * g->n <= SWRR_MAX_WORK) {
+		swrr_fill(g->seq, w, g->n, total);
+		free(w);
+		return 0;
+	}
+	if ((ev = calloc(total, sizeof(*ev))) == NULL) {
+		free(g->seq);
+		g->seq = NULL;
+		g->seqlen = 0;
 		free(w);
 		return -1;
 	}
@@ -191,7 +239,6 @@ build_seq(struct pool_group *g)
 	qsort(ev, total, sizeof(*ev), seq_ev_cmp);
 	for (i = 0; i < total; i++)
 		g->seq[i] = ev[i].idx;
-	g->seqlen = (uint32_t)total;
 	free(ev);
 	free(w);
 	return 0;

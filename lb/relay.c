@@ -26,6 +26,9 @@
 static void
 relay_abort(struct session *s, struct side *failed)
 {
+	/* A server that resets before saying anything counts as failing. */
+	if (failed->who == 'S' && !s->srv_spoke)
+		server_note_failure(s->server);
 	session_close(s, failed->who == 'C' ? "CD" : "SD", true);
 }
 
@@ -103,6 +106,10 @@ relay_copy(struct session *s, struct side *from)
 		n = recv(from->fd, b->data, BUF_SIZE, 0);
 		if (n > 0) {
 			b->len = (uint32_t)n;
+			if (from->who == 'S' && !s->srv_spoke) {
+				s->srv_spoke = true;
+				server_note_success(s->server);
+			}
 			from->rd_short = (size_t)n < BUF_SIZE;
 			session_touch(s, from);
 			continue;

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <ev.h>
+
 #include "balance.h"
 #include "log.h"
 #include "server.h"
@@ -19,6 +21,7 @@ static _Atomic int		 qsbr_nslots;
 static pthread_mutex_t		 qsbr_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct pool		*retired_head;	/* control loop only */
 static void			(*qsbr_waker)(void);
+static void			(*passive_hook)(void);
 
 static void	pool_free(struct pool *);
 
@@ -33,6 +36,7 @@ backend_new(const struct conf_backend *cb)
 	be->conf = *cb;
 	be->conf.servers = NULL;	/* not ours: the conf is freed */
 	be->conf.nservers = 0;
+	atomic_init(&be->fall, cb->fall > 0 ? cb->fall : 3);
 	TAILQ_INIT(&be->servers);
 	for (size_t i = 0; i < cb->nservers; i++) {
 		const struct conf_server *cs = &cb->servers[i];
@@ -107,6 +111,7 @@ server_add(struct backend *be, const char *name, const struct sockaddr *sa,
 	s->health = be->conf.check == CHECK_NONE ? HEALTH_UP : HEALTH_CHECKING;
 	s->announce_up = true;
 	s->in_table = true;
+	s->last_change = ev_time();
 	TAILQ_INSERT_TAIL(&be->servers, s, entry);
 	be->nservers++;
 	if (source == SRC_ANNOUNCED)
@@ -138,6 +143,79 @@ server_remove(struct server *s)
 		be->ndiscovered--;
 	s->in_table = false;
 	server_unref(s);
+}
+
+static const char *const health_names[] = {
+	[HEALTH_CHECKING] = "checking",
+	[HEALTH_UP] = "up",
+	[HEALTH_DOWN] = "down",
+};
+
+static const char *const admin_names[] = {
+	[ADM_READY] = "ready",
+	[ADM_DRAIN] = "drain",
+	[ADM_MAINT] = "maint",
+};
+
+void
+server_set_health(struct server *s, enum server_health h, const char *reason)
+{
+	bool was;
+
+	if (s->health == h)
+		return;
+	was = server_eligible(s);
+	log_msg(h == HEALTH_DOWN ? LOG_LVL_WARN : LOG_LVL_INFO,
+	    "server %s/%s: %s -> %s (%s)", s->be->name, s->name,
+	    health_names[s->health], health_names[h], reason);
+	s->health = h;
+	s->last_change = ev_time();
+	if (h == HEALTH_UP)
+		atomic_store_explicit(&s->fail_streak, 0, memory_order_relaxed);
+	if (was != server_eligible(s) && server_publish(s->be) == -1)
+		log_warn("backend %s: cannot publish", s->be->name);
+}
+
+void
+server_set_admin(struct server *s, enum server_admin a, const char *reason)
+{
+	bool was;
+
+	if (s->admin == a)
+		return;
+	was = server_eligible(s);
+	log_info("server %s/%s: admin %s -> %s (%s)", s->be->name, s->name,
+	    admin_names[s->admin], admin_names[a], reason);
+	s->admin = a;
+	s->last_change = ev_time();
+	if (was != server_eligible(s) && server_publish(s->be) == -1)
+		log_warn("backend %s: cannot publish", s->be->name);
+}
+
+void
+server_set_passive_hook(void (*fn)(void))
+{
+	passive_hook = fn;
+}
+
+void
+server_note_failure(struct server *s)
+{
+	uint32_t n;
+
+	atomic_fetch_add_explicit(&s->connect_fail, 1, memory_order_relaxed);
+	n = atomic_fetch_add_explicit(&s->fail_streak, 1,
+	    memory_order_relaxed) + 1;
+	if (n == (uint32_t)atomic_load_explicit(&s->be->fall,
+	    memory_order_relaxed) && passive_hook != NULL)
+		passive_hook();
+}
+
+void
+server_note_success(struct server *s)
+{
+	if (atomic_load_explicit(&s->fail_streak, memory_order_relaxed) != 0)
+		atomic_store_explicit(&s->fail_streak, 0, memory_order_relaxed);
 }
 
 bool

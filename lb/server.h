@@ -69,8 +69,12 @@ struct server {
 	enum server_health	 health;
 	bool			 announce_up;	/* announced servers: not draining */
 	bool			 in_table;	/* false once removed */
-	double			 last_change;	/* ev_now of the last state change */
+	double			 last_change;	/* ev_time() of the last state change */
 	void			*check;		/* health/ private state */
+	char			 check_result[16]; /* last check: "L4OK", "L7STS"... */
+	char			 check_detail[96]; /* its detail, e.g. "HTTP 500" */
+	double			 check_duration_ms; /* how long it took */
+	double			 last_check;	/* ev_time() of its end, 0 = never */
 	TAILQ_ENTRY(server)	 entry;		/* backend's list */
 
 	/* Written by workers, relaxed atomics. */
@@ -120,6 +124,7 @@ struct backend {
 	struct server_list	 servers;
 	size_t			 nservers;
 	size_t			 ndiscovered;
+	_Atomic int		 fall;		/* passive threshold, for workers */
 	TAILQ_ENTRY(backend)	 entry;
 };
 
@@ -148,6 +153,27 @@ struct server	*server_find(struct backend *, const char *name);
 
 /* Remove a server from the table (and later pools); sessions keep it. */
 void		 server_remove(struct server *);
+
+/*
+ * Control loop: change a server's health or admin state. Logs one line
+ * with the reason ("app/s1: up -> down (L4CON: connection refused, 3ms)"),
+ * stamps last_change and republishes the pool. No-op if unchanged.
+ */
+void		 server_set_health(struct server *, enum server_health,
+		    const char *reason);
+void		 server_set_admin(struct server *, enum server_admin,
+		    const char *reason);
+
+/*
+ * Passive health, from worker threads: a connect to the server failed (or
+ * it reset a session before sending a byte), or a session succeeded.
+ * Failures grow fail_streak; when it reaches the backend's `fall`, the hook
+ * installed with server_set_passive_hook() is called (from the worker
+ * thread: it must only wake the control loop). Success resets the streak.
+ */
+void		 server_note_failure(struct server *);
+void		 server_note_success(struct server *);
+void		 server_set_passive_hook(void (*)(void));
 
 /* True if the server may take new sessions (health, admin, weight). */
 bool		 server_eligible(const struct server *);

@@ -124,15 +124,13 @@ session_connect(struct session *s)
 			timer_arm(s, ms(s->timeout_connect_ms));
 			return;
 		}
-		/* Failed at once (EMFILE, unreachable...): count, try on. */
-		atomic_fetch_add_explicit(&srv->connect_fail, 1,
-		    memory_order_relaxed);
-		atomic_fetch_add_explicit(&srv->fail_streak, 1,
-		    memory_order_relaxed);
-		if (errno == EMFILE || errno == ENFILE) {
+		/* Failed at once: our fault (EMFILE) or the server's. */
+		if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+		    errno == ENOMEM) {
 			session_close(s, "RC", false);
 			return;
 		}
+		server_note_failure(srv);
 		balance_done(srv);
 		s->server = NULL;
 		if (s->attempts > s->retries) {
@@ -163,8 +161,7 @@ connect_failed(struct session *s, const char *term)
 	net_close(s->srv.fd);
 	s->srv.fd = -1;
 	s->srv.events = 0;
-	atomic_fetch_add_explicit(&srv->connect_fail, 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(&srv->fail_streak, 1, memory_order_relaxed);
+	server_note_failure(srv);
 	log_debug("session %s: connect to %s/%s failed (%s)", s->fe->name,
 	    s->be->name, srv->name, term);
 	balance_done(srv);
@@ -188,7 +185,6 @@ connect_io_cb(struct ev_loop *loop, ev_io *io, int revents)
 		connect_failed(s, "SC");
 		return;
 	}
-	atomic_store_explicit(&s->server->fail_streak, 0, memory_order_relaxed);
 	s->state = SS_RELAY;
 	s->t_connected = ev_now(loop);
 	s->cli_active = s->srv_active = s->t_connected;

@@ -53,6 +53,7 @@ struct session {
 	struct side		 srv;
 	struct pick		 pk;		/* servers tried so far */
 	int			 attempts;	/* connects started */
+	bool			 srv_spoke;	/* the server sent a byte */
 	int			 retries;	/* further attempts allowed */
 	uint32_t		 timeout_client_ms;
 	uint32_t		 timeout_server_ms;
