@@ -106,6 +106,28 @@ struct conf_global {
 	enum log_level		 log_level;	/* default info */
 };
 
+struct conf_cidr {
+	struct sockaddr_storage	 ss;		/* network address (port unused) */
+	int			 prefix;	/* 0..32 or 0..128 */
+	int			 line;
+};
+
+/* [discovery]: the announcement listener (discovery/). */
+struct conf_discovery {
+	bool			 enabled;	/* the section is present */
+	struct conf_addr	 group;		/* group address; port from `port` */
+	int			 port;		/* default 7466 */
+	char			 interface[32];	/* join the group here; default "lo" */
+	char			 realm[64];	/* default "shoal" */
+	char			 key_file[256];	/* "" = none */
+	bool			 auth_none;	/* auth = none: accept unsigned */
+	struct conf_cidr	*allow;		/* announced addresses must match */
+	size_t			 nallow;
+	uint32_t		 max_skew_ms;	/* default 30s */
+	bool			 require_source_match; /* default yes */
+	int			 line;		/* the [discovery] line */
+};
+
 struct conf {
 	char			*file;		/* name used in messages */
 	struct conf_global	 global;
@@ -113,6 +135,7 @@ struct conf {
 	size_t			 nfrontends;
 	struct conf_backend	*backends;
 	size_t			 nbackends;
+	struct conf_discovery	 discovery;
 };
 
 /* The embedded default configuration (shoal started without -c). */

@@ -13,6 +13,7 @@
 #include "config.h"
 #include "conf.h"
 #include "control.h"
+#include "health.h"
 #include "log.h"
 #include "notify.h"
 
@@ -99,12 +100,16 @@ main(int argc, char *argv[])
 		fatal("control loop");
 	if (control_build_table(&ctl) == -1)
 		fatalx("cannot build the server table");
+	if (health_start(ctl.loop, &ctl.backends) == -1)
+		fatal("health checks");
 	if (control_start_workers(&ctl) == -1) {
+		health_stop();
 		control_fini(&ctl);
 		return 1;
 	}
 	control_ready(&ctl);
 	ev_run(ctl.loop, 0);
+	health_stop();
 	control_fini(&ctl);
 	notify_fini();
 	log_info("exiting");

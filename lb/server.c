@@ -3,6 +3,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,7 +33,7 @@ backend_new(const struct conf_backend *cb)
 
 	if ((be = calloc(1, sizeof(*be))) == NULL)
 		return NULL;
-	strncpy(be->name, cb->name, sizeof(be->name) - 1);
+	snprintf(be->name, sizeof(be->name), "%s", cb->name);
 	be->conf = *cb;
 	be->conf.servers = NULL;	/* not ours: the conf is freed */
 	be->conf.nservers = 0;
@@ -98,7 +99,7 @@ server_add(struct backend *be, const char *name, const struct sockaddr *sa,
 		return NULL;
 	atomic_init(&s->refs, 1);	/* the table's */
 	s->be = be;
-	strncpy(s->name, name, sizeof(s->name) - 1);
+	snprintf(s->name, sizeof(s->name), "%s", name);
 	memcpy(&s->addr, sa, salen);
 	s->addrlen = salen;
 	net_addr_str(sa, s->addrstr, sizeof(s->addrstr));

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -29,7 +30,7 @@ frontend_new(const struct conf_frontend *cf, struct backend *be)
 
 	if ((fe = calloc(1, sizeof(*fe))) == NULL)
 		return NULL;
-	strncpy(fe->name, cf->name, sizeof(fe->name) - 1);
+	snprintf(fe->name, sizeof(fe->name), "%s", cf->name);
 	if ((fe->binds = calloc(cf->nbinds, sizeof(*fe->binds))) == NULL) {
 		free(fe);
 		return NULL;

@@ -1,0 +1,68 @@
+#!/bin/sh
+# tests/run.sh - install what is missing, build shoal twice (normal with
+# -Werror, and with ASan+UBSan), and run the whole suite against both:
+# unit tests (meson test) and integration tests (pytest driving the real
+# binaries). Prints "N passed, N failed" last; exits non-zero on failure.
+#
+# Environment: SHOAL_TEST_ASAN=0 skips the sanitizer pass (for quick local
+# runs; CI always runs it). Extra arguments go to pytest (e.g. -k relay).
+set -eu
+cd "$(dirname "$0")/.."
+. dist/deps.sh
+deps_install build test
+
+ROOT=$(pwd)
+ART="$ROOT/tests/artifacts"
+mkdir -p "$ART"
+passed=0
+failed=0
+
+setup() {  # setup DIR MESON-ARGS...
+    dir=$1; shift
+    if [ ! -f "$dir/build.ninja" ]; then
+        meson setup "$dir" -Dwerror=true "$@" >"$ART/setup-$(basename "$dir").log"
+    fi
+    ninja -C "$dir"
+}
+
+count_junit() {  # count_junit FILE -> adds to passed/failed
+    set -- $(/usr/bin/python3 - "$1" <<'PY'
+import sys, xml.etree.ElementTree as ET
+try:
+    r = ET.parse(sys.argv[1]).getroot()
+except Exception:
+    print(0, 1); sys.exit()
+suites = [r] if r.tag == "testsuite" else list(r)
+t = sum(int(s.get("tests", 0)) for s in suites)
+f = sum(int(s.get("failures", 0)) + int(s.get("errors", 0)) for s in suites)
+sk = sum(int(s.get("skipped", 0)) for s in suites)
+print(t - f - sk, f + sk)
+PY
+)
+    passed=$((passed + $1))
+    failed=$((failed + $2))
+}
+
+run_pass() {  # run_pass NAME BUILD-DIR [pytest args]
+    name=$1; dir=$2; shift 2
+    echo "=== $name: unit tests ($dir)"
+    if meson test -C "$dir" --suite unit --print-errorlogs --logbase "unit-$name"; then :; fi
+    count_junit "$dir/meson-logs/unit-$name.junit.xml"
+    echo "=== $name: integration tests ($dir)"
+    SHOAL_BUILD="$ROOT/$dir" /usr/bin/python3 -m pytest -q -p no:cacheprovider \
+        --junitxml="$ART/integration-$name.xml" "$@" tests/integration || true
+    count_junit "$ART/integration-$name.xml"
+}
+
+setup build --buildtype=debugoptimized
+run_pass normal build "$@"
+
+if [ "${SHOAL_TEST_ASAN:-1}" != 0 ]; then
+    setup build-asan --buildtype=debug -Db_sanitize=address,undefined -Db_lundef=false
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+        run_pass asan build-asan "$@"
+fi
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
