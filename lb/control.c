@@ -5,11 +5,13 @@
 #include <errno.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "control.h"
+#include "health.h"
 #include "log.h"
 #include "notify.h"
 
@@ -17,6 +19,7 @@
 #define STOP_POLL		0.05	/* seconds between stop checks */
 
 static struct control *the_control;	/* for the QSBR waker */
+static int	(*reload_hook)(struct conf *);
 
 static void
 wake_workers(void)
@@ -30,9 +33,11 @@ wake_workers(void)
 }
 
 int
-control_init(struct control *c, struct conf *conf)
+control_init(struct control *c, struct conf *conf, const char *path)
 {
 	memset(c, 0, sizeof(*c));
+	c->conf_path = path;
+	TAILQ_INIT(&c->old_backends);
 	c->loop = ev_default_loop(EVFLAG_AUTO);
 	if (c->loop == NULL) {
 		errno = ENOMEM;
@@ -208,8 +213,8 @@ signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 		stop_begin(c, "SIGINT");
 		break;
 	case SIGHUP:
-		log_warnx("SIGHUP: configuration reload is not available in "
-		    "this version; still running the loaded configuration");
+		if (!c->stopping)
+			(void)control_reload(c);
 		break;
 	}
 }
@@ -269,12 +274,399 @@ control_fini(struct control *c)
 	for (size_t i = 0; i < c->nfrontends; i++)
 		frontend_free(c->frontends[i]);
 	free(c->frontends);
+	for (size_t i = 0; i < c->nold_frontends; i++)
+		frontend_free(c->old_frontends[i]);
+	free(c->old_frontends);
 	while ((be = TAILQ_FIRST(&c->backends)) != NULL) {
 		TAILQ_REMOVE(&c->backends, be, entry);
+		backend_free(be);
+	}
+	while ((be = TAILQ_FIRST(&c->old_backends)) != NULL) {
+		TAILQ_REMOVE(&c->old_backends, be, entry);
 		backend_free(be);
 	}
 	conf_free(c->conf);
 	ev_loop_destroy(c->loop);
 	the_control = NULL;
 	qsbr_set_waker(NULL);
+}
+
+/* ---- reload ---------------------------------------------------------- */
+
+void
+control_set_reload_hook(int (*fn)(struct conf *))
+{
+	reload_hook = fn;
+}
+
+/* New sockets for one bind address, one per worker. */
+struct prebind {
+	struct conf_addr	 addr;
+	int			*fds;		/* [nworkers], -1 once handed over */
+};
+
+static bool
+checks_changed(const struct conf_backend *a, const struct conf_backend *b)
+{
+	return a->check != b->check ||
+	    strcmp(a->check_http_method, b->check_http_method) != 0 ||
+	    strcmp(a->check_http_path, b->check_http_path) != 0 ||
+	    strcmp(a->check_http_host, b->check_http_host) != 0 ||
+	    a->check_send_len != b->check_send_len ||
+	    memcmp(a->check_send, b->check_send, a->check_send_len) != 0 ||
+	    a->check_expect_len != b->check_expect_len ||
+	    memcmp(a->check_expect, b->check_expect, a->check_expect_len) != 0 ||
+	    strcmp(a->check_sni, b->check_sni) != 0 ||
+	    strcmp(a->check_ca_file, b->check_ca_file) != 0 ||
+	    a->check_port != b->check_port ||
+	    a->check_interval_ms != b->check_interval_ms ||
+	    a->check_timeout_ms != b->check_timeout_ms ||
+	    a->rise != b->rise || a->fall != b->fall;
+}
+
+static const struct conf_server *
+conf_server_find(const struct conf_backend *cb, const char *name)
+{
+	for (size_t i = 0; i < cb->nservers; i++)
+		if (strcmp(cb->servers[i].name, name) == 0)
+			return &cb->servers[i];
+	return NULL;
+}
+
+/* Bring an existing backend to its new configuration, in place. */
+static void
+backend_apply(struct backend *be, const struct conf_backend *nb)
+{
+	bool		 rechecks = checks_changed(&be->conf, nb);
+	struct server	*s, *next;
+
+	if (rechecks)
+		TAILQ_FOREACH(s, &be->servers, entry)
+			health_remove(s);
+	be->conf = *nb;
+	be->conf.servers = NULL;
+	be->conf.nservers = 0;
+	atomic_store(&be->fall, nb->fall > 0 ? nb->fall : 3);
+
+	/* Static servers: gone or moved ones leave, the others are updated. */
+	for (s = TAILQ_FIRST(&be->servers); s != NULL; s = next) {
+		const struct conf_server *cs;
+
+		next = TAILQ_NEXT(s, entry);
+		if (s->source != SRC_STATIC)
+			continue;
+		cs = conf_server_find(nb, s->name);
+		if (cs == NULL || !net_addr_equal((struct sockaddr *)&s->addr,
+		    (const struct sockaddr *)&cs->addr.ss)) {
+			log_info("server %s/%s: removed by reload (%u sessions "
+			    "finish on it)", be->name, s->name,
+			    atomic_load(&s->cur));
+			health_remove(s);
+			server_remove(s);
+			continue;
+		}
+		if (s->weight != cs->weight || s->maxconn != cs->maxconn ||
+		    s->backup != cs->backup)
+			log_info("server %s/%s: weight %d maxconn %d%s", be->name,
+			    s->name, cs->weight, cs->maxconn,
+			    cs->backup ? " backup" : "");
+		s->weight = cs->weight;
+		s->maxconn = cs->maxconn;
+		s->backup = cs->backup;
+	}
+	for (size_t i = 0; i < nb->nservers; i++) {
+		const struct conf_server *cs = &nb->servers[i];
+
+		if (server_find(be, cs->name) != NULL)
+			continue;
+		s = server_add(be, cs->name, (const struct sockaddr *)&cs->addr.ss,
+		    cs->addr.len, cs->weight, cs->maxconn, cs->backup,
+		    SRC_STATIC);
+		if (s == NULL) {
+			log_warn("server %s/%s: not added", be->name, cs->name);
+			continue;
+		}
+		log_info("server %s/%s: added by reload (%s)", be->name,
+		    s->name, s->addrstr);
+		health_add(s);
+	}
+	if (rechecks) {
+		TAILQ_FOREACH(s, &be->servers, entry) {
+			if (nb->check == CHECK_NONE)
+				server_set_health(s, HEALTH_UP, "check = none");
+			else
+				health_add(s);
+		}
+	}
+	if (server_publish(be) == -1)
+		log_warn("backend %s: cannot publish", be->name);
+}
+
+static struct frontend *
+frontend_find(struct control *c, const char *name)
+{
+	for (size_t i = 0; i < c->nfrontends; i++)
+		if (strcmp(c->frontends[i]->name, name) == 0)
+			return c->frontends[i];
+	return NULL;
+}
+
+/* The frontend currently bound to addr, or NULL. */
+static struct frontend *
+bound_by(struct control *c, const struct conf_addr *a)
+{
+	for (size_t i = 0; i < c->nfrontends; i++)
+		for (size_t j = 0; j < c->frontends[i]->nbinds; j++)
+			if (net_addr_equal((struct sockaddr *)
+			    &c->frontends[i]->binds[j].ss,
+			    (const struct sockaddr *)&a->ss))
+				return c->frontends[i];
+	return NULL;
+}
+
+static bool
+conf_binds(const struct conf *conf, const struct conf_addr *a)
+{
+	for (size_t i = 0; i < conf->nfrontends; i++)
+		for (size_t j = 0; j < conf->frontends[i].nbinds; j++)
+			if (net_addr_equal((const struct sockaddr *)
+			    &conf->frontends[i].binds[j].ss,
+			    (const struct sockaddr *)&a->ss))
+				return true;
+	return false;
+}
+
+static void
+prebinds_free(struct prebind *pb, size_t n, size_t nworkers)
+{
+	for (size_t i = 0; i < n; i++) {
+		for (size_t w = 0; w < nworkers && pb[i].fds; w++)
+			net_close(pb[i].fds[w]);
+		free(pb[i].fds);
+	}
+	free(pb);
+}
+
+static void
+reload_failed(struct control *c, const char *msg)
+{
+	snprintf(c->reload_error, sizeof(c->reload_error), "%s", msg);
+	log_errorx("reload refused: %s; still running the previous "
+	    "configuration", msg);
+	notify_send("READY=1\nSTATUS=reload refused: %s", msg);
+}
+
+int
+control_reload(struct control *c)
+{
+	char		  err[CONF_ERR_MAX];
+	struct conf	 *nc;
+	struct prebind	 *pb = NULL;
+	size_t		  npb = 0, nb = 0;
+	struct frontend	**fes;
+	struct backend	 *be, *next;
+
+	if (c->conf_path == NULL) {
+		log_warnx("SIGHUP: running the embedded default configuration, "
+		    "nothing to reload");
+		return -1;
+	}
+	notify_send("RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading %s",
+	    (unsigned long long)notify_monotonic_usec(), c->conf_path);
+	log_info("SIGHUP: reloading %s", c->conf_path);
+	if ((nc = conf_load_file(c->conf_path, err)) == NULL) {
+		reload_failed(c, err);
+		return -1;
+	}
+
+	/* 1. Bind what is new before changing anything: may still fail. */
+	for (size_t i = 0; i < nc->nfrontends; i++)
+		nb += nc->frontends[i].nbinds;
+	if ((pb = calloc(nb ? nb : 1, sizeof(*pb))) == NULL) {
+		conf_free(nc);
+		reload_failed(c, "out of memory");
+		return -1;
+	}
+	for (size_t i = 0; i < nc->nfrontends; i++) {
+		for (size_t j = 0; j < nc->frontends[i].nbinds; j++) {
+			struct conf_addr	*a = &nc->frontends[i].binds[j];
+			struct prebind		*p;
+
+			if (bound_by(c, a) != NULL)
+				continue;
+			p = &pb[npb++];
+			p->addr = *a;
+			p->fds = malloc(c->nworkers * sizeof(*p->fds));
+			for (size_t w = 0; p->fds && w < c->nworkers; w++)
+				p->fds[w] = -1;
+			for (size_t w = 0; p->fds && w < c->nworkers; w++) {
+				p->fds[w] = net_listen((struct sockaddr *)&a->ss,
+				    a->len, true, 4096);
+				if (p->fds[w] == -1) {
+					char abuf[NET_ADDRSTRLEN];
+
+					snprintf(err, sizeof(err),
+					    "%s:%d: cannot listen on %s: %s",
+					    c->conf_path, a->line, net_addr_str(
+					    (struct sockaddr *)&a->ss, abuf,
+					    sizeof(abuf)), strerror(errno));
+					prebinds_free(pb, npb, c->nworkers);
+					conf_free(nc);
+					reload_failed(c, err);
+					return -1;
+				}
+			}
+			if (p->fds == NULL) {
+				prebinds_free(pb, npb, c->nworkers);
+				conf_free(nc);
+				reload_failed(c, "out of memory");
+				return -1;
+			}
+		}
+	}
+	if ((fes = calloc(nc->nfrontends, sizeof(*fes))) == NULL) {
+		prebinds_free(pb, npb, c->nworkers);
+		conf_free(nc);
+		reload_failed(c, "out of memory");
+		return -1;
+	}
+
+	/* 2. Backends: update in place, add new ones, retire removed ones. */
+	for (size_t i = 0; i < nc->nbackends; i++) {
+		const struct conf_backend *cb = &nc->backends[i];
+
+		if ((be = control_backend(c, cb->name)) != NULL) {
+			backend_apply(be, cb);
+			continue;
+		}
+		if ((be = backend_new(cb)) == NULL) {
+			log_warn("backend %s: not created", cb->name);
+			continue;
+		}
+		TAILQ_INSERT_TAIL(&c->backends, be, entry);
+		{
+			struct server *s;
+
+			TAILQ_FOREACH(s, &be->servers, entry)
+				health_add(s);
+		}
+		log_info("backend %s: added by reload", be->name);
+	}
+	for (be = TAILQ_FIRST(&c->backends); be != NULL; be = next) {
+		next = TAILQ_NEXT(be, entry);
+		if (conf_backend_find(nc, be->name) != NULL)
+			continue;
+		struct server *s;
+
+		TAILQ_FOREACH(s, &be->servers, entry)
+			health_remove(s);
+		TAILQ_REMOVE(&c->backends, be, entry);
+		TAILQ_INSERT_TAIL(&c->old_backends, be, entry);
+		log_info("backend %s: removed by reload (its sessions finish)",
+		    be->name);
+	}
+
+	/* 3. Frontends: same name keeps its object and counters. */
+	for (size_t i = 0; i < nc->nfrontends; i++) {
+		const struct conf_frontend	*cf = &nc->frontends[i];
+		struct frontend			*fe = frontend_find(c, cf->name);
+		struct backend			*fb = control_backend(c,
+						    cf->backend_name);
+
+		if (fe == NULL) {
+			fes[i] = frontend_new(cf, fb);
+			if (fes[i] == NULL)
+				fatal("reload: frontend %s", cf->name);
+			log_info("frontend %s: added by reload", cf->name);
+			continue;
+		}
+		struct conf_addr *binds = calloc(cf->nbinds, sizeof(*binds));
+
+		if (binds == NULL)
+			fatal("reload: frontend %s", cf->name);
+		memcpy(binds, cf->binds, cf->nbinds * sizeof(*binds));
+		free(fe->binds);
+		fe->binds = binds;
+		fe->nbinds = cf->nbinds;
+		atomic_store(&fe->backend, fb);
+		atomic_store(&fe->timeout_client_ms, cf->timeout_client_ms);
+		atomic_store(&fe->maxconn, cf->maxconn);
+		fes[i] = fe;
+	}
+
+	/* 4. Listeners: kept ones may change frontend; new; removed. */
+	for (size_t i = 0; i < nc->nfrontends; i++) {
+		for (size_t j = 0; j < fes[i]->nbinds; j++) {
+			struct conf_addr	*a = &fes[i]->binds[j];
+			struct frontend		*old = bound_by(c, a);
+
+			if (old == NULL || old == fes[i])
+				continue;
+			for (size_t w = 0; w < c->nworkers; w++)
+				(void)worker_post(c->workers[w],
+				    WMSG_SET_FRONTEND, fes[i], a, -1);
+		}
+	}
+	for (size_t k = 0; k < npb; k++) {
+		struct frontend *owner = NULL;
+
+		for (size_t i = 0; owner == NULL && i < nc->nfrontends; i++)
+			for (size_t j = 0; j < fes[i]->nbinds; j++)
+				if (net_addr_equal((struct sockaddr *)
+				    &fes[i]->binds[j].ss,
+				    (struct sockaddr *)&pb[k].addr.ss))
+					owner = fes[i];
+		for (size_t w = 0; w < c->nworkers; w++) {
+			if (worker_post(c->workers[w], WMSG_ADD_LISTENER, owner,
+			    &pb[k].addr, pb[k].fds[w]) == 0)
+				pb[k].fds[w] = -1;
+		}
+	}
+	for (size_t i = 0; i < c->nfrontends; i++) {
+		struct frontend *fe = c->frontends[i];
+		bool		 kept = false;
+
+		for (size_t k = 0; k < nc->nfrontends; k++)
+			if (fes[k] == fe)
+				kept = true;
+		if (!kept) {
+			/* Its addresses may live on in another frontend. */
+			for (size_t j = 0; j < fe->nbinds; j++)
+				if (!conf_binds(nc, &fe->binds[j]))
+					for (size_t w = 0; w < c->nworkers; w++)
+						(void)worker_post(c->workers[w],
+						    WMSG_DEL_LISTENER, fe,
+						    &fe->binds[j], -1);
+			struct frontend **o = reallocarray(c->old_frontends,
+			    c->nold_frontends + 1, sizeof(*o));
+
+			if (o == NULL)
+				fatal("reload");
+			c->old_frontends = o;
+			c->old_frontends[c->nold_frontends++] = fe;
+			log_info("frontend %s: removed by reload", fe->name);
+		}
+	}
+	prebinds_free(pb, npb, c->nworkers);
+	free(c->frontends);
+	c->frontends = fes;
+	c->nfrontends = nc->nfrontends;
+
+	/* 5. Global settings; threads only change at restart. */
+	if (nc->global.threads != c->conf->global.threads)
+		log_warnx("reload: threads changes take effect at the next "
+		    "restart");
+	atomic_store(&proxy_limits.maxconn, nc->global.maxconn);
+	log_set_level(nc->global.log_level);
+	if (reload_hook != NULL && reload_hook(nc) == -1)
+		log_warnx("reload: discovery kept its previous settings");
+	conf_free(c->conf);
+	c->conf = nc;
+	c->reloads++;
+	c->reload_error[0] = '\0';
+	log_info("reload done: %zu frontends, %zu backends", c->nfrontends,
+	    nc->nbackends);
+	notify_send("READY=1");
+	status_update(c);
+	return 0;
 }

@@ -15,6 +15,12 @@
 struct control {
 	struct ev_loop		*loop;		/* the default loop, main thread */
 	struct conf		*conf;		/* current configuration */
+	const char		*conf_path;	/* NULL: the embedded default */
+	struct frontend		**old_frontends; /* removed by reloads */
+	size_t			 nold_frontends;
+	struct backend_list	 old_backends;	/* removed by reloads */
+	unsigned		 reloads;	/* successful reloads */
+	char			 reload_error[CONF_ERR_MAX]; /* last failure, "" */
 	struct backend_list	 backends;
 	struct frontend		**frontends;	/* [nfrontends] */
 	size_t			 nfrontends;
@@ -29,8 +35,22 @@ struct control {
 	ev_tstamp		 started;
 };
 
-/* Take the config (owned from now on) and set up the control loop. */
-int	control_init(struct control *, struct conf *);
+/* Take the config (owned from now on) and set up the control loop. path
+ * is the file SIGHUP re-reads (NULL: the embedded default, not reloadable). */
+int	control_init(struct control *, struct conf *, const char *path);
+
+/*
+ * SIGHUP: parse and validate the file first; on any error keep running the
+ * old config and log the FILE:LINE error. On success apply it in place:
+ * binds that stay keep their sockets, servers with the same backend, name
+ * and address keep their state, counters and sessions; announced and
+ * admin-added servers stay; removed servers leave selection and drain.
+ * 0 if applied, -1 if refused.
+ */
+int	control_reload(struct control *);
+
+/* Hooks other modules install to follow a reload (discovery). */
+void	control_set_reload_hook(int (*)(struct conf *));
 
 /* Build the server table: one backend per [backend], static servers. */
 int	control_build_table(struct control *);

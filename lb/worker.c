@@ -126,7 +126,7 @@ listeners_resume(struct worker *w)
 	if (ev_now(w->loop) < w->emfile_until)
 		return;
 	for (size_t i = 0; i < w->nlisteners; i++) {
-		struct listener *l = &w->listeners[i];
+		struct listener *l = w->listeners[i];
 
 		if (!l->paused || l->fd == -1)
 			continue;
@@ -197,7 +197,7 @@ accept_cb(struct ev_loop *loop, ev_io *io, int revents)
 					    (int)(EMFILE_PAUSE * 1000));
 				w->emfile_until = ev_now(loop) + EMFILE_PAUSE;
 				for (size_t k = 0; k < w->nlisteners; k++)
-					listener_pause(w, &w->listeners[k]);
+					listener_pause(w, w->listeners[k]);
 				return;
 			default:
 				log_warn("frontend %s: accept", l->fe->name);
@@ -216,7 +216,7 @@ static void
 listeners_close(struct worker *w)
 {
 	for (size_t i = 0; i < w->nlisteners; i++) {
-		struct listener *l = &w->listeners[i];
+		struct listener *l = w->listeners[i];
 
 		ev_io_stop(w->loop, &l->io);
 		net_close(l->fd);
@@ -224,6 +224,119 @@ listeners_close(struct worker *w)
 		l->paused = false;
 	}
 	ev_timer_stop(w->loop, &w->resume);
+}
+
+/* Make fd (bound and listening) a listener of fe; owns fd. 0 or -1. */
+static int
+listener_add(struct worker *w, struct frontend *fe,
+    const struct conf_addr *addr, int fd)
+{
+	struct listener *l;
+
+	if (w->nlisteners == w->listeners_cap) {
+		size_t		  cap = w->listeners_cap ? w->listeners_cap * 2 : 8;
+		struct listener	**n = reallocarray(w->listeners, cap,
+				    sizeof(*n));
+
+		if (n == NULL)
+			return -1;
+		w->listeners = n;
+		w->listeners_cap = cap;
+	}
+	if ((l = calloc(1, sizeof(*l))) == NULL)
+		return -1;
+	l->w = w;
+	l->fe = fe;
+	l->addr = *addr;
+	l->fd = fd;
+	ev_io_init(&l->io, accept_cb, fd, EV_READ);
+	l->io.data = l;
+	ev_io_start(w->loop, &l->io);
+	w->listeners[w->nlisteners++] = l;
+	return 0;
+}
+
+static struct listener *
+listener_find(struct worker *w, const struct conf_addr *addr, size_t *idx)
+{
+	for (size_t i = 0; i < w->nlisteners; i++) {
+		if (net_addr_equal((struct sockaddr *)&w->listeners[i]->addr.ss,
+		    (const struct sockaddr *)&addr->ss)) {
+			*idx = i;
+			return w->listeners[i];
+		}
+	}
+	return NULL;
+}
+
+static void
+listener_del(struct worker *w, const struct conf_addr *addr)
+{
+	struct listener	*l;
+	size_t		 i;
+
+	if ((l = listener_find(w, addr, &i)) == NULL)
+		return;
+	ev_io_stop(w->loop, &l->io);
+	net_close(l->fd);
+	w->listeners[i] = w->listeners[--w->nlisteners];
+	free(l);
+}
+
+/* Apply the control loop's messages, in order. */
+static void
+mbox_run(struct worker *w)
+{
+	struct wmsg	*m, *next;
+	struct listener	*l;
+	size_t		 i;
+
+	pthread_mutex_lock(&w->mbox_lock);
+	m = w->mbox;
+	w->mbox = NULL;
+	w->mbox_tail = &w->mbox;
+	pthread_mutex_unlock(&w->mbox_lock);
+	for (; m != NULL; m = next) {
+		next = m->next;
+		switch (m->type) {
+		case WMSG_ADD_LISTENER:
+			if (listener_add(w, m->fe, &m->addr, m->fd) == -1) {
+				log_warn("worker %d: cannot add a listener of "
+				    "frontend %s", w->id, m->fe->name);
+				net_close(m->fd);
+			}
+			break;
+		case WMSG_DEL_LISTENER:
+			listener_del(w, &m->addr);
+			break;
+		case WMSG_SET_FRONTEND:
+			if ((l = listener_find(w, &m->addr, &i)) != NULL)
+				l->fe = m->fe;
+			break;
+		}
+		free(m);
+	}
+}
+
+int
+worker_post(struct worker *w, enum wmsg_type type, struct frontend *fe,
+    const struct conf_addr *addr, int fd)
+{
+	struct wmsg *m;
+
+	if ((m = calloc(1, sizeof(*m))) == NULL)
+		return -1;
+	m->type = type;
+	m->fe = fe;
+	if (addr != NULL)
+		m->addr = *addr;
+	m->fd = fd;
+	pthread_mutex_lock(&w->mbox_lock);
+	*w->mbox_tail = m;
+	w->mbox_tail = &m->next;
+	pthread_mutex_unlock(&w->mbox_lock);
+	worker_command(w, WCMD_MBOX);
+	return 0;
 }
 
 static void
@@ -243,6 +356,8 @@ wake_cb(struct ev_loop *loop, ev_async *a, int revents)
 
 	(void)revents;
 	cmd = atomic_exchange(&w->cmd, 0);
+	if (cmd & WCMD_MBOX)
+		mbox_run(w);
 	if (cmd & WCMD_CLOSE_LISTEN)
 		listeners_close(w);
 	if (cmd & WCMD_KILL_ALL)
@@ -276,48 +391,41 @@ struct worker *
 worker_new(int id, struct frontend **fes, size_t nfes)
 {
 	struct worker	*w;
-	size_t		 n = 0, k = 0;
 	struct timespec	 ts;
 
-	for (size_t i = 0; i < nfes; i++)
-		n += fes[i]->nbinds;
 	if ((w = calloc(1, sizeof(*w))) == NULL)
 		return NULL;
 	w->id = id;
 	TAILQ_INIT(&w->sessions);
 	buf_pool_init(&w->bufs, 256);
+	pthread_mutex_init(&w->mbox_lock, NULL);
+	w->mbox_tail = &w->mbox;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	w->rng = ((uint64_t)ts.tv_nsec << 16) ^ (uint64_t)getpid() ^
 	    ((uint64_t)(id + 1) * 0x9e3779b97f4a7c15ULL);
 	if (w->rng == 0)
 		w->rng = 1;
-	if ((w->loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOSIGMASK)) == NULL ||
-	    (w->listeners = calloc(n ? n : 1, sizeof(*w->listeners))) == NULL) {
+	if ((w->loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOSIGMASK)) == NULL) {
 		worker_free(w);
 		return NULL;
 	}
 	for (size_t i = 0; i < nfes; i++) {
 		for (size_t j = 0; j < fes[i]->nbinds; j++) {
-			struct listener	*l = &w->listeners[k++];
 			struct conf_addr *a = &fes[i]->binds[j];
 			char		 abuf[NET_ADDRSTRLEN];
+			int		 fd;
 
-			w->nlisteners = k;
-			l->w = w;
-			l->fe = fes[i];
-			l->fd = net_listen((struct sockaddr *)&a->ss, a->len,
+			fd = net_listen((struct sockaddr *)&a->ss, a->len,
 			    true, LISTEN_BACKLOG);
-			if (l->fd == -1) {
+			if (fd == -1 || listener_add(w, fes[i], a, fd) == -1) {
 				log_error("frontend %s: cannot listen on %s",
 				    fes[i]->name, net_addr_str(
 				    (struct sockaddr *)&a->ss, abuf,
 				    sizeof(abuf)));
+				net_close(fd);
 				worker_free(w);
 				return NULL;
 			}
-			ev_io_init(&l->io, accept_cb, l->fd, EV_READ);
-			l->io.data = l;
-			ev_io_start(w->loop, &l->io);
 		}
 	}
 	ev_async_init(&w->wake, wake_cb);
@@ -338,19 +446,28 @@ worker_new(int id, struct frontend **fes, size_t nfes)
 void
 worker_free(struct worker *w)
 {
+	struct wmsg *m;
+
 	if (w == NULL)
 		return;
 	qsbr_unregister(&w->qsbr);
 	if (w->loop != NULL) {
-		if (w->listeners != NULL)
-			listeners_close(w);
+		listeners_close(w);
 		sessions_kill(w);
 		session_reap(w);
 		ev_loop_destroy(w->loop);
-	} else if (w->listeners != NULL) {
-		for (size_t i = 0; i < w->nlisteners; i++)
-			net_close(w->listeners[i].fd);
 	}
+	for (size_t i = 0; i < w->nlisteners; i++) {
+		net_close(w->listeners[i]->fd);
+		free(w->listeners[i]);
+	}
+	while ((m = w->mbox) != NULL) {
+		w->mbox = m->next;
+		if (m->type == WMSG_ADD_LISTENER)
+			net_close(m->fd);
+		free(m);
+	}
+	pthread_mutex_destroy(&w->mbox_lock);
 	buf_pool_fini(&w->bufs);
 	free(w->listeners);
 	free(w);

@@ -36,15 +36,32 @@ struct frontend {
 struct listener {
 	struct worker		*w;
 	struct frontend		*fe;
+	struct conf_addr	 addr;		/* what it is bound to */
 	int			 fd;		/* -1 once closed */
 	ev_io			 io;
 	bool			 paused;	/* at a connection limit */
+};
+
+/* A message from the control loop to a worker (worker_post()). */
+enum wmsg_type {
+	WMSG_ADD_LISTENER,	/* take fd as a listener of fe at addr */
+	WMSG_DEL_LISTENER,	/* close the listener of fe at addr */
+	WMSG_SET_FRONTEND,	/* listeners at addr now belong to fe */
+};
+
+struct wmsg {
+	enum wmsg_type		 type;
+	struct frontend		*fe;
+	struct conf_addr	 addr;
+	int			 fd;		/* ADD: owned by the message */
+	struct wmsg		*next;
 };
 
 #define WCMD_WAKE	0x01u	/* pass a quiescent point (QSBR) */
 #define WCMD_CLOSE_LISTEN 0x02u	/* stop accepting: close listeners */
 #define WCMD_KILL_ALL	0x04u	/* close every session now */
 #define WCMD_EXIT	0x08u	/* leave the loop */
+#define WCMD_MBOX	0x10u	/* messages wait in the mailbox */
 
 struct worker {
 	int			 id;
@@ -56,8 +73,12 @@ struct worker {
 	ev_prepare		 reap;		/* frees closed sessions */
 	ev_timer		 resume;	/* retries paused listeners */
 	ev_tstamp		 emfile_until;	/* accept paused by EMFILE */
-	struct listener		*listeners;	/* [nlisteners] */
+	struct listener		**listeners;	/* [nlisteners], worker-owned */
 	size_t			 nlisteners;
+	size_t			 listeners_cap;
+	pthread_mutex_t		 mbox_lock;	/* control -> worker messages */
+	struct wmsg		*mbox;		/* FIFO head */
+	struct wmsg		**mbox_tail;
 	struct session_list	 sessions;	/* live */
 	size_t			 nsessions;
 	struct session		*dead;		/* closed, free before next poll */
@@ -89,6 +110,14 @@ void		 worker_free(struct worker *);
 
 /* Start the worker's thread; 0 or -1. */
 int		 worker_start(struct worker *);
+
+/*
+ * Post a message to a worker (control loop). The worker applies messages
+ * in order at its next wake-up; the message (and an ADD's fd) is owned by
+ * the worker from then on. 0, or -1 (ENOMEM: nothing posted, fd kept).
+ */
+int		 worker_post(struct worker *, enum wmsg_type, struct frontend *,
+		    const struct conf_addr *, int fd);
 
 /* Post WCMD_* flags to a worker and wake it. Any thread. */
 void		 worker_command(struct worker *, unsigned cmd);
