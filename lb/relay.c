@@ -60,7 +60,7 @@ relay_copy(struct session *s, struct side *from)
 	struct buf	*b;
 	ssize_t		 n;
 
-	for (int round = 0; round < RELAY_ROUNDS; round++) {
+	for (int round = 0;; round++) {
 		/* Flush what we hold. */
 		while ((b = from->buf) != NULL && b->off < b->len) {
 			n = send(to->fd, b->data + b->off, b->len - b->off,
@@ -95,8 +95,9 @@ relay_copy(struct session *s, struct side *from)
 			}
 			return 0;
 		}
-		/* A short read drained the socket: don't pay for EAGAIN. */
-		if (round > 0 && from->rd_short)
+		/* Read budget spent (level-triggered: we'll be called again),
+		 * or a short read drained the socket: don't pay for EAGAIN. */
+		if (round >= RELAY_ROUNDS || (round > 0 && from->rd_short))
 			return 0;
 		if ((b = buf_get(&s->w->bufs)) == NULL) {
 			session_close(s, "RD", true);
@@ -114,10 +115,13 @@ relay_copy(struct session *s, struct side *from)
 			session_touch(s, from);
 			continue;
 		}
+		/* Nothing read: the buffer goes back at once. */
+		buf_put(&s->w->bufs, b);
+		from->buf = NULL;
 		if (n == 0) {
 			from->rd_eof = true;
 			session_touch(s, from);
-			continue;
+			continue;	/* the next turn passes the FIN on */
 		}
 		if (errno == EINTR) {
 			round--;
@@ -130,7 +134,6 @@ relay_copy(struct session *s, struct side *from)
 		relay_abort(s, from);
 		return -1;
 	}
-	return 0;
 }
 
 /* Set a side's watcher to the wanted events, touching libev only on change. */
