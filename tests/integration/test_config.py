@@ -1,0 +1,211 @@
+"""
+Config strictness (S26) and the unbracketed IPv6 form (S25): every bad
+config makes `shoal -c` exit non-zero with a "FILE:LINE: message", and
+`shoal -t -c` gives the same verdict; good configs pass `shoal -t`.
+"""
+
+import os
+import re
+
+import pytest
+
+from conftest import alloc_port, run_shoal_check, run_shoal_start
+
+MARK = "  #BAD"
+
+
+def base_lines(fport, sport):
+    return [
+        "[global]",
+        "threads = 1",
+        "log_level = info",
+        "",
+        "[frontend web]",
+        "bind = 127.0.0.1:%d" % fport,
+        "backend = app",
+        "timeout_client = 5s",
+        "",
+        "[backend app]",
+        "balance = roundrobin",
+        "server = s1 127.0.0.1:%d" % sport,
+        "timeout_connect = 1s",
+        "timeout_server = 5s",
+        "retries = 2",
+    ]
+
+
+def edit(lines, after=None, replace=None, insert=None, bad=True):
+    """Return new lines: `insert` (a line) placed after the first line
+    starting with `after`, or the line starting with `replace` swapped for
+    `insert`. The bad line is marked for line-number lookup."""
+    out = list(lines)
+    text = insert + (MARK if bad else "")
+    if replace is not None:
+        i = next(k for k, l in enumerate(out) if l.startswith(replace))
+        out[i] = text
+    else:
+        i = next(k for k, l in enumerate(out) if l.startswith(after))
+        out.insert(i + 1, text)
+    return out
+
+
+# (id, how to break the base config); "line" of the offending line is found
+# from the marker. Each entry: (kwargs for edit, also-accepted line prefixes)
+BAD = {
+    "unknown_key_frontend": dict(after="backend =", insert="bogus = 1"),
+    "unknown_key_global": dict(after="threads", insert="colour = blue"),
+    "unknown_key_backend": dict(after="retries", insert="retry = 3"),
+    "duplicate_key": dict(after="timeout_server", insert="timeout_connect = 2s"),
+    "duplicate_balance": dict(after="balance", insert="balance = leastconn"),
+    "duplicate_global": dict(after="log_level", insert="threads = 2"),
+    "port_70000_bind": dict(replace="bind", insert="bind = 127.0.0.1:70000"),
+    "port_70000_server": dict(replace="server",
+                              insert="server = s1 127.0.0.1:70000"),
+    "timeout_minus_one": dict(replace="timeout_connect",
+                              insert="timeout_connect = -1"),
+    "timeout_minus_one_s": dict(replace="timeout_server",
+                                insert="timeout_server = -1s"),
+    "timeout_5x": dict(replace="timeout_server", insert="timeout_server = 5x"),
+    "duration_without_unit": dict(replace="timeout_client",
+                                  insert="timeout_client = 5"),
+    "grace_bad": dict(after="log_level", insert="grace = soon"),
+    "missing_backend": dict(replace="backend =", insert="backend = nosuch"),
+    "unknown_section": dict(after="retries", insert="[bogus thing]"),
+    "line_without_equals": dict(replace="balance",
+                                insert="balance roundrobin"),
+    "bad_balance": dict(replace="balance", insert="balance = fastest"),
+    "bad_threads": dict(replace="threads", insert="threads = many"),
+    "bad_log_level": dict(replace="log_level", insert="log_level = loud"),
+    "bad_maxconn": dict(after="log_level", insert="maxconn = -5"),
+    "bad_retries": dict(replace="retries", insert="retries = lots"),
+    "bad_weight": dict(replace="server",
+                       insert="server = s1 127.0.0.1:%(sport)d weight=abc"),
+    "unknown_server_option": dict(
+        replace="server", insert="server = s1 127.0.0.1:%(sport)d speed=9"),
+    "server_without_address": dict(replace="server", insert="server = s1"),
+    "duplicate_server_name": dict(
+        after="server", insert="server = s1 127.0.0.1:%(sport2)d"),
+    "bad_ipv4_address": dict(replace="bind", insert="bind = 127.0.0.300:8080"),
+    # S25: "::1:8080" without brackets is ambiguous and refused.
+    "ipv6_without_brackets_bind": dict(replace="bind", insert="bind = ::1:%(fport)d"),
+    "ipv6_without_brackets_server": dict(
+        replace="server", insert="server = s1 ::1:%(sport)d"),
+}
+
+# Cases where naming the section header (instead of the key) is also fine.
+ALT_LINES = {
+    "missing_backend": "[frontend web]",
+}
+
+
+def write_bad(tmp_path, case):
+    fport, sport, sport2 = alloc_port(), alloc_port(), alloc_port()
+    spec = dict(BAD[case])
+    spec["insert"] = spec["insert"] % dict(fport=fport, sport=sport,
+                                           sport2=sport2)
+    lines = edit(base_lines(fport, sport), **spec)
+    lineno = next(k + 1 for k, l in enumerate(lines) if l.endswith(MARK))
+    lines = [l[:-len(MARK)] if l.endswith(MARK) else l for l in lines]
+    path = str(tmp_path / ("%s.conf" % case))
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    alt = set()
+    if case in ALT_LINES:
+        alt.add(lines.index(ALT_LINES[case]) + 1)
+    return path, lineno, alt
+
+
+def assert_names_line(out, path, lines):
+    pat = re.compile(r"%s:(\d+): \S" % re.escape(path))
+    got = [int(m.group(1)) for m in pat.finditer(out)]
+    assert got, "no '%s:LINE: message' in output:\n%s" % (path, out)
+    assert set(got) & set(lines), "expected line %s, got %s:\n%s" % (
+        sorted(lines), got, out)
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_config_refused(case, tmp_path):
+    """S26/S25: exit code != 0 and FILE:LINE naming the offending line, for
+    both `shoal -c` and `shoal -t -c`."""
+    path, lineno, alt = write_bad(tmp_path, case)
+    rc_t, out_t = run_shoal_check(path)
+    rc_c, out_c = run_shoal_start(path)
+    assert rc_t != 0, "shoal -t accepted:\n" + open(path).read()
+    assert rc_c is not None, "shoal -c started on:\n" + open(path).read() \
+        + "\noutput:\n" + out_c
+    assert rc_c != 0
+    assert_names_line(out_t, path, {lineno} | alt)
+    assert_names_line(out_c, path, {lineno} | alt)
+    assert "AddressSanitizer" not in out_c + out_t
+    assert "LeakSanitizer" not in out_c + out_t
+
+
+@pytest.mark.parametrize("case", ["missing_file", "directory"])
+def test_unreadable_config(case, tmp_path):
+    """S26: a file that cannot be read: exit != 0, the message names the
+    file, for -c and -t alike."""
+    if case == "missing_file":
+        path = str(tmp_path / "nosuch.conf")
+    else:
+        path = str(tmp_path / "adir.conf")
+        os.mkdir(path)
+    rc_t, out_t = run_shoal_check(path)
+    rc_c, out_c = run_shoal_start(path)
+    assert rc_t not in (0, None) and rc_c not in (0, None), (rc_t, rc_c)
+    for out in (out_t, out_c):
+        assert path in out, out
+
+
+def test_good_configs_pass_check(tmp_path):
+    """`shoal -t -c` exits 0 on good configs: the base one, IPv6 binds and
+    servers in brackets, every key of the current config set."""
+    fport, sport = alloc_port(), alloc_port()
+    good = {
+        "base": base_lines(fport, sport),
+        "ipv6": [
+            "[global]",
+            "threads = auto",
+            "[frontend web6]",
+            "bind = [::1]:%d" % fport,
+            "bind = 127.0.0.1:%d" % fport,
+            "backend = app",
+            "[backend app]",
+            "server = s1 [::1]:%d" % sport,
+            "server = s2 127.0.0.1:%d" % sport,
+        ],
+        "all_keys": [
+            "; comment",
+            "# another comment",
+            "[global]",
+            "threads = 2",
+            "maxconn = 500",
+            "grace = 2s",
+            "log_level = debug",
+            "",
+            "[frontend web]",
+            "bind = 127.0.0.1:%d" % fport,
+            "backend = app",
+            "timeout_client = 1m",
+            "maxconn = 100",
+            "",
+            "[backend app]",
+            "balance = leastconn",
+            "server = s1 127.0.0.1:%d weight=2 maxconn=10" % sport,
+            "server = s2 127.0.0.1:%d weight=1" % (sport + 1),
+            "server = s3 127.0.0.1:%d backup" % (sport + 2),
+            "timeout_connect = 500ms",
+            "timeout_server = 30s",
+            "timeout_queue = 2s",
+            "retries = 0",
+        ],
+    }
+    for balance in ("roundrobin", "source", "random"):
+        lines = list(base_lines(fport, sport))
+        lines[lines.index("balance = roundrobin")] = "balance = " + balance
+        good["balance_" + balance] = lines
+    for name, lines in good.items():
+        path = str(tmp_path / ("%s.conf" % name))
+        with open(path, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        rc, out = run_shoal_check(path)
+        assert rc == 0, "%s rejected:\n%s" % (name, out)
