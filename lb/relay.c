@@ -191,6 +191,9 @@ relay_io_cb(struct ev_loop *loop, ev_io *io, int revents)
 	/* Both directions ended and flushed: a clean close. */
 	if (s->cli.rd_eof && s->srv.rd_eof && s->cli.buf == NULL &&
 	    s->srv.buf == NULL) {
+		/* A clean end counts as a success even for a silent server. */
+		if (!s->srv_spoke)
+			server_note_success(s->server);
 		session_close(s, "--", false);
 		return;
 	}

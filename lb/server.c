@@ -22,7 +22,7 @@ static _Atomic int		 qsbr_nslots;
 static pthread_mutex_t		 qsbr_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct pool		*retired_head;	/* control loop only */
 static void			(*qsbr_waker)(void);
-static void			(*passive_hook)(void);
+static void			(*_Atomic passive_hook)(void);
 
 static void	pool_free(struct pool *);
 
@@ -196,20 +196,20 @@ server_set_admin(struct server *s, enum server_admin a, const char *reason)
 void
 server_set_passive_hook(void (*fn)(void))
 {
-	passive_hook = fn;
+	atomic_store(&passive_hook, fn);
 }
 
 void
 server_note_failure(struct server *s)
 {
 	uint32_t n;
+	void	 (*hook)(void);
 
-	atomic_fetch_add_explicit(&s->connect_fail, 1, memory_order_relaxed);
 	n = atomic_fetch_add_explicit(&s->fail_streak, 1,
 	    memory_order_relaxed) + 1;
 	if (n == (uint32_t)atomic_load_explicit(&s->be->fall,
-	    memory_order_relaxed) && passive_hook != NULL)
-		passive_hook();
+	    memory_order_relaxed) && (hook = atomic_load(&passive_hook)) != NULL)
+		hook();
 }
 
 void

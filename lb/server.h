@@ -68,6 +68,7 @@ struct server {
 	enum server_admin	 admin;
 	enum server_health	 health;
 	bool			 announce_up;	/* announced servers: not draining */
+	char			 label[64];	/* announced label TLV, "" = none */
 	bool			 in_table;	/* false once removed */
 	double			 last_change;	/* ev_time() of the last state change */
 	void			*check;		/* health/ private state */
@@ -166,7 +167,9 @@ void		 server_set_admin(struct server *, enum server_admin,
 
 /*
  * Passive health, from worker threads: a connect to the server failed (or
- * it reset a session before sending a byte), or a session succeeded.
+ * it reset a session before sending a byte), or a session succeeded (the
+ * server sent a byte, or the session ended cleanly). Connect failures are
+ * also counted in connect_fail by the caller.
  * Failures grow fail_streak; when it reaches the backend's `fall`, the hook
  * installed with server_set_passive_hook() is called (from the worker
  * thread: it must only wake the control loop). Success resets the streak.

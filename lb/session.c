@@ -130,6 +130,8 @@ session_connect(struct session *s)
 			session_close(s, "RC", false);
 			return;
 		}
+		atomic_fetch_add_explicit(&srv->connect_fail, 1,
+		    memory_order_relaxed);
 		server_note_failure(srv);
 		balance_done(srv);
 		s->server = NULL;
@@ -161,6 +163,7 @@ connect_failed(struct session *s, const char *term)
 	net_close(s->srv.fd);
 	s->srv.fd = -1;
 	s->srv.events = 0;
+	atomic_fetch_add_explicit(&srv->connect_fail, 1, memory_order_relaxed);
 	server_note_failure(srv);
 	log_debug("session %s: connect to %s/%s failed (%s)", s->fe->name,
 	    s->be->name, srv->name, term);
