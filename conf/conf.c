@@ -14,6 +14,7 @@
  */
 #include <sys/types.h>
 #include <sys/socket.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
 
@@ -60,6 +61,9 @@ enum ktype {
 	T_SERVER,	/* struct conf_server *; off2: size_t count */
 	T_HTTPCHECK,	/* "METHOD PATH": method at off, char[size] path
 			   at off2 */
+	T_GROUP,	/* struct conf_addr: a multicast address, no port */
+	T_CIDRLIST,	/* struct conf_cidr *; off2: size_t count */
+	T_AUTH,		/* bool: "none" true, "hmac-sha256" false */
 };
 
 #define K_REPEAT	0x01	/* a list: may be given more than once */
@@ -110,6 +114,8 @@ static void	global_init(void *);
 static void	frontend_init(void *);
 static void	backend_init(void *);
 static int	backend_finish(struct parser *, void *);
+static void	discovery_init(void *);
+static int	discovery_finish(struct parser *, void *);
 
 static const char *const balance_words[] = {
 	[BALANCE_ROUNDROBIN] = "roundrobin",
@@ -207,7 +213,24 @@ static const struct key backend_keys[] = {
 	KINT(conf_backend, "max_discovered", max_discovered, 0, 100000),
 };
 
+static const struct key discovery_keys[] = {
+	{ .name = "group", .type = T_GROUP,
+	  .off = offsetof(struct conf_discovery, group) },
+	KINT(conf_discovery, "port", port, 1, 65535),
+	KSTR(conf_discovery, "interface", interface, K_TOKEN),
+	KSTR(conf_discovery, "realm", realm, 0),
+	KSTR(conf_discovery, "key_file", key_file, 0),
+	{ .name = "auth", .type = T_AUTH,
+	  .off = offsetof(struct conf_discovery, auth_none) },
+	{ .name = "allow", .type = T_CIDRLIST, .flags = K_REPEAT,
+	  .off = offsetof(struct conf_discovery, allow),
+	  .off2 = offsetof(struct conf_discovery, nallow) },
+	KDUR(conf_discovery, "max_skew", max_skew_ms, 100),
+	KBOOL(conf_discovery, "require_source_match", require_source_match),
+};
+
 _Static_assert(nitems(global_keys) <= KEYS_MAX, "too many keys");
+_Static_assert(nitems(discovery_keys) <= KEYS_MAX, "too many keys");
 _Static_assert(nitems(frontend_keys) <= KEYS_MAX, "too many keys");
 _Static_assert(nitems(backend_keys) <= KEYS_MAX, "too many keys");
 
@@ -234,6 +257,11 @@ static const struct kind kinds[] = {
 	  .line_off = offsetof(struct conf_backend, line),
 	  .keys = backend_keys, .nkeys = nitems(backend_keys),
 	  .init = backend_init, .finish = backend_finish },
+	{ .name = "discovery", .named = false,
+	  .size = sizeof(struct conf_discovery),
+	  .off = offsetof(struct conf, discovery),
+	  .keys = discovery_keys, .nkeys = nitems(discovery_keys),
+	  .init = discovery_init, .finish = discovery_finish },
 };
 
 struct parser {
@@ -1167,6 +1195,131 @@ set_httpcheck(struct parser *p, const struct key *k, char *o, const char *v)
 	return 0;
 }
 
+/* A multicast group address, without port (brackets optional for IPv6). */
+static int
+set_group(struct parser *p, const struct key *k, char *o, const char *v)
+{
+	struct conf_addr	 a;
+	struct sockaddr_in	*sin = (struct sockaddr_in *)&a.ss;
+	struct sockaddr_in6	*sin6 = (struct sockaddr_in6 *)&a.ss;
+	char			 host[INET6_ADDRSTRLEN + 2];
+	size_t			 len = strlen(v);
+
+	memset(&a, 0, sizeof(a));
+	if (len >= 2 && v[0] == '[' && v[len - 1] == ']' &&
+	    len - 2 < sizeof(host)) {
+		memcpy(host, v + 1, len - 2);
+		host[len - 2] = '\0';
+	} else if (len < sizeof(host))
+		memcpy(host, v, len + 1);
+	else
+		host[0] = '\0';
+	if (inet_pton(AF_INET, host, &sin->sin_addr) == 1) {
+		sin->sin_family = AF_INET;
+		a.len = sizeof(*sin);
+	} else if (inet_pton(AF_INET6, host, &sin6->sin6_addr) == 1) {
+		sin6->sin6_family = AF_INET6;
+		a.len = sizeof(*sin6);
+	} else {
+		perr(p, p->line, "bad %s '" VALFMT "': expected a numeric "
+		    "multicast address without port, e.g. 239.255.76.66 or "
+		    "ff12::4c42:4431", k->name, v);
+		return -1;
+	}
+	if (!addr_multicast(&a)) {
+		perr(p, p->line, "bad %s '" VALFMT "': not a multicast address "
+		    "(224.0.0.0/4 or ff00::/8)", k->name, v);
+		return -1;
+	}
+	a.line = p->line;
+	*(struct conf_addr *)(void *)(o + k->off) = a;
+	return 0;
+}
+
+/* "ADDR/N" or a bare "ADDR" (one host); IPv6 with or without brackets. */
+static int
+set_cidr(struct parser *p, const struct key *k, char *o, const char *v)
+{
+	struct conf_cidr	 c, *list;
+	const char		*orig = v;
+	struct sockaddr_in	*sin = (struct sockaddr_in *)&c.ss;
+	struct sockaddr_in6	*sin6 = (struct sockaddr_in6 *)&c.ss;
+	char			 host[INET6_ADDRSTRLEN + 2];
+	const char		*slash;
+	unsigned char		*b;
+	size_t			 hlen, alen;
+	long			 pfx;
+	int			 i, bits;
+
+	memset(&c, 0, sizeof(c));
+	slash = strchr(v, '/');
+	hlen = slash != NULL ? (size_t)(slash - v) : strlen(v);
+	if (hlen >= 2 && v[0] == '[' && v[hlen - 1] == ']') {
+		v++;
+		hlen -= 2;
+	}
+	if (hlen == 0 || hlen >= sizeof(host))
+		goto bad;
+	memcpy(host, v, hlen);
+	host[hlen] = '\0';
+	if (inet_pton(AF_INET, host, &sin->sin_addr) == 1) {
+		sin->sin_family = AF_INET;
+		b = (unsigned char *)&sin->sin_addr;
+		alen = 4;
+	} else if (inet_pton(AF_INET6, host, &sin6->sin6_addr) == 1) {
+		sin6->sin6_family = AF_INET6;
+		b = (unsigned char *)&sin6->sin6_addr;
+		alen = 16;
+	} else
+		goto bad;
+	pfx = (long)alen * 8;
+	if (slash != NULL && parse_long(slash + 1, 0, (long)alen * 8,
+	    &pfx) != 0) {
+		perr(p, p->line, "bad %s '" VALFMT "': prefix length must be "
+		    "0-%zu", k->name, orig, alen * 8);
+		return -1;
+	}
+	for (i = 0; i < (int)alen * 8; i++) {
+		if (i < pfx)
+			continue;
+		bits = b[i / 8] & (0x80 >> (i % 8));
+		if (bits != 0) {
+			perr(p, p->line, "bad %s '" VALFMT "': host bits set "
+			    "after /%ld", k->name, orig, pfx);
+			return -1;
+		}
+	}
+	c.prefix = (int)pfx;
+	c.line = p->line;
+	if ((list = list_add(o, k->off, k->off2, sizeof(c))) == NULL) {
+		perr(p, p->line, "out of memory");
+		return -1;
+	}
+	*list = c;
+	return 0;
+bad:
+	perr(p, p->line, "bad %s '" VALFMT "': expected ADDRESS/PREFIX, e.g. "
+	    "192.168.42.0/24 or fd00::/64", k->name, orig);
+	return -1;
+}
+
+static int
+set_auth(struct parser *p, const struct key *k, char *o, const char *v)
+{
+	bool	*none = (bool *)(o + k->off);
+
+	if (strcmp(v, "none") == 0)
+		*none = true;
+	else if (strcmp(v, "hmac-sha256") == 0)
+		*none = false;
+	else {
+		perr(p, p->line, "bad %s '" VALFMT "': expected hmac-sha256 or "
+		    "none", k->name, v);
+		return -1;
+	}
+	return 0;
+}
+
 static int
 set_value(struct parser *p, const struct key *k, char *o, const char *v)
 {
@@ -1195,6 +1348,12 @@ set_value(struct parser *p, const struct key *k, char *o, const char *v)
 		return set_server(p, k, o, v);
 	case T_HTTPCHECK:
 		return set_httpcheck(p, k, o, v);
+	case T_GROUP:
+		return set_group(p, k, o, v);
+	case T_CIDRLIST:
+		return set_cidr(p, k, o, v);
+	case T_AUTH:
+		return set_auth(p, k, o, v);
 	}
 	perr(p, p->line, "internal error: key '%s' has no type", k->name);
 	return -1;
@@ -1257,6 +1416,51 @@ backend_finish(struct parser *p, void *v)
 	if (b->check == CHECK_SEND_EXPECT && b->check_expect_len == 0) {
 		perr(p, seen_line(p, "check"), "check = send-expect needs a "
 		    "non-empty check_expect");
+		return -1;
+	}
+	return 0;
+}
+
+static void
+discovery_init(void *v)
+{
+	struct conf_discovery	*d = v;
+	struct sockaddr_in	*sin = (struct sockaddr_in *)&d->group.ss;
+
+	d->enabled = false;
+	sin->sin_family = AF_INET;
+	sin->sin_addr.s_addr = htonl(0xefff4c42);	/* 239.255.76.66 */
+	d->group.len = sizeof(*sin);
+	d->port = 7466;
+	snprintf(d->interface, sizeof(d->interface), "lo");
+	snprintf(d->realm, sizeof(d->realm), "shoal");
+	d->key_file[0] = '\0';
+	d->auth_none = false;
+	d->max_skew_ms = 30000;
+	d->require_source_match = true;
+}
+
+static int
+discovery_finish(struct parser *p, void *v)
+{
+	struct conf_discovery	*d = v;
+	struct sockaddr_in	*sin = (struct sockaddr_in *)&d->group.ss;
+	struct sockaddr_in6	*sin6 = (struct sockaddr_in6 *)&d->group.ss;
+
+	d->enabled = true;
+	d->line = p->kind_line;
+	if (d->group.ss.ss_family == AF_INET6)
+		sin6->sin6_port = htons((uint16_t)d->port);
+	else
+		sin->sin_port = htons((uint16_t)d->port);
+	if (strlen(d->interface) >= IF_NAMESIZE) {
+		perr(p, seen_line(p, "interface"), "interface name too long "
+		    "(max %d characters)", IF_NAMESIZE - 1);
+		return -1;
+	}
+	if (d->nallow == 0) {
+		perr(p, p->kind_line, "[discovery] needs at least one 'allow = "
+		    "ADDRESS/PREFIX': announced addresses must fall inside");
 		return -1;
 	}
 	return 0;
@@ -1675,7 +1879,8 @@ conf_free(struct conf *c)
 			o = kind_obj(c, k, j);
 			for (key = k->keys; key < k->keys + k->nkeys; key++)
 				if (key->type == T_ADDRLIST ||
-				    key->type == T_SERVER)
+				    key->type == T_SERVER ||
+				    key->type == T_CIDRLIST)
 					free(get_ptr(o, key->off));
 		}
 		if (k->named)

@@ -2,7 +2,9 @@
  * default.c - the configuration shoal uses when started without -c.
  *
  * It is also the smallest complete example: one frontend on localhost
- * relaying to three demo servers. Every key not given takes its default.
+ * relaying to whatever servers announce themselves on the loopback
+ * interface (shoal-announce --pool app --port N). Every key not given
+ * takes its default.
  */
 #include "conf.h"
 
@@ -37,7 +39,19 @@ const char conf_default_text[] =
 	"timeout_server = 60s\n"
 	"retries = 2                 ; more connect tries, on other servers\n"
 	"; server = NAME ADDR:PORT [weight=N] [maxconn=N] [backup]\n"
-	"server = s1 127.0.0.1:8081\n"
-	"server = s2 127.0.0.1:8082\n"
-	"server = s3 127.0.0.1:8083\n"
-	"discovery = no              ; yes: accept announced servers too\n";
+	"; No static server here: servers announce themselves (below).\n"
+	"discovery = yes             ; accept announced servers\n"
+	"max_discovered = 64\n"
+	"\n"
+	"; Announcements: `shoal-announce --pool app --port N` on this host\n"
+	"; adds 127.0.0.1:N to backend app once its checks pass.\n"
+	"[discovery]\n"
+	"group = 239.255.76.66\n"
+	"port = 7466\n"
+	"interface = lo\n"
+	"; Unsigned announcements, loopback only. Anywhere else, set\n"
+	"; key_file = /etc/shoal/discovery.key (lines \"ID HEXKEY\", mode 0600)\n"
+	"; and remove auth = none.\n"
+	"auth = none\n"
+	"allow = 127.0.0.0/8\n"
+	"max_skew = 30s\n";

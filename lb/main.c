@@ -16,6 +16,7 @@
 #include "health.h"
 #include "log.h"
 #include "notify.h"
+#include "receiver.h"
 
 static void
 usage(FILE *f)
@@ -96,19 +97,24 @@ main(int argc, char *argv[])
 		log_info("no -c given: running the embedded default "
 		    "configuration");
 
-	if (control_init(&ctl, conf) == -1)
+	if (control_init(&ctl, conf, path) == -1)
 		fatal("control loop");
 	if (control_build_table(&ctl) == -1)
 		fatalx("cannot build the server table");
 	if (health_start(ctl.loop, &ctl.backends) == -1)
 		fatal("health checks");
+	if (discovery_start(ctl.loop, &conf->discovery, &ctl.backends, conf)
+	    == -1)
+		fatalx("cannot start discovery");
 	if (control_start_workers(&ctl) == -1) {
+		discovery_stop();
 		health_stop();
 		control_fini(&ctl);
 		return 1;
 	}
 	control_ready(&ctl);
 	ev_run(ctl.loop, 0);
+	discovery_stop();
 	health_stop();
 	control_fini(&ctl);
 	notify_fini();

@@ -225,7 +225,8 @@ test_defaults(void)
 		is_int(c->nfrontends, 1, "default: one frontend");
 		is_int(c->frontends[0].nbinds, 1, "default: one bind");
 		is_int(c->nbackends, 1, "default: one backend");
-		is_int(c->backends[0].nservers, 3, "default: three servers");
+		is_int(c->backends[0].nservers, 0,
+		    "default: no static server (they announce themselves)");
 		is_int(c->backends[0].check, CHECK_TCP, "default: check tcp");
 		is_int(c->backends[0].check_interval_ms, 1000,
 		    "default: check_interval 1s");
@@ -450,10 +451,10 @@ static void
 test_long_line(void)
 {
 	struct conf	*c;
-	char		 err[CONF_ERR_MAX], *text;
+	static char	 text[4096];
+	char		 err[CONF_ERR_MAX];
 	size_t		 n;
 
-	text = malloc(4096);
 	strcpy(text, "[global]\n; ");
 	n = strlen(text);
 	memset(text + n, 'x', 2000);
@@ -473,7 +474,6 @@ test_long_line(void)
 	ok(c != NULL, "a 1022 character line loads%s%s", c ? "" : ": ",
 	    c ? "" : err);
 	conf_free(c);
-	free(text);
 }
 
 static void
@@ -654,6 +654,166 @@ test_parsers(void)
 	    "unknown balance name");
 }
 
+/* [discovery] (appended with discovery/). */
+#define DISC	"[discovery]\nallow = 127.0.0.0/8\n"
+
+static const struct {
+	const char	*text;
+	const char	*want;
+} bad_discovery[] = {
+	{ FE BE "[discovery]\n", "t.ini:6: [discovery] needs at least one "
+	  "'allow = ADDRESS/PREFIX': announced addresses must fall inside" },
+	{ FE BE DISC "[discovery]\n",
+	  "t.ini:8: duplicate section [discovery] (first at line 6)" },
+	{ FE BE "[discovery x]\n", "t.ini:6: section [discovery] takes no name" },
+	{ FE BE DISC "group = 10.0.0.1\n", "t.ini:8: bad group '10.0.0.1': "
+	  "not a multicast address (224.0.0.0/4 or ff00::/8)" },
+	{ FE BE DISC "group = 239.1.1.1:7466\n", "t.ini:8: bad group "
+	  "'239.1.1.1:7466': expected a numeric multicast address without "
+	  "port, e.g. 239.255.76.66 or ff12::4c42:4431" },
+	{ FE BE DISC "group = shoal.local\n", "t.ini:8: bad group "
+	  "'shoal.local': expected a numeric multicast address without port, "
+	  "e.g. 239.255.76.66 or ff12::4c42:4431" },
+	{ FE BE DISC "port = 0\n", "t.ini:8: port 0 out of range 1-65535" },
+	{ FE BE DISC "port = 70000\n",
+	  "t.ini:8: port 70000 out of range 1-65535" },
+	{ FE BE DISC "allow = 10.0.0.1/8\n", "t.ini:8: bad allow "
+	  "'10.0.0.1/8': host bits set after /8" },
+	{ FE BE DISC "allow = 10.0.0.0/33\n", "t.ini:8: bad allow "
+	  "'10.0.0.0/33': prefix length must be 0-32" },
+	{ FE BE DISC "allow = fd00::1/64\n", "t.ini:8: bad allow "
+	  "'fd00::1/64': host bits set after /64" },
+	{ FE BE DISC "allow = [fd00::]/129\n", "t.ini:8: bad allow "
+	  "'[fd00::]/129': prefix length must be 0-128" },
+	{ FE BE DISC "allow = 10.0.0.0/\n", "t.ini:8: bad allow "
+	  "'10.0.0.0/': prefix length must be 0-32" },
+	{ FE BE DISC "allow = lab-net/24\n", "t.ini:8: bad allow "
+	  "'lab-net/24': expected ADDRESS/PREFIX, e.g. 192.168.42.0/24 or "
+	  "fd00::/64" },
+	{ FE BE DISC "auth = hmac\n", "t.ini:8: bad auth 'hmac': expected "
+	  "hmac-sha256 or none" },
+	{ FE BE DISC "max_skew = 50ms\n",
+	  "t.ini:8: max_skew 50ms out of range 100ms-24h" },
+	{ FE BE DISC "interface = averyveryverylongname\n",
+	  "t.ini:8: interface name too long (max 15 characters)" },
+	{ FE BE DISC "interface = eth 0\n",
+	  "t.ini:8: bad interface 'eth 0': must not contain spaces" },
+	{ FE BE DISC "require_source_match = maybe\n", "t.ini:8: bad boolean "
+	  "'maybe' for require_source_match: expected yes, no, true, false, "
+	  "on, off, 1 or 0" },
+	{ FE BE DISC "ttl = 1s\n", "t.ini:8: unknown key 'ttl' in "
+	  "[discovery]" },
+	{ FE BE DISC "realm = a\n" "realm = b\n",
+	  "t.ini:9: duplicate key 'realm' (first set at line 8)" },
+};
+
+static void
+test_discovery(void)
+{
+	static const char full[] =
+	    FE "[backend app]\ndiscovery = yes\n"
+	    "[discovery]\n"				/* 6 */
+	    "group = ff12::4c42:4431\n"
+	    "port = 7467\n"
+	    "interface = eth0\n"
+	    "realm = ait-lab4\n"			/* 10 */
+	    "key_file = /etc/shoal/discovery.key\n"
+	    "auth = none\n"
+	    "allow = 192.168.42.0/24\n"
+	    "allow = [fd00::]/64\n"
+	    "allow = 10.1.2.3\n"			/* 15 */
+	    "allow = 0.0.0.0/0\n"
+	    "max_skew = 5s\n"
+	    "require_source_match = no\n";
+	const struct sockaddr_in6	*g6;
+	const struct sockaddr_in	*g4;
+	struct conf			*c;
+	char				 err[CONF_ERR_MAX], buf[64];
+	size_t				 i;
+
+	c = conf_load_string("t.ini", full, err);
+	ok(c != NULL, "[discovery] loads%s%s", c ? "" : ": ", c ? "" : err);
+	if (c != NULL) {
+		const struct conf_discovery *d = &c->discovery;
+
+		g6 = (const void *)&d->group.ss;
+		inet_ntop(AF_INET6, &g6->sin6_addr, buf, sizeof(buf));
+		ok(d->enabled && d->line == 6, "discovery enabled, line 6");
+		ok(d->group.ss.ss_family == AF_INET6 &&
+		    strcmp(buf, "ff12::4c42:4431") == 0 &&
+		    ntohs(g6->sin6_port) == 7467 &&
+		    d->group.len == sizeof(*g6), "IPv6 group, port 7467");
+		is_int(d->port, 7467, "port");
+		ok(strcmp(d->interface, "eth0") == 0, "interface");
+		ok(strcmp(d->realm, "ait-lab4") == 0, "realm");
+		ok(strcmp(d->key_file, "/etc/shoal/discovery.key") == 0,
+		    "key_file");
+		ok(d->auth_none, "auth = none");
+		is_int(d->nallow, 4, "four allow lines");
+		ok(d->allow[0].ss.ss_family == AF_INET &&
+		    d->allow[0].prefix == 24 && d->allow[0].line == 13,
+		    "allow 192.168.42.0/24");
+		ok(d->allow[1].ss.ss_family == AF_INET6 &&
+		    d->allow[1].prefix == 64, "allow [fd00::]/64");
+		ok(d->allow[2].prefix == 32, "a bare address is a /32");
+		ok(d->allow[3].prefix == 0, "allow 0.0.0.0/0");
+		is_int(d->max_skew_ms, 5000, "max_skew");
+		ok(!d->require_source_match, "require_source_match = no");
+		conf_free(c);
+	}
+
+	c = conf_load_string("t.ini", FE "[backend app]\ndiscovery = yes\n"
+	    DISC, err);
+	ok(c != NULL, "minimal [discovery] loads%s%s", c ? "" : ": ",
+	    c ? "" : err);
+	if (c != NULL) {
+		const struct conf_discovery *d = &c->discovery;
+
+		g4 = (const void *)&d->group.ss;
+		ok(d->enabled && d->group.ss.ss_family == AF_INET &&
+		    ntohl(g4->sin_addr.s_addr) == 0xefff4c42 &&
+		    ntohs(g4->sin_port) == 7466, "default group "
+		    "239.255.76.66:7466");
+		ok(strcmp(d->interface, "lo") == 0, "default interface lo");
+		ok(strcmp(d->realm, "shoal") == 0, "default realm shoal");
+		ok(d->key_file[0] == '\0' && !d->auth_none,
+		    "default: no key file, auth not none");
+		is_int(d->max_skew_ms, 30000, "default max_skew 30s");
+		ok(d->require_source_match, "default require_source_match");
+		conf_free(c);
+	}
+
+	c = conf_load_string("t.ini", FE BE, err);
+	ok(c != NULL && !c->discovery.enabled && c->discovery.nallow == 0,
+	    "no [discovery]: disabled");
+	conf_free(c);
+
+	/* The rule of backends stays: no servers needs discovery = yes. */
+	c = conf_load_string("t.ini", FE "[backend app]\n" DISC, err);
+	ok(c == NULL && strcmp(err, "t.ini:4: backend app has no servers and "
+	    "discovery is off") == 0, "[discovery] alone does not fill a "
+	    "backend without discovery = yes: %s", err);
+	conf_free(c);
+
+	c = conf_load_string("(default)", conf_default_text, err);
+	ok(c != NULL && c->discovery.enabled && c->discovery.auth_none &&
+	    c->discovery.nallow == 1 && c->discovery.allow[0].prefix == 8 &&
+	    strcmp(c->discovery.interface, "lo") == 0 &&
+	    c->backends[0].discovery, "default: discovery on lo, auth none, "
+	    "allow 127.0.0.0/8, backend app discovery = yes");
+	conf_free(c);
+
+	for (i = 0; i < sizeof(bad_discovery) / sizeof(bad_discovery[0]); i++) {
+		strcpy(err, "(unset)");
+		c = conf_load_string("t.ini", bad_discovery[i].text, err);
+		ok(c == NULL && strcmp(err, bad_discovery[i].want) == 0,
+		    "bad discovery %zu: %s", i, bad_discovery[i].want);
+		if (c != NULL || strcmp(err, bad_discovery[i].want) != 0)
+			printf("#   got: %s\n", c != NULL ? "(loaded)" : err);
+		conf_free(c);
+	}
+}
+
 int
 main(void)
 {
@@ -663,5 +823,6 @@ main(void)
 	test_long_line();
 	test_files();
 	test_parsers();
+	test_discovery();
 	return done_testing();
 }

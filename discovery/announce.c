@@ -1,0 +1,1150 @@
+/*
+ * announce.c - shoal-announce: announce one backend server to shoal.
+ *
+ * Runs beside the server (same host, container or pod), in the foreground,
+ * logging to stderr: under a supervisor (s6, systemd, docker) or from a
+ * shell alike. Every `interval` (+-10 % jitter) it sends a signed datagram
+ * (discovery/codec.h) to the multicast group, or to each --target by
+ * unicast; twice at start (0 and 250 ms). SIGUSR1 toggles draining;
+ * SIGTERM, SIGINT and SIGHUP send LEAVING three times, 50-100 ms apart,
+ * and exit 0. With --check, it announces only while the local service
+ * answers: one failed check announces draining, three in a row leaving,
+ * the next success announces up again.
+ *
+ * See docs/shoal-announce.1 and docs/discovery-protocol.md.
+ */
+#include <sys/types.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <arpa/inet.h>
+#include <net/if.h>
+#include <netinet/in.h>
+
+#include <errno.h>
+#include <getopt.h>
+#include <ifaddrs.h>
+#include <inttypes.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <ev.h>
+
+#include "codec.h"
+#include "conf.h"
+#include "config.h"
+#include "keys.h"
+#include "log.h"
+#include "net.h"
+
+#define ANNOUNCE_GROUP		"239.255.76.66"
+#define ANNOUNCE_PORT		7466
+#define ANNOUNCE_SECOND_SEND	0.25	/* s: the second datagram at start */
+#define ANNOUNCE_LEAVES		3	/* LEAVING datagrams on exit */
+#define ANNOUNCE_TARGETS_MAX	16
+#define ANNOUNCE_RESOLVE_EVERY	30.0	/* s: re-resolve --target names */
+#define CHECK_FALL		3	/* failed checks before leaving */
+
+enum check_kind {
+	CHECK_KIND_NONE = 0,
+	CHECK_KIND_TCP,
+	CHECK_KIND_HTTP,
+};
+
+/* Where the service is announced from, and what the gate sees. */
+enum gate {
+	GATE_OPEN = 0,		/* announcing (no check, or check passes) */
+	GATE_WAITING,		/* --check: no success yet, silent */
+	GATE_FAILING,		/* some failures: announcing draining */
+	GATE_CLOSED,		/* CHECK_FALL failures: left, silent */
+};
+
+struct target {
+	char			 spec[300];	/* "HOST:PORT" as given */
+	char			 host[256];
+	char			 port[8];
+	struct sockaddr_storage	 ss;
+	socklen_t		 len;		/* 0 = not resolved */
+};
+
+static struct {
+	/* Options. */
+	char			 pool[CODEC_POOL_MAX + 1];
+	uint16_t		 port;
+	char			 addr_arg[INET6_ADDRSTRLEN + 2]; /* "" = auto */
+	uint16_t		 weight;
+	uint32_t		 interval_ms;
+	char			 iface[IF_NAMESIZE];
+	struct sockaddr_storage	 group;
+	socklen_t		 grouplen;
+	struct target		 targets[ANNOUNCE_TARGETS_MAX];
+	size_t			 ntargets;
+	struct codec_key	 key;
+	bool			 signed_;
+	char			 realm[CODEC_REALM_MAX + 1];
+	char			 label[CODEC_LABEL_MAX + 1];
+	bool			 has_maxconn;
+	uint32_t		 maxconn;
+	enum check_kind		 check;
+	char			 check_path[256];
+
+	/* State. */
+	struct ev_loop		*loop;
+	struct sockaddr_storage	 addr;		/* announced address */
+	socklen_t		 addrlen;	/* 0 = not known yet */
+	int			 fd4, fd6;	/* sending sockets, -1 = none */
+	unsigned int		 ifindex;
+	uint64_t		 instance;
+	uint32_t		 seq;
+	bool			 draining;	/* SIGUSR1 */
+	bool			 leaving;	/* exit in progress */
+	int			 leaves_sent;
+	bool			 ever_sent;
+	enum gate		 gate;
+	int			 check_fails;	/* consecutive */
+	uint64_t		 rng;
+	double			 resolved_at;
+	ev_timer		 announce_t, second_t, leave_t, check_t;
+	ev_timer		 check_timeout_t;
+	ev_io			 check_io;
+	int			 check_fd;
+	char			 check_buf[64];
+	size_t			 check_got;
+	bool			 check_sent;
+	ev_signal		 sig_term, sig_int, sig_hup, sig_usr1;
+	struct ratelimit	 rl_send;
+} A = { .fd4 = -1, .fd6 = -1, .check_fd = -1 };
+
+static void	usage(FILE *);
+
+static uint64_t
+rng_next(void)
+{
+	uint64_t z = (A.rng += 0x9e3779b97f4a7c15ULL);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+/* A uniform double in [lo, hi). */
+static double
+rng_between(double lo, double hi)
+{
+	return lo + (hi - lo) * (double)(rng_next() >> 11) /
+	    9007199254740992.0;
+}
+
+static uint64_t
+wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+__attribute__((noreturn, format(printf, 1, 2)))
+static void
+usage_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "shoal-announce: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\n(shoal-announce --help for usage)\n");
+	exit(2);
+}
+
+/* ------------------------------------------------------------------ */
+/* Arguments. */
+
+/* A numeric IPv4 or IPv6 address (brackets optional) into ss, port 0. */
+static int
+parse_ip(const char *s, struct sockaddr_storage *ss, socklen_t *len)
+{
+	struct sockaddr_in	*sin = (struct sockaddr_in *)ss;
+	struct sockaddr_in6	*sin6 = (struct sockaddr_in6 *)ss;
+	char			 host[INET6_ADDRSTRLEN + 2];
+	size_t			 n = strlen(s);
+
+	if (n >= 2 && s[0] == '[' && s[n - 1] == ']') {
+		s++;
+		n -= 2;
+	}
+	if (n >= sizeof(host))
+		return -1;
+	memcpy(host, s, n);
+	host[n] = '\0';
+	memset(ss, 0, sizeof(*ss));
+	if (inet_pton(AF_INET, host, &sin->sin_addr) == 1) {
+		sin->sin_family = AF_INET;
+		*len = sizeof(*sin);
+		return 0;
+	}
+	if (inet_pton(AF_INET6, host, &sin6->sin6_addr) == 1) {
+		sin6->sin6_family = AF_INET6;
+		*len = sizeof(*sin6);
+		return 0;
+	}
+	return -1;
+}
+
+static void
+set_port(struct sockaddr_storage *ss, uint16_t port)
+{
+	if (ss->ss_family == AF_INET)
+		((struct sockaddr_in *)ss)->sin_port = htons(port);
+	else
+		((struct sockaddr_in6 *)ss)->sin6_port = htons(port);
+}
+
+/* --group ADDR[:PORT]: "239.1.2.3", "239.1.2.3:7466", "ff12::1",
+ * "[ff12::1]" or "[ff12::1]:7466". */
+static void
+parse_group(const char *s)
+{
+	char		 host[INET6_ADDRSTRLEN + 2];
+	const char	*colon, *end, *port = NULL;
+	long		 pn = ANNOUNCE_PORT;
+	const char	*why;
+	size_t		 n;
+
+	if (s[0] == '[') {
+		if ((end = strchr(s, ']')) == NULL)
+			usage_error("--group %s: missing ']'", s);
+		n = (size_t)(end - s - 1);
+		if (end[1] == ':')
+			port = end + 2;
+		else if (end[1] != '\0')
+			usage_error("--group %s: expected [ADDR]:PORT", s);
+		s++;
+	} else if ((colon = strchr(s, ':')) != NULL &&
+	    strchr(colon + 1, ':') == NULL) {
+		n = (size_t)(colon - s);
+		port = colon + 1;
+	} else
+		n = strlen(s);
+	if (n >= sizeof(host))
+		usage_error("--group: address too long");
+	memcpy(host, s, n);
+	host[n] = '\0';
+	if (parse_ip(host, &A.group, &A.grouplen) == -1)
+		usage_error("--group %s: not a numeric IP address", host);
+	if (port != NULL && conf_parse_int(port, 1, 65535, &pn, &why) == -1)
+		usage_error("--group port %s: %s", port, why);
+	set_port(&A.group, (uint16_t)pn);
+	if ((A.group.ss_family == AF_INET && !IN_MULTICAST(ntohl(
+	    ((struct sockaddr_in *)&A.group)->sin_addr.s_addr))) ||
+	    (A.group.ss_family == AF_INET6 && !IN6_IS_ADDR_MULTICAST(
+	    &((struct sockaddr_in6 *)&A.group)->sin6_addr)))
+		usage_error("--group %s: not a multicast address (use --target "
+		    "for unicast)", host);
+}
+
+/* --target HOST:PORT or [V6]:PORT. */
+static void
+add_target(const char *s)
+{
+	struct target	*t;
+	const char	*colon, *h, *why;
+	size_t		 hl;
+	long		 pn;
+
+	if (A.ntargets >= ANNOUNCE_TARGETS_MAX)
+		usage_error("at most %d --target", ANNOUNCE_TARGETS_MAX);
+	t = &A.targets[A.ntargets];
+	memset(t, 0, sizeof(*t));
+	snprintf(t->spec, sizeof(t->spec), "%s", s);
+	if (s[0] == '[') {
+		if ((colon = strstr(s, "]:")) == NULL)
+			usage_error("--target %s: expected [ADDR]:PORT", s);
+		h = s + 1;
+		hl = (size_t)(colon - h);
+		colon++;
+	} else {
+		if ((colon = strrchr(s, ':')) == NULL ||
+		    memchr(s, ':', (size_t)(colon - s)) != NULL)
+			usage_error("--target %s: expected HOST:PORT (IPv6 in "
+			    "brackets)", s);
+		h = s;
+		hl = (size_t)(colon - s);
+	}
+	if (hl == 0 || hl >= sizeof(t->host))
+		usage_error("--target %s: bad host", s);
+	memcpy(t->host, h, hl);
+	t->host[hl] = '\0';
+	if (conf_parse_int(colon + 1, 1, 65535, &pn, &why) == -1)
+		usage_error("--target %s: port: %s", s, why);
+	snprintf(t->port, sizeof(t->port), "%ld", pn);
+	A.ntargets++;
+}
+
+static void
+parse_check(const char *s)
+{
+	if (strcmp(s, "tcp") == 0) {
+		A.check = CHECK_KIND_TCP;
+		return;
+	}
+	if (strncmp(s, "http:", 5) == 0 && s[5] == '/' &&
+	    strlen(s + 5) < sizeof(A.check_path) &&
+	    strcspn(s + 5, " \t\r\n") == strlen(s + 5)) {
+		A.check = CHECK_KIND_HTTP;
+		snprintf(A.check_path, sizeof(A.check_path), "%s", s + 5);
+		return;
+	}
+	usage_error("--check %s: expected tcp or http:/PATH", s);
+}
+
+static void
+load_key(const char *file, long id)
+{
+	struct codec_key	 keys[KEYS_MAX];
+	const struct codec_key	*k;
+	char			 err[KEYS_ERR_MAX];
+	size_t			 n;
+
+	if (keys_load(file, keys, KEYS_MAX, &n, err) == -1) {
+		fprintf(stderr, "shoal-announce: %s\n", err);
+		exit(1);
+	}
+	if (id == -1) {
+		if (n != 1) {
+			keys_wipe(keys, n);
+			usage_error("%s holds %zu keys: say which one signs "
+			    "with --key-id", file, n);
+		}
+		k = &keys[0];
+	} else if ((k = keys_find(keys, n, (int)id)) == NULL) {
+		keys_wipe(keys, n);
+		usage_error("%s has no key with id %ld", file, id);
+	}
+	A.key = *k;
+	A.signed_ = true;
+	keys_wipe(keys, n);
+}
+
+static void
+parse_args(int argc, char *argv[])
+{
+	enum {
+		O_POOL = 256, O_PORT, O_ADDR, O_WEIGHT, O_INTERVAL, O_IFACE,
+		O_GROUP, O_TARGET, O_KEYFILE, O_KEYID, O_REALM, O_LABEL,
+		O_CHECK, O_MAXCONN,
+	};
+	static const struct option longopts[] = {
+		{ "pool", required_argument, NULL, O_POOL },
+		{ "port", required_argument, NULL, O_PORT },
+		{ "addr", required_argument, NULL, O_ADDR },
+		{ "weight", required_argument, NULL, O_WEIGHT },
+		{ "interval", required_argument, NULL, O_INTERVAL },
+		{ "iface", required_argument, NULL, O_IFACE },
+		{ "group", required_argument, NULL, O_GROUP },
+		{ "target", required_argument, NULL, O_TARGET },
+		{ "key-file", required_argument, NULL, O_KEYFILE },
+		{ "key-id", required_argument, NULL, O_KEYID },
+		{ "realm", required_argument, NULL, O_REALM },
+		{ "label", required_argument, NULL, O_LABEL },
+		{ "check", required_argument, NULL, O_CHECK },
+		{ "maxconn", required_argument, NULL, O_MAXCONN },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char	*key_file = NULL, *why, *iface = NULL;
+	long		 v, key_id = -1;
+	bool		 have_group = false;
+	int		 ch;
+
+	A.weight = 1;
+	A.interval_ms = 1000;
+	snprintf(A.realm, sizeof(A.realm), "shoal");
+	while ((ch = getopt_long(argc, argv, "vhV", longopts, NULL)) != -1) {
+		switch (ch) {
+		case O_POOL:
+			if (!codec_pool_valid(optarg, strlen(optarg)))
+				usage_error("--pool %s: expected 1-32 "
+				    "characters from A-Z a-z 0-9 . _ -",
+				    optarg);
+			snprintf(A.pool, sizeof(A.pool), "%s", optarg);
+			break;
+		case O_PORT:
+			if (conf_parse_int(optarg, 1, 65535, &v, &why) == -1)
+				usage_error("--port %s: %s (1-65535)", optarg,
+				    why);
+			A.port = (uint16_t)v;
+			break;
+		case O_ADDR:
+			if (strcmp(optarg, "auto") == 0)
+				A.addr_arg[0] = '\0';
+			else if (strlen(optarg) >= sizeof(A.addr_arg))
+				usage_error("--addr %s: too long", optarg);
+			else
+				snprintf(A.addr_arg, sizeof(A.addr_arg), "%s",
+				    optarg);
+			break;
+		case O_WEIGHT:
+			if (conf_parse_int(optarg, 0, CODEC_WEIGHT_MAX, &v,
+			    &why) == -1)
+				usage_error("--weight %s: %s (0-256)", optarg,
+				    why);
+			A.weight = (uint16_t)v;
+			break;
+		case O_INTERVAL:
+			if (conf_parse_duration(optarg, &A.interval_ms, &why)
+			    == -1)
+				usage_error("--interval %s: %s", optarg, why);
+			if (A.interval_ms < 100)
+				usage_error("--interval %s: at least 100ms",
+				    optarg);
+			break;
+		case O_IFACE:
+			iface = optarg;
+			break;
+		case O_GROUP:
+			parse_group(optarg);
+			have_group = true;
+			break;
+		case O_TARGET:
+			add_target(optarg);
+			break;
+		case O_KEYFILE:
+			key_file = optarg;
+			break;
+		case O_KEYID:
+			if (conf_parse_int(optarg, 1, 255, &key_id, &why) == -1)
+				usage_error("--key-id %s: %s (1-255)", optarg,
+				    why);
+			break;
+		case O_REALM:
+			if (strlen(optarg) > CODEC_REALM_MAX)
+				usage_error("--realm: at most %d bytes",
+				    CODEC_REALM_MAX);
+			snprintf(A.realm, sizeof(A.realm), "%s", optarg);
+			break;
+		case O_LABEL:
+			snprintf(A.label, sizeof(A.label), "%s", optarg);
+			for (const char *c = optarg; *c != '\0'; c++)
+				if ((unsigned char)*c < 0x20 ||
+				    (unsigned char)*c > 0x7e)
+					usage_error("--label: printable ASCII "
+					    "only");
+			if (strlen(optarg) > CODEC_LABEL_MAX)
+				usage_error("--label: at most %d characters",
+				    CODEC_LABEL_MAX);
+			break;
+		case O_CHECK:
+			parse_check(optarg);
+			break;
+		case O_MAXCONN:
+			if (conf_parse_int(optarg, 0, 1000000, &v, &why) == -1)
+				usage_error("--maxconn %s: %s", optarg, why);
+			A.has_maxconn = true;
+			A.maxconn = (uint32_t)v;
+			break;
+		case 'v':
+			log_set_level(LOG_LVL_DEBUG);
+			break;
+		case 'h':
+			usage(stdout);
+			exit(0);
+		case 'V':
+			printf("shoal-announce %s\n", SHOAL_VERSION);
+			exit(0);
+		default:
+			usage(stderr);
+			exit(2);
+		}
+	}
+	if (optind != argc)
+		usage_error("unexpected argument '%s'", argv[optind]);
+	if (A.pool[0] == '\0' || A.port == 0)
+		usage_error("--pool and --port are required");
+	if (key_id != -1 && key_file == NULL)
+		usage_error("--key-id needs --key-file");
+	if (key_file != NULL)
+		load_key(key_file, key_id);
+	if (have_group && A.ntargets > 0)
+		usage_error("--group and --target exclude each other");
+	if (!have_group) {
+		parse_group(ANNOUNCE_GROUP);
+		set_port(&A.group, ANNOUNCE_PORT);
+	}
+	if (iface == NULL && A.ntargets == 0) {
+		if (A.group.ss_family == AF_INET6)
+			usage_error("an IPv6 group needs --iface");
+		iface = "lo";
+	}
+	if (iface != NULL) {
+		if (strlen(iface) >= sizeof(A.iface))
+			usage_error("--iface %s: name too long", iface);
+		snprintf(A.iface, sizeof(A.iface), "%s", iface);
+		if ((A.ifindex = if_nametoindex(iface)) == 0)
+			usage_error("--iface %s: no such interface", iface);
+	}
+	if (A.addr_arg[0] != '\0' && parse_ip(A.addr_arg, &A.addr,
+	    &A.addrlen) == -1)
+		usage_error("--addr %s: expected a numeric IP address or auto",
+		    A.addr_arg);
+	if (A.addrlen != 0 && A.ntargets == 0 &&
+	    A.addr.ss_family != A.group.ss_family)
+		usage_error("--addr %s and --group are not the same address "
+		    "family", A.addr_arg);
+	if (A.interval_ms > 17000)
+		log_warnx("--interval above 17s: the ttl (3.5 x interval) is "
+		    "clamped to 60s by shoal");
+}
+
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+"usage: shoal-announce --pool NAME --port N [options]\n"
+"\n"
+"Announce one backend server to shoal, signed, until stopped. Runs in the\n"
+"foreground and logs to stderr.\n"
+"\n"
+"  --pool NAME          shoal backend to join (1-32 of A-Z a-z 0-9 . _ -)\n"
+"  --port N             TCP port of the announced service\n"
+"  --addr A|auto        announced IP address (default auto: the address of\n"
+"                       --iface, or the source address towards --target);\n"
+"                       datagrams are sent from it when it is local\n"
+"  --weight W           0-256 (default 1)\n"
+"  --interval D         time between announcements, with a unit: 500ms, 2s\n"
+"                       (default 1s; +-10%% jitter; ttl = 3.5 x interval)\n"
+"  --iface IF           send multicast on this interface (default lo;\n"
+"                       required for an IPv6 group)\n"
+"  --group ADDR[:PORT]  multicast group (default 239.255.76.66:7466);\n"
+"                       IPv6 as ff12::4c42:4431 or [ff12::4c42:4431]:7466\n"
+"  --target HOST:PORT   send unicast to shoal instead (repeatable), for\n"
+"                       networks without multicast (e.g. Docker overlays)\n"
+"  --key-file F         sign with a key from F (lines 'ID HEXKEY', mode 0600)\n"
+"  --key-id K           which key of F (needed when F holds several)\n"
+"                       without --key-file datagrams are unsigned: only a\n"
+"                       shoal with 'auth = none' accepts them\n"
+"  --realm R            MAC realm, as shoal's [discovery] realm\n"
+"                       (default shoal)\n"
+"  --label TEXT         free text shown in shoal's stats (max 63)\n"
+"  --maxconn N          ask shoal to cap sessions to this server\n"
+"  --check tcp|http:/PATH\n"
+"                       announce only while the service answers: a failed\n"
+"                       check announces draining, 3 in a row leaving; the\n"
+"                       next success announces up again\n"
+"  -v, --verbose        log every datagram sent\n"
+"  -h, --help           this help;  -V, --version  the version\n"
+"\n"
+"Signals: SIGUSR1 toggles draining (no new sessions); SIGTERM, SIGINT or\n"
+"SIGHUP send LEAVING three times, 50-100 ms apart, and exit 0. Exit 1 on\n"
+"a runtime error at start, 2 on a usage error.\n"
+"\n"
+"Example (same host as shoal's default configuration):\n"
+"  shoal-announce --pool app --port 8081\n"
+"Example (lab container, signed, multicast on eth0):\n"
+"  shoal-announce --pool app --port 3000 --iface eth0 \\\n"
+"      --key-file /etc/shoal/discovery.key --key-id 1 --realm ait-lab4 \\\n"
+"      --check http:/\n"
+"\n"
+"See shoal-announce(1) and docs/discovery-protocol.md.\n");
+}
+
+/* ------------------------------------------------------------------ */
+/* Sockets and addresses. */
+
+/* The first usable address of family fam on the interface; 0 or -1. */
+static int
+iface_addr(int fam, struct sockaddr_storage *ss, socklen_t *len)
+{
+	struct ifaddrs		*ifa, *i;
+	const struct sockaddr_in6 *sin6;
+	int			 rc = -1;
+
+	if (getifaddrs(&ifa) == -1)
+		return -1;
+	for (i = ifa; i != NULL; i = i->ifa_next) {
+		if (i->ifa_addr == NULL || i->ifa_addr->sa_family != fam ||
+		    strcmp(i->ifa_name, A.iface) != 0)
+			continue;
+		if (fam == AF_INET6) {
+			sin6 = (const void *)i->ifa_addr;
+			if (IN6_IS_ADDR_LINKLOCAL(&sin6->sin6_addr))
+				continue;
+			*len = sizeof(struct sockaddr_in6);
+		} else
+			*len = sizeof(struct sockaddr_in);
+		memset(ss, 0, sizeof(*ss));
+		memcpy(ss, i->ifa_addr, *len);
+		if (fam == AF_INET6)
+			((struct sockaddr_in6 *)ss)->sin6_scope_id = 0;
+		rc = 0;
+		break;
+	}
+	freeifaddrs(ifa);
+	return rc;
+}
+
+/* Resolve --target names (blocking, but only at start and every 30 s). */
+static void
+resolve_targets(bool force)
+{
+	struct addrinfo	 hints, *res;
+	struct target	*t;
+	double		 now = ev_now(A.loop);
+	size_t		 i;
+	int		 rc;
+
+	if (!force && now - A.resolved_at < ANNOUNCE_RESOLVE_EVERY)
+		return;
+	A.resolved_at = now;
+	for (i = 0; i < A.ntargets; i++) {
+		t = &A.targets[i];
+		memset(&hints, 0, sizeof(hints));
+		hints.ai_socktype = SOCK_DGRAM;
+		hints.ai_flags = AI_NUMERICSERV;
+		if (A.addrlen != 0)
+			hints.ai_family = A.addr.ss_family;
+		if ((rc = getaddrinfo(t->host, t->port, &hints, &res)) != 0) {
+			if (log_ratelimit(&A.rl_send, 1))
+				log_warnx("--target %s: %s", t->spec,
+				    gai_strerror(rc));
+			continue;
+		}
+		memcpy(&t->ss, res->ai_addr, res->ai_addrlen);
+		t->len = res->ai_addrlen;
+		freeaddrinfo(res);
+	}
+}
+
+/*
+ * Work out the announced address when it is auto: the interface's address
+ * for multicast, the source address towards the first resolved target for
+ * unicast. 0, or -1 (not known yet: try again later).
+ */
+static int
+resolve_addr(void)
+{
+	struct sockaddr_storage	 ss;
+	socklen_t		 len = sizeof(ss);
+	size_t			 i;
+	int			 fd;
+
+	if (A.addrlen != 0)
+		return 0;
+	if (A.ntargets == 0) {
+		if (iface_addr(A.group.ss_family, &A.addr, &A.addrlen) == -1)
+			return -1;
+		return 0;
+	}
+	for (i = 0; i < A.ntargets; i++) {
+		if (A.targets[i].len == 0)
+			continue;
+		fd = socket(A.targets[i].ss.ss_family,
+		    SOCK_DGRAM | SOCK_CLOEXEC, 0);
+		if (fd == -1)
+			continue;
+		if (connect(fd, (struct sockaddr *)&A.targets[i].ss,
+		    A.targets[i].len) == 0 &&
+		    getsockname(fd, (struct sockaddr *)&ss, &len) == 0) {
+			close(fd);
+			memcpy(&A.addr, &ss, len);
+			A.addrlen = len;
+			set_port(&A.addr, 0);
+			if (ss.ss_family == AF_INET6)
+				((struct sockaddr_in6 *)&A.addr)->
+				    sin6_scope_id = 0;
+			return 0;
+		}
+		close(fd);
+	}
+	return -1;
+}
+
+/* A sending socket of this family, bound to the announced address when it
+ * is local (so that shoal sees it as the source). */
+static int
+open_sender(int fam)
+{
+	struct sockaddr_storage	 b;
+	struct ip_mreqn		 mr;
+	int			 fd, one = 1, ttl = 1;
+	char			 abuf[NET_ADDRSTRLEN];
+
+	if ((fd = socket(fam, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0))
+	    == -1) {
+		log_warn("socket");
+		return -1;
+	}
+	if (A.addrlen != 0 && A.addr.ss_family == fam) {
+		memcpy(&b, &A.addr, A.addrlen);
+		set_port(&b, 0);
+		if (bind(fd, (struct sockaddr *)&b, A.addrlen) == -1)
+			log_warn("cannot send from %s (not a local address?); "
+			    "shoal must then set require_source_match = no",
+			    net_host_str((struct sockaddr *)&b, abuf,
+			    sizeof(abuf)));
+	}
+	if (A.ntargets > 0)
+		return fd;
+	if (fam == AF_INET) {
+		memset(&mr, 0, sizeof(mr));
+		mr.imr_ifindex = (int)A.ifindex;
+		if (A.addrlen != 0 && A.addr.ss_family == AF_INET)
+			mr.imr_address =
+			    ((struct sockaddr_in *)&A.addr)->sin_addr;
+		if (setsockopt(fd, IPPROTO_IP, IP_MULTICAST_IF, &mr,
+		    sizeof(mr)) == -1)
+			log_warn("IP_MULTICAST_IF %s", A.iface);
+		(void)setsockopt(fd, IPPROTO_IP, IP_MULTICAST_TTL, &ttl,
+		    sizeof(ttl));
+		(void)setsockopt(fd, IPPROTO_IP, IP_MULTICAST_LOOP, &one,
+		    sizeof(one));
+	} else {
+		if (setsockopt(fd, IPPROTO_IPV6, IPV6_MULTICAST_IF, &A.ifindex,
+		    sizeof(A.ifindex)) == -1)
+			log_warn("IPV6_MULTICAST_IF %s", A.iface);
+		(void)setsockopt(fd, IPPROTO_IPV6, IPV6_MULTICAST_HOPS, &ttl,
+		    sizeof(ttl));
+		(void)setsockopt(fd, IPPROTO_IPV6, IPV6_MULTICAST_LOOP, &one,
+		    sizeof(one));
+	}
+	return fd;
+}
+
+static int *
+sender_for(int fam)
+{
+	int *fdp = fam == AF_INET ? &A.fd4 : &A.fd6;
+
+	if (*fdp == -1)
+		*fdp = open_sender(fam);
+	return fdp;
+}
+
+/* ------------------------------------------------------------------ */
+/* Sending. */
+
+static const char *
+state_now(uint8_t *st)
+{
+	if (A.leaving || A.gate == GATE_CLOSED)
+		*st = CODEC_LEAVING;
+	else if (A.draining || A.gate == GATE_FAILING)
+		*st = CODEC_DRAINING;
+	else
+		*st = CODEC_UP;
+	return codec_state_name(*st);
+}
+
+/* Send one datagram with the current state to the group or every target. */
+static void
+send_one(void)
+{
+	struct codec_msg	 m;
+	uint8_t			 buf[CODEC_MAX];
+	char			 dbuf[NET_ADDRSTRLEN];
+	const char		*why = NULL, *st;
+	struct sockaddr		*dst;
+	socklen_t		 dlen;
+	size_t			 i, ndst;
+	ssize_t			 r;
+	int			 len, *fdp;
+
+	if (A.ntargets > 0)
+		resolve_targets(false);
+	if (resolve_addr() == -1) {
+		if (log_ratelimit(&A.rl_send, 1))
+			log_warnx("no address to announce yet (%s); retrying",
+			    A.ntargets > 0 ? "no --target resolved" :
+			    "interface has no address");
+		return;
+	}
+	memset(&m, 0, sizeof(m));
+	st = state_now(&m.state);
+	m.ipv6 = A.addr.ss_family == AF_INET6;
+	if (m.ipv6)
+		memcpy(m.addr, &((struct sockaddr_in6 *)&A.addr)->sin6_addr,
+		    16);
+	else
+		memcpy(m.addr, &((struct sockaddr_in *)&A.addr)->sin_addr, 4);
+	m.port = A.port;
+	m.weight = A.weight;
+	m.ttl_ms = A.interval_ms / 2 * 7;
+	m.seq = ++A.seq;
+	m.instance = A.instance;
+	m.timestamp_ms = wall_ms();
+	snprintf(m.pool, sizeof(m.pool), "%s", A.pool);
+	snprintf(m.label, sizeof(m.label), "%s", A.label);
+	m.has_maxconn = A.has_maxconn;
+	m.maxconn = A.maxconn;
+	len = codec_encode(&m, A.signed_ ? &A.key : NULL, A.realm, buf,
+	    sizeof(buf), &why);
+	if (len == -1) {
+		/* Only a bad --addr gets here (e.g. multicast, ::1 mapped). */
+		log_warnx("cannot encode the announcement: %s", why);
+		return;
+	}
+	ndst = A.ntargets > 0 ? A.ntargets : 1;
+	for (i = 0; i < ndst; i++) {
+		if (A.ntargets > 0) {
+			if (A.targets[i].len == 0)
+				continue;
+			dst = (struct sockaddr *)&A.targets[i].ss;
+			dlen = A.targets[i].len;
+		} else {
+			dst = (struct sockaddr *)&A.group;
+			dlen = A.grouplen;
+		}
+		fdp = sender_for(dst->sa_family);
+		if (*fdp == -1)
+			continue;
+		r = sendto(*fdp, buf, (size_t)len, 0, dst, dlen);
+		if (r == -1) {
+			if (log_ratelimit(&A.rl_send, 1))
+				log_warn("send to %s", net_addr_str(dst, dbuf,
+				    sizeof(dbuf)));
+			/* The network may have changed: start afresh. */
+			close(*fdp);
+			*fdp = -1;
+			continue;
+		}
+		A.ever_sent = true;
+		log_debug("sent %s seq %" PRIu32 " to %s (%d bytes)", st,
+		    m.seq, net_addr_str(dst, dbuf, sizeof(dbuf)), len);
+	}
+}
+
+static bool
+gate_allows(void)
+{
+	return A.gate == GATE_OPEN || A.gate == GATE_FAILING;
+}
+
+static void
+schedule_next(void)
+{
+	double	 iv = A.interval_ms / 1000.0;
+
+	ev_timer_stop(A.loop, &A.announce_t);
+	ev_timer_set(&A.announce_t, rng_between(iv * 0.9, iv * 1.1), 0);
+	ev_timer_start(A.loop, &A.announce_t);
+}
+
+static void
+announce_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	(void)loop;
+	(void)t;
+	(void)revents;
+	if (gate_allows())
+		send_one();
+	schedule_next();
+}
+
+static void
+second_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	(void)loop;
+	(void)t;
+	(void)revents;
+	if (gate_allows())
+		send_one();
+}
+
+/* Start announcing: now, again 250 ms later, then every interval. */
+static void
+announce_begin(void)
+{
+	send_one();
+	ev_timer_stop(A.loop, &A.second_t);
+	ev_timer_set(&A.second_t, ANNOUNCE_SECOND_SEND, 0);
+	ev_timer_start(A.loop, &A.second_t);
+	schedule_next();
+}
+
+static void
+leave_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	(void)revents;
+	send_one();
+	if (++A.leaves_sent >= ANNOUNCE_LEAVES) {
+		ev_break(loop, EVBREAK_ALL);
+		return;
+	}
+	ev_timer_set(t, rng_between(0.05, 0.1), 0);
+	ev_timer_start(loop, t);
+}
+
+static void check_stop(void);
+
+static void
+signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	(void)revents;
+	if (w->signum == SIGUSR1) {
+		if (A.leaving)
+			return;
+		A.draining = !A.draining;
+		log_info("SIGUSR1: %s", A.draining ? "draining (no new "
+		    "sessions)" : "up again");
+		if (gate_allows())
+			send_one();
+		return;
+	}
+	if (A.leaving) {
+		log_info("%s again: exiting now", strsignal(w->signum));
+		ev_break(loop, EVBREAK_ALL);
+		return;
+	}
+	A.leaving = true;
+	ev_timer_stop(loop, &A.announce_t);
+	ev_timer_stop(loop, &A.second_t);
+	ev_timer_stop(loop, &A.check_t);
+	check_stop();
+	if (!A.ever_sent) {
+		log_info("%s: never announced, exiting", strsignal(w->signum));
+		ev_break(loop, EVBREAK_ALL);
+		return;
+	}
+	log_info("%s: leaving", strsignal(w->signum));
+	A.leaves_sent = 0;
+	leave_cb(loop, &A.leave_t, 0);
+}
+
+/* ------------------------------------------------------------------ */
+/* The local check (--check), non-blocking. */
+
+static void
+check_stop(void)
+{
+	ev_io_stop(A.loop, &A.check_io);
+	ev_timer_stop(A.loop, &A.check_timeout_t);
+	if (A.check_fd != -1)
+		close(A.check_fd);
+	A.check_fd = -1;
+}
+
+static void
+check_done(bool ok, const char *detail)
+{
+	enum gate was = A.gate;
+
+	check_stop();
+	if (A.leaving)
+		return;
+	if (ok) {
+		A.check_fails = 0;
+		A.gate = GATE_OPEN;
+		if (was == GATE_WAITING || was == GATE_CLOSED) {
+			log_info("check passed: announcing");
+			announce_begin();
+		} else if (was == GATE_FAILING) {
+			log_info("check passed again: up");
+			send_one();
+		}
+		return;
+	}
+	A.check_fails++;
+	if (was == GATE_WAITING || was == GATE_CLOSED) {
+		if (A.check_fails == 1)
+			log_warnx("check failed (%s): not announcing", detail);
+		return;
+	}
+	if (A.check_fails >= CHECK_FALL) {
+		log_warnx("check failed %d times (%s): leaving", A.check_fails,
+		    detail);
+		A.gate = GATE_CLOSED;
+		send_one();	/* LEAVING, then silence */
+		return;
+	}
+	if (was == GATE_OPEN) {
+		log_warnx("check failed (%s): draining", detail);
+		A.gate = GATE_FAILING;
+		send_one();
+	}
+}
+
+static void
+check_io_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	char		 req[512], host[NET_ADDRSTRLEN];
+	ssize_t		 r;
+	int		 n;
+
+	(void)loop;
+	(void)revents;
+	if (!A.check_sent) {
+		if (net_connect_result(w->fd) == -1) {
+			check_done(false, strerror(errno));
+			return;
+		}
+		if (A.check == CHECK_KIND_TCP) {
+			check_done(true, "connected");
+			return;
+		}
+		net_addr_str((struct sockaddr *)&A.addr, host, sizeof(host));
+		n = snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\nHost: %s\r\n"
+		    "User-Agent: shoal-announce\r\nConnection: close\r\n\r\n",
+		    A.check_path, host);
+		if (n < 0 || (size_t)n >= sizeof(req) ||
+		    send(w->fd, req, (size_t)n, MSG_NOSIGNAL) != n) {
+			check_done(false, "cannot send request");
+			return;
+		}
+		A.check_sent = true;
+		A.check_got = 0;
+		ev_io_stop(A.loop, w);
+		ev_io_set(w, w->fd, EV_READ);
+		ev_io_start(A.loop, w);
+		return;
+	}
+	r = recv(w->fd, A.check_buf + A.check_got,
+	    sizeof(A.check_buf) - 1 - A.check_got, 0);
+	if (r == -1 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (r <= 0) {
+		check_done(false, r == 0 ? "connection closed before the "
+		    "status line" : strerror(errno));
+		return;
+	}
+	A.check_got += (size_t)r;
+	A.check_buf[A.check_got] = '\0';
+	if (strstr(A.check_buf, "\r\n") == NULL &&
+	    A.check_got < sizeof(A.check_buf) - 1)
+		return;
+	if (strncmp(A.check_buf, "HTTP/1.", 7) == 0 && A.check_got >= 12 &&
+	    A.check_buf[8] == ' ' &&
+	    (A.check_buf[9] == '2' || A.check_buf[9] == '3'))
+		check_done(true, "HTTP 2xx/3xx");
+	else {
+		A.check_buf[strcspn(A.check_buf, "\r\n")] = '\0';
+		check_done(false, A.check_buf);
+	}
+}
+
+static void
+check_timeout_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	(void)loop;
+	(void)t;
+	(void)revents;
+	check_done(false, "timeout");
+}
+
+static void
+check_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct sockaddr_storage	 ss;
+	double			 to;
+
+	(void)revents;
+	ev_timer_set(t, A.interval_ms / 1000.0, 0);
+	ev_timer_start(loop, t);
+	if (A.check_fd != -1 || A.leaving)
+		return;		/* the previous one is still running */
+	if (resolve_addr() == -1) {
+		check_done(false, "no address yet");
+		return;
+	}
+	memcpy(&ss, &A.addr, A.addrlen);
+	set_port(&ss, A.port);
+	if ((A.check_fd = net_connect((struct sockaddr *)&ss, A.addrlen))
+	    == -1) {
+		check_done(false, strerror(errno));
+		return;
+	}
+	A.check_sent = false;
+	ev_io_set(&A.check_io, A.check_fd, EV_WRITE);
+	ev_io_start(loop, &A.check_io);
+	to = A.interval_ms / 2000.0;
+	ev_timer_set(&A.check_timeout_t, to < 0.1 ? 0.1 : to > 2 ? 2 : to, 0);
+	ev_timer_start(loop, &A.check_timeout_t);
+}
+
+/* ------------------------------------------------------------------ */
+
+int
+main(int argc, char *argv[])
+{
+	sigset_t	 none;
+	char		 abuf[NET_ADDRSTRLEN], dbuf[NET_ADDRSTRLEN + 320];
+
+	/* A supervisor or shell may hand us blocked or ignored signals. */
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	parse_args(argc, argv);
+	if (getrandom(&A.instance, sizeof(A.instance), 0) !=
+	    sizeof(A.instance) || getrandom(&A.rng, sizeof(A.rng), 0) !=
+	    sizeof(A.rng)) {
+		log_warn("getrandom");
+		return 1;
+	}
+	if (A.instance == 0)
+		A.instance = 1;
+	if ((A.loop = ev_default_loop(EVFLAG_AUTO)) == NULL) {
+		log_warnx("cannot initialise libev");
+		return 1;
+	}
+	ev_timer_init(&A.announce_t, announce_cb, 0, 0);
+	ev_timer_init(&A.second_t, second_cb, 0, 0);
+	ev_timer_init(&A.leave_t, leave_cb, 0, 0);
+	ev_timer_init(&A.check_t, check_cb, 0, 0);
+	ev_timer_init(&A.check_timeout_t, check_timeout_cb, 0, 0);
+	ev_io_init(&A.check_io, check_io_cb, -1, EV_WRITE);
+	ev_signal_init(&A.sig_term, signal_cb, SIGTERM);
+	ev_signal_init(&A.sig_int, signal_cb, SIGINT);
+	ev_signal_init(&A.sig_hup, signal_cb, SIGHUP);
+	ev_signal_init(&A.sig_usr1, signal_cb, SIGUSR1);
+	ev_signal_start(A.loop, &A.sig_term);
+	ev_signal_start(A.loop, &A.sig_int);
+	ev_signal_start(A.loop, &A.sig_hup);
+	ev_signal_start(A.loop, &A.sig_usr1);
+
+	if (A.ntargets > 0)
+		resolve_targets(true);
+	if (resolve_addr() == -1)
+		log_warnx("no address to announce yet (%s); will retry",
+		    A.ntargets > 0 ? "no --target resolved" :
+		    "interface has no address");
+	if (A.ntargets > 0)
+		snprintf(dbuf, sizeof(dbuf), "%s%s", A.targets[0].spec,
+		    A.ntargets > 1 ? " and more" : "");
+	else {
+		net_addr_str((struct sockaddr *)&A.group, abuf, sizeof(abuf));
+		snprintf(dbuf, sizeof(dbuf), "%s on %s", abuf, A.iface);
+	}
+	log_info("announcing pool %s, %s port %u, to %s every %ums (ttl "
+	    "%ums, weight %u, instance %016" PRIx64 ", %s%s%s%s)", A.pool,
+	    A.addrlen ? net_host_str((struct sockaddr *)&A.addr, abuf,
+	    sizeof(abuf)) : "address ?", A.port, dbuf, A.interval_ms,
+	    A.interval_ms / 2 * 7, A.weight, A.instance,
+	    A.signed_ ? "signed" : "UNSIGNED",
+	    A.check == CHECK_KIND_NONE ? "" : ", gated by --check ",
+	    A.check == CHECK_KIND_HTTP ? "http:" : A.check == CHECK_KIND_TCP ?
+	    "tcp" : "", A.check == CHECK_KIND_HTTP ? A.check_path : "");
+	if (A.check != CHECK_KIND_NONE) {
+		A.gate = GATE_WAITING;
+		ev_timer_set(&A.check_t, 0, 0);
+		ev_timer_start(A.loop, &A.check_t);
+	} else {
+		A.gate = GATE_OPEN;
+		announce_begin();
+	}
+	ev_run(A.loop, 0);
+	check_stop();
+	if (A.fd4 != -1)
+		close(A.fd4);
+	if (A.fd6 != -1)
+		close(A.fd6);
+	keys_wipe(&A.key, 1);
+	log_info("exiting");
+	return 0;
+}

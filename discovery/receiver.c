@@ -1,0 +1,1037 @@
+/*
+ * receiver.c - the announcement listener (docs/discovery-protocol.md).
+ *
+ * One UDP socket, bound to the wildcard address and the discovery port,
+ * member of the group on one interface; unicast datagrams arrive on the
+ * same socket. Each datagram goes through, in order: the codec (size,
+ * header, key, tag, field rules), policy, freshness, order. Only then does
+ * it touch the table. Every datagram ends in exactly one verdict counter.
+ *
+ * The announcement table maps (backend, address:port) to an entry: live
+ * while its server is in the table, a tombstone after it left or expired.
+ * Entries remember the announcer instance, the last seq and timestamp, so
+ * a replayed datagram can never bring back a server that left.
+ *
+ *   datagram -> codec_decode -> policy -> freshness -> order -> apply
+ *                   |              |          |          |        |
+ *           malformed/unknown   policy/     stale      replay    ok
+ *             _key/bad_mac        cap
+ */
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <sys/queue.h>
+#include <arpa/inet.h>
+#include <net/if.h>
+#include <netinet/in.h>
+
+#include <errno.h>
+#include <ifaddrs.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "health.h"
+#include "keys.h"
+#include "log.h"
+#include "net.h"
+#include "receiver.h"
+
+#ifndef IP_MULTICAST_ALL
+#define IP_MULTICAST_ALL	49
+#endif
+#ifndef IPV6_MULTICAST_ALL
+#define IPV6_MULTICAST_ALL	29
+#endif
+
+#ifndef TAILQ_FOREACH_SAFE	/* glibc's sys/queue.h lacks it */
+#define TAILQ_FOREACH_SAFE(var, head, field, tvar)			\
+	for ((var) = TAILQ_FIRST(head);					\
+	    (var) != NULL && ((tvar) = TAILQ_NEXT(var, field), 1);	\
+	    (var) = (tvar))
+#endif
+
+#define DISC_RCVBUF		(256 * 1024)	/* absorbs a short stall */
+#define DISC_PAUSE		0.002	/* s: after a full batch, let others run */
+#define DISC_LOCAL_REFRESH	5000	/* ms: local address cache lifetime */
+#define DISC_LOCAL_MAX		64	/* local addresses remembered */
+
+struct disc_entry {
+	TAILQ_ENTRY(disc_entry)	 entry;
+	struct backend		*be;		/* the pool */
+	struct sockaddr_storage	 addr;		/* announced address and port */
+	socklen_t		 addrlen;
+	char			 name[NET_ADDRSTRLEN]; /* "IP:PORT" */
+	struct server		*srv;		/* live: our reference; else NULL */
+	uint64_t		 instance;	/* last accepted instance */
+	uint32_t		 seq;		/* its last seq */
+	uint64_t		 ts;		/* its last timestamp (sender clock) */
+	uint32_t		 ttl_ms;	/* clamped */
+	uint64_t		 last_ms;	/* monotonic, last accepted */
+	uint64_t		 deadline;	/* live: expiry; tombstone: forget */
+	bool			 draining;	/* last state was draining */
+	uint16_t		 weight;	/* last announced weight */
+	char			 label[CODEC_LABEL_MAX + 1];
+};
+
+TAILQ_HEAD(disc_list, disc_entry);
+
+static struct {
+	bool				 running;
+	struct ev_loop			*loop;		/* watchers run here, or NULL */
+	const struct conf_discovery	*cd;
+	const struct conf		*conf;
+	struct backend_list		*backends;
+	struct codec_key		 keys[KEYS_MAX];
+	size_t				 nkeys;
+	int				 fd;
+	int				 family;	/* of the socket */
+	ev_io				 io;
+	ev_timer			 tick;		/* expiry, stall guard */
+	ev_timer			 pause;		/* flood: resume reading */
+	struct disc_list		 live;
+	struct disc_list		 tombs;
+	size_t				 ntombs;
+	uint64_t			 last_tick;	/* monotonic ms */
+	uint64_t			 counters[DISC_NVERDICTS];
+	struct ratelimit		 rl[DISC_NVERDICTS];
+	struct ratelimit		 rl_sock;	/* socket errors */
+	bool				 fake_clock;
+	uint64_t			 fake_mono, fake_wall;
+	struct sockaddr_storage		 local[DISC_LOCAL_MAX];
+	size_t				 nlocal;
+	uint64_t			 local_at;	/* when local[] was read */
+} D = { .fd = -1 };
+
+static uint64_t
+mono_ms(void)
+{
+	struct timespec	 ts;
+
+	if (D.fake_clock)
+		return D.fake_mono;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static uint64_t
+wall_ms(void)
+{
+	struct timespec	 ts;
+
+	if (D.fake_clock)
+		return D.fake_wall;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+void
+discovery_set_clock(uint64_t mono, uint64_t wall)
+{
+	D.fake_clock = mono != 0 || wall != 0;
+	D.fake_mono = mono;
+	D.fake_wall = wall;
+}
+
+/* ------------------------------------------------------------------ */
+/* Addresses. */
+
+static bool
+sa_is_loopback(const struct sockaddr *sa)
+{
+	const struct sockaddr_in	*sin = (const void *)sa;
+	const struct sockaddr_in6	*sin6 = (const void *)sa;
+
+	if (sa->sa_family == AF_INET)
+		return (ntohl(sin->sin_addr.s_addr) >> 24) == 127;
+	return IN6_IS_ADDR_LOOPBACK(&sin6->sin6_addr);
+}
+
+static bool
+sa_is_unspecified(const struct sockaddr *sa)
+{
+	const struct sockaddr_in	*sin = (const void *)sa;
+	const struct sockaddr_in6	*sin6 = (const void *)sa;
+
+	if (sa->sa_family == AF_INET)
+		return sin->sin_addr.s_addr == htonl(INADDR_ANY);
+	return IN6_IS_ADDR_UNSPECIFIED(&sin6->sin6_addr);
+}
+
+/* The address bytes of an AF_INET or AF_INET6 sockaddr, and their count. */
+static const uint8_t *
+sa_bytes(const struct sockaddr *sa, size_t *len)
+{
+	if (sa->sa_family == AF_INET) {
+		*len = 4;
+		return (const uint8_t *)
+		    &((const struct sockaddr_in *)(const void *)sa)->sin_addr;
+	}
+	*len = 16;
+	return (const uint8_t *)
+	    &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+}
+
+/* Same family and address; ports ignored. */
+static bool
+sa_same_host(const struct sockaddr *a, const struct sockaddr *b)
+{
+	const uint8_t	*ab, *bb;
+	size_t		 al, bl;
+
+	if (a->sa_family != b->sa_family ||
+	    (a->sa_family != AF_INET && a->sa_family != AF_INET6))
+		return false;
+	ab = sa_bytes(a, &al);
+	bb = sa_bytes(b, &bl);
+	return memcmp(ab, bb, al) == 0;
+}
+
+static bool
+cidr_contains(const struct conf_cidr *c, const struct sockaddr *sa)
+{
+	const uint8_t	*net, *a;
+	size_t		 nl, al;
+	int		 full, rest;
+
+	if (c->ss.ss_family != sa->sa_family)
+		return false;
+	net = sa_bytes((const struct sockaddr *)&c->ss, &nl);
+	a = sa_bytes(sa, &al);
+	full = c->prefix / 8;
+	rest = c->prefix % 8;
+	if (memcmp(net, a, (size_t)full) != 0)
+		return false;
+	if (rest == 0)
+		return true;
+	return ((net[full] ^ a[full]) & (0xff << (8 - rest))) == 0;
+}
+
+/* An allow entry that is itself a loopback range: 127.x/8 or longer,
+ * ::1/128. Only those admit loopback addresses. */
+static bool
+cidr_is_loopback(const struct conf_cidr *c)
+{
+	if (c->ss.ss_family == AF_INET)
+		return c->prefix >= 8 &&
+		    sa_is_loopback((const struct sockaddr *)&c->ss);
+	return c->prefix == 128 &&
+	    sa_is_loopback((const struct sockaddr *)&c->ss);
+}
+
+/* A v4-mapped IPv6 source (dual-stack socket) as plain IPv4, in place. */
+static void
+sa_unmap(struct sockaddr_storage *ss)
+{
+	struct sockaddr_in6	*sin6 = (struct sockaddr_in6 *)ss;
+	struct sockaddr_in	 sin;
+
+	if (ss->ss_family != AF_INET6 ||
+	    !IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr))
+		return;
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_port = sin6->sin6_port;
+	memcpy(&sin.sin_addr, &sin6->sin6_addr.s6_addr[12], 4);
+	memset(ss, 0, sizeof(*ss));
+	memcpy(ss, &sin, sizeof(sin));
+}
+
+/* Refresh the cache of this host's addresses (for wildcard binds). */
+static void
+local_refresh(void)
+{
+	struct ifaddrs	*ifa, *i;
+	uint64_t	 now = mono_ms();
+
+	if (D.local_at != 0 && now - D.local_at < DISC_LOCAL_REFRESH)
+		return;
+	D.local_at = now;
+	D.nlocal = 0;
+	if (getifaddrs(&ifa) == -1)
+		return;
+	for (i = ifa; i != NULL && D.nlocal < DISC_LOCAL_MAX; i = i->ifa_next) {
+		if (i->ifa_addr == NULL)
+			continue;
+		if (i->ifa_addr->sa_family == AF_INET)
+			memcpy(&D.local[D.nlocal++], i->ifa_addr,
+			    sizeof(struct sockaddr_in));
+		else if (i->ifa_addr->sa_family == AF_INET6)
+			memcpy(&D.local[D.nlocal++], i->ifa_addr,
+			    sizeof(struct sockaddr_in6));
+	}
+	freeifaddrs(ifa);
+}
+
+/* Whether sa (address and port) is one of shoal's own listen addresses. */
+static bool
+is_own_listener(const struct sockaddr *sa)
+{
+	const struct conf_frontend	*fe;
+	const struct sockaddr		*b;
+	size_t				 i, j, k;
+
+	if (D.conf == NULL)
+		return false;
+	for (i = 0; i < D.conf->nfrontends; i++) {
+		fe = &D.conf->frontends[i];
+		for (j = 0; j < fe->nbinds; j++) {
+			b = (const struct sockaddr *)&fe->binds[j].ss;
+			if (b->sa_family != sa->sa_family ||
+			    net_port(b) != net_port(sa))
+				continue;
+			if (sa_same_host(b, sa))
+				return true;
+			if (!sa_is_unspecified(b))
+				continue;
+			if (sa_is_loopback(sa))
+				return true;
+			local_refresh();
+			for (k = 0; k < D.nlocal; k++)
+				if (sa_same_host((const struct sockaddr *)
+				    &D.local[k], sa))
+					return true;
+		}
+	}
+	return false;
+}
+
+/* ------------------------------------------------------------------ */
+/* The announcement table. */
+
+static struct disc_entry *
+entry_find(struct disc_list *list, const struct backend *be,
+    const struct sockaddr *sa)
+{
+	struct disc_entry *e;
+
+	TAILQ_FOREACH(e, list, entry)
+		if (e->be == be &&
+		    net_addr_equal((const struct sockaddr *)&e->addr, sa))
+			return e;
+	return NULL;
+}
+
+static uint64_t
+tomb_lifetime(void)
+{
+	/* A datagram stays fresh up to max_skew after its timestamp, which
+	 * may itself run max_skew ahead of us: keep the tombstone longer. */
+	return 2 * (uint64_t)D.cd->max_skew_ms + 1000;
+}
+
+/* Put e (in no list) among the tombstones until now + tomb_lifetime(),
+ * dropping the oldest tombstone when there are too many. */
+static void
+tomb_insert(struct disc_entry *e, uint64_t now)
+{
+	struct disc_entry	*t, *oldest = NULL;
+
+	e->srv = NULL;
+	e->deadline = now + tomb_lifetime();
+	if (D.ntombs >= DISC_TOMB_MAX) {
+		TAILQ_FOREACH(t, &D.tombs, entry)
+			if (oldest == NULL || t->deadline < oldest->deadline)
+				oldest = t;
+		TAILQ_REMOVE(&D.tombs, oldest, entry);
+		free(oldest);
+		D.ntombs--;
+	}
+	TAILQ_INSERT_TAIL(&D.tombs, e, entry);
+	D.ntombs++;
+}
+
+/* Move a live entry whose server is already out of the table (and whose
+ * reference was dropped) to the tombstones. */
+static void
+entry_bury(struct disc_entry *e, uint64_t now)
+{
+	TAILQ_REMOVE(&D.live, e, entry);
+	tomb_insert(e, now);
+}
+
+/* Take the live entry's server out of the table, then bury the entry. */
+static void
+entry_retire(struct disc_entry *e, uint64_t now, const char *why)
+{
+	struct server	*s = e->srv;
+	struct backend	*be = e->be;
+
+	if (s->in_table) {
+		log_info("server %s/%s: removed (%s)", be->name, s->name, why);
+		health_remove(s);
+		server_remove(s);
+		if (server_publish(be) == -1)
+			log_warn("backend %s: cannot publish", be->name);
+	}
+	server_unref(s);
+	entry_bury(e, now);
+}
+
+/* ------------------------------------------------------------------ */
+/* One datagram. */
+
+static void
+reject_log(enum disc_verdict v, const struct sockaddr *src, const char *why,
+    const char *pool)
+{
+	char		 abuf[NET_ADDRSTRLEN];
+	unsigned long	 sup;
+
+	if (!log_ratelimit(&D.rl[v], 1))
+		return;
+	sup = log_ratelimit_suppressed(&D.rl[v]);
+	log_warnx("discovery: %s datagram from %s%s%s%s: %s%s",
+	    codec_verdict_name(v), src != NULL ? net_addr_str(src, abuf,
+	    sizeof(abuf)) : "?", pool != NULL ? " (pool " : "",
+	    pool != NULL ? pool : "", pool != NULL ? ")" : "", why,
+	    sup > 0 ? " (and more like it, not logged)" : "");
+}
+
+/* Debug: one line per datagram with every counter (tests read these). */
+static void
+debug_log(enum disc_verdict v, const struct sockaddr *src, const char *why,
+    const char *pool)
+{
+	char	 abuf[NET_ADDRSTRLEN];
+
+	log_debug("discovery: datagram from %s pool %s: %s (%s) counters "
+	    "ok=%" PRIu64 " malformed=%" PRIu64 " unknown_key=%" PRIu64
+	    " bad_mac=%" PRIu64 " stale=%" PRIu64 " replay=%" PRIu64
+	    " policy=%" PRIu64 " cap=%" PRIu64,
+	    src != NULL ? net_addr_str(src, abuf, sizeof(abuf)) : "?",
+	    pool[0] != '\0' ? pool : "-", codec_verdict_name(v),
+	    v == DISC_OK ? "accepted" : why, D.counters[DISC_OK],
+	    D.counters[DISC_MALFORMED], D.counters[DISC_UNKNOWN_KEY],
+	    D.counters[DISC_BAD_MAC], D.counters[DISC_STALE],
+	    D.counters[DISC_REPLAY], D.counters[DISC_POLICY],
+	    D.counters[DISC_CAP]);
+}
+
+static struct backend *
+backend_by_name(const char *name)
+{
+	struct backend	*be;
+
+	TAILQ_FOREACH(be, D.backends, entry)
+		if (strcmp(be->name, name) == 0)
+			return be;
+	return NULL;
+}
+
+/*
+ * Policy: may this address be a server of this backend? Returns DISC_OK,
+ * or DISC_POLICY with the reason in *why.
+ */
+static enum disc_verdict
+check_policy(struct backend *be, const struct sockaddr *sa, const char *name,
+    const struct sockaddr *src, const char **why)
+{
+	const struct conf_discovery	*cd = D.cd;
+	const struct server		*s;
+	size_t				 i;
+	bool				 allowed = false, loop_ok = false;
+
+	if (be == NULL || !be->conf.discovery) {
+		*why = be == NULL ? "no such backend" :
+		    "backend has discovery = no";
+		return DISC_POLICY;
+	}
+	for (i = 0; i < cd->nallow; i++) {
+		if (!cidr_contains(&cd->allow[i], sa))
+			continue;
+		allowed = true;
+		if (cidr_is_loopback(&cd->allow[i]))
+			loop_ok = true;
+	}
+	if (!allowed) {
+		*why = "address outside allow";
+		return DISC_POLICY;
+	}
+	if (sa_is_loopback(sa) && !loop_ok) {
+		*why = "loopback address, and allow names no loopback range";
+		return DISC_POLICY;
+	}
+	if (cd->require_source_match && (src == NULL ||
+	    !sa_same_host(sa, src))) {
+		*why = "announced address is not the datagram source "
+		    "(require_source_match)";
+		return DISC_POLICY;
+	}
+	if (is_own_listener(sa)) {
+		*why = "address is one of shoal's own listen addresses";
+		return DISC_POLICY;
+	}
+	TAILQ_FOREACH(s, &be->servers, entry) {
+		if (s->source == SRC_ANNOUNCED)
+			continue;
+		if (strcmp(s->name, name) == 0 || net_addr_equal(
+		    (const struct sockaddr *)&s->addr, sa)) {
+			*why = "a static or admin server has this address or "
+			    "name";
+			return DISC_POLICY;
+		}
+	}
+	return DISC_OK;
+}
+
+/* An UP or DRAINING announcement for a server not in the table: add it. */
+static enum disc_verdict
+apply_add(struct disc_entry *e, const struct codec_msg *m, const char **why)
+{
+	struct backend	*be = e->be;
+	struct server	*s;
+
+	s = server_add(be, e->name, (const struct sockaddr *)&e->addr,
+	    e->addrlen, m->weight, m->has_maxconn ?
+	    (int)(m->maxconn > 1000000 ? 1000000 : m->maxconn) : 0, false,
+	    SRC_ANNOUNCED);
+	if (s == NULL) {
+		if (errno == EEXIST) {
+			*why = "a server of that name exists";
+			return DISC_POLICY;
+		}
+		*why = "cannot add server (out of memory)";
+		return DISC_CAP;
+	}
+	snprintf(s->label, sizeof(s->label), "%s", m->label);
+	s->announce_up = m->state == CODEC_UP;
+	server_ref(s);
+	e->srv = s;
+	health_add(s);
+	if (server_publish(be) == -1)
+		log_warn("backend %s: cannot publish", be->name);
+	log_info("server %s/%s: added by announcement (%s, weight %u, ttl "
+	    "%ums, instance %016" PRIx64 "%s%s%s)", be->name, s->name,
+	    codec_state_name(m->state), m->weight, e->ttl_ms, m->instance,
+	    m->label[0] != '\0' ? ", label \"" : "", m->label,
+	    m->label[0] != '\0' ? "\"" : "");
+	return DISC_OK;
+}
+
+/* A live server announced again: state, weight, label. */
+static void
+apply_update(struct disc_entry *e, const struct codec_msg *m)
+{
+	struct server	*s = e->srv;
+	bool		 up = m->state == CODEC_UP, publish = false;
+
+	if (s->announce_up != up) {
+		log_info("server %s/%s: announced %s (%s)", s->be->name,
+		    s->name, up ? "up" : "draining", up ?
+		    "back from draining" : "no new sessions");
+		s->announce_up = up;
+		s->last_change = ev_time();
+		publish = true;
+	}
+	/* Only a change of the announced weight applies: a weight set by
+	 * the admin meanwhile stays until the announcer changes its own. */
+	if (e->weight != m->weight && s->weight != m->weight) {
+		log_info("server %s/%s: weight %d -> %u (announce)",
+		    s->be->name, s->name, s->weight, m->weight);
+		s->weight = m->weight;
+		publish = true;
+	}
+	snprintf(s->label, sizeof(s->label), "%s", m->label);
+	if (publish && server_publish(s->be) == -1)
+		log_warn("backend %s: cannot publish", s->be->name);
+}
+
+static enum disc_verdict
+handle(const uint8_t *buf, size_t n, const struct sockaddr *src,
+    const char **why, char pool[CODEC_POOL_MAX + 1])
+{
+	const struct conf_discovery	*cd = D.cd;
+	struct codec_msg		 m;
+	struct sockaddr_storage		 ss;
+	struct sockaddr_in		*sin = (struct sockaddr_in *)&ss;
+	struct sockaddr_in6		*sin6 = (struct sockaddr_in6 *)&ss;
+	struct disc_entry		*e;
+	struct backend			*be;
+	socklen_t			 sslen;
+	char				 name[NET_ADDRSTRLEN];
+	enum disc_verdict		 v;
+	uint64_t			 now, wall, skew;
+	uint32_t			 ttl;
+	bool				 live, tomb, created;
+
+	v = codec_decode(buf, n, D.keys, D.nkeys, cd->realm, cd->auth_none,
+	    &m, why);
+	if (v != DISC_OK)
+		return v;
+	memcpy(pool, m.pool, sizeof(m.pool));
+
+	memset(&ss, 0, sizeof(ss));
+	if (m.ipv6) {
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons(m.port);
+		memcpy(&sin6->sin6_addr, m.addr, 16);
+		sslen = sizeof(*sin6);
+	} else {
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons(m.port);
+		memcpy(&sin->sin_addr, m.addr, 4);
+		sslen = sizeof(*sin);
+	}
+	net_addr_str((struct sockaddr *)&ss, name, sizeof(name));
+
+	/* Policy. */
+	be = backend_by_name(m.pool);
+	v = check_policy(be, (struct sockaddr *)&ss, name, src, why);
+	if (v != DISC_OK)
+		return v;
+	e = entry_find(&D.live, be, (struct sockaddr *)&ss);
+	tomb = false;
+	if (e == NULL && (e = entry_find(&D.tombs, be,
+	    (struct sockaddr *)&ss)) != NULL)
+		tomb = true;
+	live = e != NULL && !tomb && e->srv->in_table;
+	if (!live && m.state != CODEC_LEAVING &&
+	    be->ndiscovered >= (size_t)be->conf.max_discovered) {
+		*why = "backend has max_discovered announced servers";
+		return DISC_CAP;
+	}
+
+	/* Freshness. */
+	wall = wall_ms();
+	skew = m.timestamp_ms > wall ? m.timestamp_ms - wall :
+	    wall - m.timestamp_ms;
+	if (skew > cd->max_skew_ms) {
+		*why = "timestamp outside max_skew";
+		return DISC_STALE;
+	}
+
+	/* Order. */
+	if (e != NULL) {
+		if (m.instance == e->instance && m.seq <= e->seq) {
+			*why = "seq not newer for this instance";
+			return DISC_REPLAY;
+		}
+		if (m.instance != e->instance && m.timestamp_ms <= e->ts) {
+			*why = "new instance with an older timestamp";
+			return DISC_REPLAY;
+		}
+	}
+
+	/* Accepted: apply. */
+	now = mono_ms();
+	ttl = m.ttl_ms < DISC_TTL_MIN ? DISC_TTL_MIN :
+	    m.ttl_ms > DISC_TTL_MAX ? DISC_TTL_MAX : m.ttl_ms;
+	created = false;
+	if (e == NULL) {
+		/* A new entry, in no list until the end. */
+		if ((e = calloc(1, sizeof(*e))) == NULL) {
+			*why = "out of memory";
+			return DISC_CAP;
+		}
+		e->be = be;
+		memcpy(&e->addr, &ss, sslen);
+		e->addrlen = sslen;
+		snprintf(e->name, sizeof(e->name), "%s", name);
+		created = tomb = true;
+	} else if (!tomb && !live) {
+		/* Removed behind our back (admin): it is a tombstone now. */
+		server_unref(e->srv);
+		entry_bury(e, now);
+		tomb = true;
+	}
+	e->ttl_ms = ttl;
+	if (m.state == CODEC_LEAVING) {
+		if (!tomb)
+			entry_retire(e, now, "leave");
+		else if (created)
+			tomb_insert(e, now);
+		else
+			e->deadline = now + tomb_lifetime();
+	} else if (tomb) {
+		if ((v = apply_add(e, &m, why)) != DISC_OK) {
+			if (created)
+				free(e);
+			return v;
+		}
+		if (!created) {
+			TAILQ_REMOVE(&D.tombs, e, entry);
+			D.ntombs--;
+		}
+		TAILQ_INSERT_TAIL(&D.live, e, entry);
+		e->deadline = now + ttl;
+	} else {
+		apply_update(e, &m);
+		e->deadline = now + ttl;
+	}
+	e->instance = m.instance;
+	e->seq = m.seq;
+	e->ts = m.timestamp_ms;
+	e->last_ms = now;
+	e->draining = m.state == CODEC_DRAINING;
+	e->weight = m.weight;
+	snprintf(e->label, sizeof(e->label), "%s", m.label);
+	return DISC_OK;
+}
+
+enum disc_verdict
+discovery_input(const uint8_t *buf, size_t n, const struct sockaddr *src,
+    socklen_t srclen)
+{
+	struct sockaddr_storage	 ss;
+	const struct sockaddr	*sp = NULL;
+	const char		*why = "?";
+	char			 pool[CODEC_POOL_MAX + 1];
+	enum disc_verdict	 v;
+
+	if (!D.running)
+		return DISC_POLICY;
+	if (src != NULL && srclen <= sizeof(ss)) {
+		memset(&ss, 0, sizeof(ss));
+		memcpy(&ss, src, srclen);
+		sa_unmap(&ss);
+		sp = (const struct sockaddr *)&ss;
+	}
+	pool[0] = '\0';
+	v = handle(buf, n, sp, &why, pool);
+	D.counters[v]++;
+	if (v != DISC_OK)
+		reject_log(v, sp, why, pool[0] != '\0' ? pool : NULL);
+	if (log_enabled(LOG_LVL_DEBUG))
+		debug_log(v, sp, why, pool);
+	return v;
+}
+
+/* ------------------------------------------------------------------ */
+/* Expiry and the stall guard. */
+
+void
+discovery_tick(void)
+{
+	struct disc_entry	*e, *next;
+	uint64_t		 now = mono_ms(), stall;
+	size_t			 n = 0;
+
+	if (!D.running)
+		return;
+	/*
+	 * Stall guard: if this loop did not run for longer than the shortest
+	 * ttl, announcements could not be read either. Push the deadlines of
+	 * entries not refreshed since by the stall, rather than expiring
+	 * every server at once.
+	 */
+	if (D.last_tick != 0 &&
+	    now > D.last_tick + DISC_TICK_MS + DISC_TTL_MIN) {
+		stall = now - D.last_tick - DISC_TICK_MS;
+		TAILQ_FOREACH(e, &D.live, entry) {
+			if (e->last_ms <= D.last_tick) {
+				e->deadline += stall;
+				n++;
+			}
+		}
+		log_warnx("discovery: control loop stalled for %" PRIu64 "ms: "
+		    "extended %zu announcement deadlines", stall, n);
+	}
+	D.last_tick = now;
+
+	TAILQ_FOREACH_SAFE(e, &D.live, entry, next) {
+		if (!e->srv->in_table) {
+			/* Deleted by the admin: keep it as a tombstone. */
+			server_unref(e->srv);
+			entry_bury(e, now);
+		} else if (now >= e->deadline) {
+			char why[64];
+
+			snprintf(why, sizeof(why), "expired: no announcement "
+			    "for %" PRIu64 "ms", now - e->last_ms);
+			entry_retire(e, now, why);
+		}
+	}
+	TAILQ_FOREACH_SAFE(e, &D.tombs, entry, next) {
+		if (now >= e->deadline) {
+			TAILQ_REMOVE(&D.tombs, e, entry);
+			D.ntombs--;
+			free(e);
+		}
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* Socket and watchers. */
+
+static void
+io_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	uint8_t			 buf[CODEC_MAX + 1];
+	struct sockaddr_storage	 src;
+	socklen_t		 srclen;
+	ssize_t			 r;
+	int			 i;
+
+	(void)revents;
+	for (i = 0; i < DISC_BATCH; i++) {
+		srclen = sizeof(src);
+		/* MSG_TRUNC: the real size, so oversized ones are seen. */
+		r = recvfrom(w->fd, buf, sizeof(buf), MSG_TRUNC,
+		    (struct sockaddr *)&src, &srclen);
+		if (r == -1) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK ||
+			    errno == EINTR)
+				return;
+			if (log_ratelimit(&D.rl_sock, 1))
+				log_warn("discovery: recvfrom");
+			return;
+		}
+		discovery_input(buf, (size_t)r, (struct sockaddr *)&src,
+		    srclen);
+	}
+	/* A full batch: maybe a flood. Let the rest of the loop run. */
+	ev_io_stop(loop, w);
+	ev_timer_set(&D.pause, DISC_PAUSE, 0);
+	ev_timer_start(loop, &D.pause);
+}
+
+static void
+pause_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	(void)t;
+	(void)revents;
+	ev_io_start(loop, &D.io);
+}
+
+static void
+tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	(void)loop;
+	(void)t;
+	(void)revents;
+	discovery_tick();
+}
+
+static int
+setopt(int fd, int level, int name, int v)
+{
+	return setsockopt(fd, level, name, &v, sizeof(v));
+}
+
+/* The socket: wildcard bind, group joined on the interface. -1 on error
+ * (logged). */
+static int
+open_socket(const struct conf_discovery *cd)
+{
+	const struct sockaddr	*g;
+	struct sockaddr_in	 sin;
+	struct sockaddr_in6	 sin6;
+	struct ip_mreqn		 mr4;
+	struct ipv6_mreq	 mr6;
+	char			 gbuf[NET_ADDRSTRLEN];
+	unsigned int		 ifindex = 0;
+	int			 fd, saved;
+
+	g = (const struct sockaddr *)&cd->group.ss;
+	net_host_str(g, gbuf, sizeof(gbuf));
+	if (cd->interface[0] != '\0' &&
+	    (ifindex = if_nametoindex(cd->interface)) == 0) {
+		log_error("discovery: interface %s", cd->interface);
+		return -1;
+	}
+	D.family = g->sa_family;
+	fd = socket(D.family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd == -1) {
+		log_error("discovery: socket");
+		return -1;
+	}
+	(void)setopt(fd, SOL_SOCKET, SO_REUSEADDR, 1);
+	(void)setopt(fd, SOL_SOCKET, SO_RCVBUF, DISC_RCVBUF);
+	if (D.family == AF_INET) {
+		if (setopt(fd, IPPROTO_IP, IP_MULTICAST_ALL, 0) == -1)
+			log_warn("discovery: IP_MULTICAST_ALL");
+		(void)setopt(fd, IPPROTO_IP, IP_MULTICAST_TTL, 1);
+		memset(&sin, 0, sizeof(sin));
+		sin.sin_family = AF_INET;
+		sin.sin_port = htons((uint16_t)cd->port);
+		if (bind(fd, (struct sockaddr *)&sin, sizeof(sin)) == -1)
+			goto bind_fail;
+		memset(&mr4, 0, sizeof(mr4));
+		mr4.imr_multiaddr =
+		    ((const struct sockaddr_in *)(const void *)g)->sin_addr;
+		mr4.imr_ifindex = (int)ifindex;
+		if (setsockopt(fd, IPPROTO_IP, IP_ADD_MEMBERSHIP, &mr4,
+		    sizeof(mr4)) == -1)
+			log_warn("discovery: cannot join %s on %s: only "
+			    "unicast announcements will arrive", gbuf,
+			    cd->interface[0] ? cd->interface : "any interface");
+	} else {
+		/* Dual stack: unicast IPv4 announcements arrive here too. */
+		(void)setopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, 0);
+		if (setopt(fd, IPPROTO_IPV6, IPV6_MULTICAST_ALL, 0) == -1)
+			log_warn("discovery: IPV6_MULTICAST_ALL");
+		(void)setopt(fd, IPPROTO_IP, IP_MULTICAST_ALL, 0);
+		(void)setopt(fd, IPPROTO_IPV6, IPV6_MULTICAST_HOPS, 1);
+		memset(&sin6, 0, sizeof(sin6));
+		sin6.sin6_family = AF_INET6;
+		sin6.sin6_port = htons((uint16_t)cd->port);
+		sin6.sin6_addr = in6addr_any;
+		if (bind(fd, (struct sockaddr *)&sin6, sizeof(sin6)) == -1)
+			goto bind_fail;
+		memset(&mr6, 0, sizeof(mr6));
+		mr6.ipv6mr_multiaddr =
+		    ((const struct sockaddr_in6 *)(const void *)g)->sin6_addr;
+		mr6.ipv6mr_interface = ifindex;
+		if (setsockopt(fd, IPPROTO_IPV6, IPV6_JOIN_GROUP, &mr6,
+		    sizeof(mr6)) == -1)
+			log_warn("discovery: cannot join %s on %s: only "
+			    "unicast announcements will arrive", gbuf,
+			    cd->interface[0] ? cd->interface : "any interface");
+	}
+	return fd;
+bind_fail:
+	saved = errno;
+	log_error("discovery: cannot bind UDP port %d", cd->port);
+	close(fd);
+	errno = saved;
+	return -1;
+}
+
+int
+discovery_start(struct ev_loop *loop, const struct conf_discovery *cd,
+    struct backend_list *backends, const struct conf *conf)
+{
+	struct backend	*be;
+	char		 err[KEYS_ERR_MAX], gbuf[NET_ADDRSTRLEN];
+	size_t		 nwant = 0;
+
+	if (D.running) {
+		errno = EALREADY;
+		return -1;
+	}
+	memset(D.counters, 0, sizeof(D.counters));
+	TAILQ_INIT(&D.live);
+	TAILQ_INIT(&D.tombs);
+	D.ntombs = 0;
+	D.last_tick = 0;
+	D.local_at = 0;
+	D.fd = -1;
+	D.loop = NULL;
+	D.cd = cd;
+	D.conf = conf;
+	D.backends = backends;
+	D.nkeys = 0;
+
+	TAILQ_FOREACH(be, backends, entry)
+		if (be->conf.discovery)
+			nwant++;
+	if (!cd->enabled) {
+		TAILQ_FOREACH(be, backends, entry)
+			if (be->conf.discovery)
+				log_warnx("backend %s has discovery = yes but "
+				    "there is no [discovery] section: no "
+				    "server will be announced into it",
+				    be->name);
+		return 0;
+	}
+	if (cd->key_file[0] != '\0' && keys_load(cd->key_file, D.keys,
+	    KEYS_MAX, &D.nkeys, err) == -1) {
+		log_errorx("discovery: %s", err);
+		errno = EINVAL;
+		return -1;
+	}
+	if (D.nkeys == 0 && !cd->auth_none) {
+		log_warnx("discovery: no key_file, and auth is not none: the "
+		    "announcement listener is off");
+		return 0;
+	}
+	if (cd->auth_none)
+		log_warnx("discovery: AUTH = NONE: UNSIGNED ANNOUNCEMENTS ARE "
+		    "ACCEPTED. Anyone who can send a UDP datagram to port %d "
+		    "can add servers inside 'allow'. Use it on a loopback or "
+		    "lab network only; set key_file elsewhere.", cd->port);
+	if (nwant == 0)
+		log_warnx("discovery: no backend has discovery = yes: every "
+		    "announcement will be refused");
+	if (loop != NULL) {
+		if ((D.fd = open_socket(cd)) == -1) {
+			keys_wipe(D.keys, D.nkeys);
+			return -1;
+		}
+		D.loop = loop;
+		ev_io_init(&D.io, io_cb, D.fd, EV_READ);
+		ev_io_start(loop, &D.io);
+		ev_timer_init(&D.pause, pause_cb, DISC_PAUSE, 0);
+		ev_timer_init(&D.tick, tick_cb, DISC_TICK_MS / 1000.0,
+		    DISC_TICK_MS / 1000.0);
+		ev_timer_start(loop, &D.tick);
+	}
+	D.running = true;
+	log_info("discovery: listening on UDP port %d, group %s on %s, realm "
+	    "\"%s\", %zu key%s%s, %zu backend%s with discovery = yes",
+	    cd->port, net_host_str((const struct sockaddr *)&cd->group.ss,
+	    gbuf, sizeof(gbuf)), cd->interface[0] ? cd->interface : "(any)",
+	    cd->realm, D.nkeys, D.nkeys == 1 ? "" : "s",
+	    cd->auth_none ? ", unsigned accepted" : "", nwant,
+	    nwant == 1 ? "" : "s");
+	return 0;
+}
+
+void
+discovery_stop(void)
+{
+	struct disc_entry	*e;
+
+	if (D.loop != NULL) {
+		ev_io_stop(D.loop, &D.io);
+		ev_timer_stop(D.loop, &D.tick);
+		ev_timer_stop(D.loop, &D.pause);
+	}
+	if (D.fd != -1)
+		close(D.fd);
+	D.fd = -1;
+	while ((e = TAILQ_FIRST(&D.live)) != NULL) {
+		TAILQ_REMOVE(&D.live, e, entry);
+		server_unref(e->srv);
+		free(e);
+	}
+	while ((e = TAILQ_FIRST(&D.tombs)) != NULL) {
+		TAILQ_REMOVE(&D.tombs, e, entry);
+		free(e);
+	}
+	D.ntombs = 0;
+	keys_wipe(D.keys, D.nkeys);
+	D.nkeys = 0;
+	D.running = false;
+	D.loop = NULL;
+}
+
+void
+discovery_counters(uint64_t out[DISC_NVERDICTS])
+{
+	memcpy(out, D.counters, sizeof(D.counters));
+}
+
+void
+discovery_foreach(void (*fn)(const struct discovery_entry_info *, void *),
+    void *arg)
+{
+	struct discovery_entry_info	 info;
+	struct disc_entry		*e;
+	struct disc_list		*lists[2] = { &D.live, &D.tombs };
+	uint64_t			 now = mono_ms();
+	int				 i;
+
+	if (!D.running)
+		return;
+	for (i = 0; i < 2; i++) {
+		TAILQ_FOREACH(e, lists[i], entry) {
+			memset(&info, 0, sizeof(info));
+			info.backend = e->be->name;
+			info.name = e->name;
+			info.label = e->label;
+			info.state = i == 1 ? "gone" : e->draining ?
+			    "draining" : "up";
+			info.instance = e->instance;
+			info.seq = e->seq;
+			info.ttl_ms = e->ttl_ms;
+			info.age_s = (double)(now - e->last_ms) / 1000.0;
+			info.expires_s = e->deadline > now ?
+			    (double)(e->deadline - now) / 1000.0 : 0;
+			fn(&info, arg);
+		}
+	}
+}

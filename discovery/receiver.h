@@ -1,0 +1,85 @@
+/*
+ * receiver.h - shoal's side of discovery: the announcement socket, policy,
+ * replay protection, tombstones, TTL expiry and the stall guard.
+ *
+ * Runs in the control loop only. Announced servers enter their backend
+ * through server_add(..., SRC_ANNOUNCED) + health_add(), and leave through
+ * health_remove() + server_remove(), like any other server: sessions in
+ * flight keep their reference and finish untouched.
+ */
+#ifndef SHOAL_RECEIVER_H
+#define SHOAL_RECEIVER_H
+
+#include <ev.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "codec.h"
+#include "conf.h"
+#include "server.h"
+
+#define DISC_BATCH	64	/* datagrams handled per wake-up */
+#define DISC_TTL_MIN	500	/* ms: announced ttl is clamped to this... */
+#define DISC_TTL_MAX	60000	/* ...and this */
+#define DISC_TICK_MS	100	/* expiry timer period */
+#define DISC_TOMB_MAX	4096	/* tombstones kept (oldest dropped first) */
+
+/*
+ * Start discovery: load the key file, open and bind the socket, join the
+ * group, start the watchers. backends is the server table (borrowed for
+ * the whole run); conf gives the frontends' listen addresses (announcing
+ * one of them is refused) and must outlive discovery_stop(). When the
+ * [discovery] section is absent, or no key is configured and auth is not
+ * none, the listener stays off (logged) and 0 is returned. With loop NULL
+ * no socket or timer is made: unit tests drive discovery_input() and
+ * discovery_tick() themselves. Returns 0, or -1 with errno and the reason
+ * logged (bad key file, cannot bind, unknown interface...).
+ */
+int	discovery_start(struct ev_loop *loop, const struct conf_discovery *cd,
+	    struct backend_list *backends, const struct conf *conf);
+
+/* Stop the watchers, close the socket, forget every entry (the announced
+ * servers stay in the table: the table is torn down after this). */
+void	discovery_stop(void);
+
+/* The verdict counters since start, indexed by enum disc_verdict. */
+void	discovery_counters(uint64_t out[DISC_NVERDICTS]);
+
+/* One entry of the announcement table, for `show discovery`. */
+struct discovery_entry_info {
+	const char	*backend;	/* pool = backend name */
+	const char	*name;		/* "IP:PORT", the server's name */
+	const char	*label;		/* label TLV, "" if none */
+	const char	*state;		/* "up", "draining" or "gone" */
+	uint64_t	 instance;	/* current announcer instance */
+	uint32_t	 seq;		/* last accepted seq */
+	uint32_t	 ttl_ms;	/* clamped ttl of the last datagram */
+	double		 age_s;		/* since the last accepted datagram */
+	double		 expires_s;	/* until expiry (gone: until forgotten) */
+};
+
+/*
+ * Call fn once per entry (live servers first, then tombstones), with arg.
+ * The info and its strings are valid during the call only; fn must not
+ * change the server table.
+ */
+void	discovery_foreach(void (*fn)(const struct discovery_entry_info *,
+	    void *), void *arg);
+
+/*
+ * Handle one datagram of n bytes from src, as the socket callback does.
+ * Returns its verdict (already counted). For tests and the fuzzer.
+ */
+enum disc_verdict discovery_input(const uint8_t *buf, size_t n,
+	    const struct sockaddr *src, socklen_t srclen);
+
+/* Run the expiry and stall checks now, as the timer does. For tests. */
+void	discovery_tick(void);
+
+/*
+ * Tests: replace the clocks (monotonic and wall, in ms) by fixed values;
+ * both 0 restores the real clocks.
+ */
+void	discovery_set_clock(uint64_t mono_ms, uint64_t wall_ms);
+
+#endif /* SHOAL_RECEIVER_H */
