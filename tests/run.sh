@@ -4,8 +4,9 @@
 # unit tests (meson test) and integration tests (pytest driving the real
 # binaries). Prints "N passed, N failed" last; exits non-zero on failure.
 #
-# Environment: SHOAL_TEST_ASAN=0 skips the sanitizer pass (for quick local
-# runs; CI always runs it). Extra arguments go to pytest (e.g. -k relay).
+# Environment: SHOAL_TEST_ASAN=0 skips the sanitizer pass and
+# SHOAL_TEST_FUZZ=0 the bounded fuzz runs (for quick local runs; CI always
+# runs both). Extra arguments go to pytest (e.g. -k relay).
 set -eu
 cd "$(dirname "$0")/.."
 . dist/deps.sh
@@ -59,9 +60,22 @@ run_pass normal build "$@"
 
 if [ "${SHOAL_TEST_ASAN:-1}" != 0 ]; then
     setup build-asan --buildtype=debug -Db_sanitize=address,undefined -Db_lundef=false
+    # valgrind cannot run ASan binaries: its tests run in the normal pass.
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
     UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-        run_pass asan build-asan "$@"
+        run_pass asan build-asan -m "not valgrind" "$@"
+fi
+
+# Bounded libFuzzer runs (clang): the announcement decoder, the config
+# loader and its value parsers, 30 s each.
+if [ "${SHOAL_TEST_FUZZ:-1}" != 0 ]; then
+    echo "=== fuzz (build-fuzz, clang)"
+    if [ ! -f build-fuzz/build.ninja ]; then
+        CC=clang meson setup build-fuzz --buildtype=debug >"$ART/setup-build-fuzz.log"
+    fi
+    ninja -C build-fuzz
+    if meson test -C build-fuzz --suite fuzz --print-errorlogs --logbase fuzz; then :; fi
+    count_junit build-fuzz/meson-logs/fuzz.junit.xml
 fi
 
 echo "$passed passed, $failed failed"

@@ -822,6 +822,9 @@ def run_shoal_start(conf_path, timeout=5.0):
 def pytest_configure(config):
     config.addinivalue_line(
         "markers", "peers_only: tests of the harness itself (no shoal)")
+    config.addinivalue_line(
+        "markers", "valgrind: runs shoal under valgrind (normal build only: "
+        "tests/run.sh deselects it in the sanitizer pass)")
 
 
 @pytest.fixture(autouse=True)

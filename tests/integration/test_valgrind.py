@@ -4,6 +4,8 @@ timeouts and a graceful stop, then no error and no leak. Run against the
 normal build only (tests/run.sh leaves it out of the sanitizer pass:
 valgrind cannot run ASan binaries).
 """
+import pytest
+
 import peers as P
 
 VALGRIND = ["valgrind", "--quiet", "--error-exitcode=99", "--leak-check=full",
@@ -12,6 +14,7 @@ VALGRIND = ["valgrind", "--quiet", "--error-exitcode=99", "--leak-check=full",
             "--track-fds=no"]
 
 
+@pytest.mark.valgrind
 def test_memcheck_clean(start_shoal, start_peer):
     a = start_peer("echo", name="e1")
     b = start_peer("echo", name="e2")
