@@ -31,6 +31,12 @@ class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
     allow_reuse_address = True
     request_queue_size = 1024
 
+    def handle_error(self, request, client_address):
+        # Health checks connect and reset without a request: not an error.
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
+
 
 if __name__ == "__main__":
     NAME, PORT = sys.argv[1], int(sys.argv[2])

@@ -128,4 +128,7 @@ def test_no_fd_or_memory_growth_per_connection(start_shoal, http_backends):
     sh.check_nl3()
     assert sh.fd_count() == fds
     # 4000 more connections may not leave memory behind (1 MiB slack).
-    assert sh.rss_kb() <= rss + 1024, (rss, sh.rss_kb())
+    # Under ASan freed memory sits in its quarantine, so RSS says nothing
+    # there; LeakSanitizer checks for leaks at exit instead.
+    if not sh.is_asan():
+        assert sh.rss_kb() <= rss + 1024, (rss, sh.rss_kb())
