@@ -116,6 +116,10 @@ static void	backend_init(void *);
 static int	backend_finish(struct parser *, void *);
 static void	discovery_init(void *);
 static int	discovery_finish(struct parser *, void *);
+static void	stats_init(void *);
+static int	stats_finish(struct parser *, void *);
+static void	admin_init(void *);
+static int	admin_finish(struct parser *, void *);
 
 static const char *const balance_words[] = {
 	[BALANCE_ROUNDROBIN] = "roundrobin",
@@ -231,6 +235,21 @@ static const struct key discovery_keys[] = {
 
 _Static_assert(nitems(global_keys) <= KEYS_MAX, "too many keys");
 _Static_assert(nitems(discovery_keys) <= KEYS_MAX, "too many keys");
+
+static const struct key stats_keys[] = {
+	{ .name = "bind", .type = T_ADDR, .flags = K_REQUIRED | K_WILDCARD,
+	  .off = offsetof(struct conf_stats, bind) },
+	KDUR(conf_stats, "refresh", refresh_ms, 1000),
+};
+
+static const struct key admin_keys[] = {
+	KSTR(conf_admin, "socket", socket, K_TOKEN),
+	{ .name = "bind", .type = T_ADDR, .flags = K_WILDCARD,
+	  .off = offsetof(struct conf_admin, bind) },
+};
+
+_Static_assert(nitems(stats_keys) <= KEYS_MAX, "too many keys");
+_Static_assert(nitems(admin_keys) <= KEYS_MAX, "too many keys");
 _Static_assert(nitems(frontend_keys) <= KEYS_MAX, "too many keys");
 _Static_assert(nitems(backend_keys) <= KEYS_MAX, "too many keys");
 
@@ -262,6 +281,16 @@ static const struct kind kinds[] = {
 	  .off = offsetof(struct conf, discovery),
 	  .keys = discovery_keys, .nkeys = nitems(discovery_keys),
 	  .init = discovery_init, .finish = discovery_finish },
+	{ .name = "stats", .named = false,
+	  .size = sizeof(struct conf_stats),
+	  .off = offsetof(struct conf, stats),
+	  .keys = stats_keys, .nkeys = nitems(stats_keys),
+	  .init = stats_init, .finish = stats_finish },
+	{ .name = "admin", .named = false,
+	  .size = sizeof(struct conf_admin),
+	  .off = offsetof(struct conf, admin),
+	  .keys = admin_keys, .nkeys = nitems(admin_keys),
+	  .init = admin_init, .finish = admin_finish },
 };
 
 struct parser {
@@ -1461,6 +1490,50 @@ discovery_finish(struct parser *p, void *v)
 	if (d->nallow == 0) {
 		perr(p, p->kind_line, "[discovery] needs at least one 'allow = "
 		    "ADDRESS/PREFIX': announced addresses must fall inside");
+		return -1;
+	}
+	return 0;
+}
+
+static void
+stats_init(void *v)
+{
+	struct conf_stats *st = v;
+
+	st->enabled = false;
+	st->refresh_ms = 5000;
+}
+
+static int
+stats_finish(struct parser *p, void *v)
+{
+	struct conf_stats *st = v;
+
+	st->enabled = true;
+	st->line = p->kind_line;
+	return 0;
+}
+
+static void
+admin_init(void *v)
+{
+	struct conf_admin *ad = v;
+
+	ad->enabled = false;
+	ad->socket[0] = '\0';
+	ad->bind.len = 0;
+}
+
+static int
+admin_finish(struct parser *p, void *v)
+{
+	struct conf_admin *ad = v;
+
+	ad->enabled = true;
+	ad->line = p->kind_line;
+	if (ad->socket[0] != '\0' && ad->socket[0] != '/') {
+		perr(p, seen_line(p, "socket"), "bad socket '%s': expected an "
+		    "absolute path", ad->socket);
 		return -1;
 	}
 	return 0;

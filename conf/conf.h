@@ -128,6 +128,24 @@ struct conf_discovery {
 	int			 line;		/* the [discovery] line */
 };
 
+/* [stats]: the stats page, JSON and Prometheus metrics (lb/stats.c). */
+struct conf_stats {
+	bool			 enabled;	/* the section is present */
+	struct conf_addr	 bind;		/* required in the section */
+	uint32_t		 refresh_ms;	/* HTML page refresh, default 5s */
+	int			 line;		/* the [stats] line */
+};
+
+/* [admin]: the admin socket (lb/admin.c). */
+struct conf_admin {
+	bool			 enabled;	/* the section is present */
+	char			 socket[108];	/* unix socket path; "" = default:
+						   $RUNTIME_DIRECTORY/admin.sock
+						   or /run/shoal/admin.sock */
+	struct conf_addr	 bind;		/* optional TCP; len 0 = none */
+	int			 line;		/* the [admin] line */
+};
+
 struct conf {
 	char			*file;		/* name used in messages */
 	struct conf_global	 global;
@@ -136,6 +154,8 @@ struct conf {
 	struct conf_backend	*backends;
 	size_t			 nbackends;
 	struct conf_discovery	 discovery;
+	struct conf_stats	 stats;
+	struct conf_admin	 admin;
 };
 
 /* The embedded default configuration (shoal started without -c). */

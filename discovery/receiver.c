@@ -81,8 +81,9 @@ TAILQ_HEAD(disc_list, disc_entry);
 static struct {
 	bool				 running;
 	struct ev_loop			*loop;		/* watchers run here, or NULL */
-	const struct conf_discovery	*cd;
-	const struct conf		*conf;
+	const struct conf_discovery	*cd;		/* = &cdc while running */
+	struct conf_discovery		 cdc;		/* our copy (allow owned) */
+	const struct conf		*conf;		/* current config */
 	struct backend_list		*backends;
 	struct codec_key		 keys[KEYS_MAX];
 	size_t				 nkeys;
@@ -890,6 +891,29 @@ bind_fail:
 	return -1;
 }
 
+/* Deep copy of a [discovery] section: the config may be freed by a reload. */
+static int
+cd_copy(struct conf_discovery *dst, const struct conf_discovery *src)
+{
+	*dst = *src;
+	dst->allow = NULL;
+	if (src->nallow > 0) {
+		dst->allow = calloc(src->nallow, sizeof(*dst->allow));
+		if (dst->allow == NULL)
+			return -1;
+		memcpy(dst->allow, src->allow, src->nallow * sizeof(*src->allow));
+	}
+	return 0;
+}
+
+static void
+cd_free(struct conf_discovery *d)
+{
+	free(d->allow);
+	d->allow = NULL;
+	d->nallow = 0;
+}
+
 int
 discovery_start(struct ev_loop *loop, const struct conf_discovery *cd,
     struct backend_list *backends, const struct conf *conf)
@@ -910,10 +934,12 @@ discovery_start(struct ev_loop *loop, const struct conf_discovery *cd,
 	D.local_at = 0;
 	D.fd = -1;
 	D.loop = NULL;
-	D.cd = cd;
 	D.conf = conf;
 	D.backends = backends;
 	D.nkeys = 0;
+	if (cd_copy(&D.cdc, cd) == -1)
+		return -1;
+	D.cd = cd = &D.cdc;
 
 	TAILQ_FOREACH(be, backends, entry)
 		if (be->conf.discovery)
@@ -997,6 +1023,75 @@ discovery_stop(void)
 	D.nkeys = 0;
 	D.running = false;
 	D.loop = NULL;
+	cd_free(&D.cdc);
+	D.conf = NULL;
+}
+
+int
+discovery_reload(const struct conf *nc)
+{
+	const struct conf_discovery	*ncd = &nc->discovery;
+	struct conf_discovery		 copy;
+	struct codec_key		 keys[KEYS_MAX];
+	size_t				 nkeys = 0;
+	char				 err[KEYS_ERR_MAX];
+	bool				 resock;
+	int				 fd = -1;
+
+	D.conf = nc;
+	if (!D.running) {
+		if (ncd->enabled)
+			log_warnx("discovery: a [discovery] listener added by "
+			    "reload starts at the next restart");
+		return 0;
+	}
+	if (!ncd->enabled) {
+		log_warnx("discovery: [discovery] removed by reload: the "
+		    "listener keeps its settings until the next restart");
+		return -1;
+	}
+	if (ncd->key_file[0] != '\0' && keys_load(ncd->key_file, keys,
+	    KEYS_MAX, &nkeys, err) == -1) {
+		log_errorx("discovery: %s", err);
+		return -1;
+	}
+	if (nkeys == 0 && !ncd->auth_none) {
+		log_warnx("discovery: no key_file, and auth is not none: "
+		    "keeping the previous keys");
+		return -1;
+	}
+	resock = D.loop != NULL && (D.cd->port != ncd->port ||
+	    strcmp(D.cd->interface, ncd->interface) != 0 ||
+	    !net_addr_equal((const struct sockaddr *)&D.cd->group.ss,
+	    (const struct sockaddr *)&ncd->group.ss));
+	if (resock && (fd = open_socket(ncd)) == -1) {
+		keys_wipe(keys, nkeys);
+		return -1;
+	}
+	if (cd_copy(&copy, ncd) == -1) {
+		net_close(fd);
+		keys_wipe(keys, nkeys);
+		return -1;
+	}
+	if (resock) {
+		ev_io_stop(D.loop, &D.io);
+		close(D.fd);
+		D.fd = fd;
+		ev_io_set(&D.io, D.fd, EV_READ);
+		if (!ev_is_active(&D.pause))
+			ev_io_start(D.loop, &D.io);
+	}
+	keys_wipe(D.keys, D.nkeys);
+	memcpy(D.keys, keys, sizeof(keys));
+	D.nkeys = nkeys;
+	keys_wipe(keys, nkeys);
+	cd_free(&D.cdc);
+	D.cdc = copy;
+	D.cd = &D.cdc;
+	log_info("discovery: reloaded: %zu key%s%s%s", D.nkeys,
+	    D.nkeys == 1 ? "" : "s", ncd->auth_none ? ", unsigned accepted" :
+	    "", resock ? ", socket reopened" : "");
+	return 0;
 }
 
 void

@@ -42,6 +42,17 @@ int	discovery_start(struct ev_loop *loop, const struct conf_discovery *cd,
  * servers stay in the table: the table is torn down after this). */
 void	discovery_stop(void);
 
+/*
+ * After a reload (control loop): follow the new configuration. Re-reads
+ * the key file (keys rotate without a restart), takes the new allow list,
+ * realm and policy settings, and reopens the socket if the group, port or
+ * interface changed. Entries and counters stay. On any error (bad key
+ * file, cannot bind) the previous settings stay and -1 is returned; the
+ * listen addresses always follow nc, which must live until the next call
+ * or discovery_stop().
+ */
+int	discovery_reload(const struct conf *nc);
+
 /* The verdict counters since start, indexed by enum disc_verdict. */
 void	discovery_counters(uint64_t out[DISC_NVERDICTS]);
 

@@ -19,7 +19,7 @@
 #define STOP_POLL		0.05	/* seconds between stop checks */
 
 static struct control *the_control;	/* for the QSBR waker */
-static int	(*reload_hook)(struct conf *);
+static int	(*reload_hook)(const struct conf *);
 
 static void
 wake_workers(void)
@@ -294,7 +294,7 @@ control_fini(struct control *c)
 /* ---- reload ---------------------------------------------------------- */
 
 void
-control_set_reload_hook(int (*fn)(struct conf *))
+control_set_reload_hook(int (*fn)(const struct conf *))
 {
 	reload_hook = fn;
 }

@@ -50,7 +50,7 @@ int	control_init(struct control *, struct conf *, const char *path);
 int	control_reload(struct control *);
 
 /* Hooks other modules install to follow a reload (discovery). */
-void	control_set_reload_hook(int (*)(struct conf *));
+void	control_set_reload_hook(int (*)(const struct conf *));
 
 /* Build the server table: one backend per [backend], static servers. */
 int	control_build_table(struct control *);
