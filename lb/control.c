@@ -19,7 +19,9 @@
 #define STOP_POLL		0.05	/* seconds between stop checks */
 
 static struct control *the_control;	/* for the QSBR waker */
-static int	(*reload_hook)(const struct conf *);
+#define RELOAD_HOOKS_MAX	8
+static int	(*reload_hooks[RELOAD_HOOKS_MAX])(const struct conf *);
+static size_t	nreload_hooks;
 
 static void
 wake_workers(void)
@@ -294,9 +296,10 @@ control_fini(struct control *c)
 /* ---- reload ---------------------------------------------------------- */
 
 void
-control_set_reload_hook(int (*fn)(const struct conf *))
+control_add_reload_hook(int (*fn)(const struct conf *))
 {
-	reload_hook = fn;
+	if (nreload_hooks < RELOAD_HOOKS_MAX)
+		reload_hooks[nreload_hooks++] = fn;
 }
 
 /* New sockets for one bind address, one per worker. */
@@ -658,8 +661,8 @@ control_reload(struct control *c)
 		    "restart");
 	atomic_store(&proxy_limits.maxconn, nc->global.maxconn);
 	log_set_level(nc->global.log_level);
-	if (reload_hook != NULL && reload_hook(nc) == -1)
-		log_warnx("reload: discovery kept its previous settings");
+	for (size_t i = 0; i < nreload_hooks; i++)
+		(void)reload_hooks[i](nc);
 	conf_free(c->conf);
 	c->conf = nc;
 	c->reloads++;

@@ -49,8 +49,13 @@ int	control_init(struct control *, struct conf *, const char *path);
  */
 int	control_reload(struct control *);
 
-/* Hooks other modules install to follow a reload (discovery). */
-void	control_set_reload_hook(int (*)(const struct conf *));
+/*
+ * Modules that follow a reload (discovery, stats, admin) install a hook,
+ * called in installation order with the new config once the table and the
+ * listeners were updated, before the old config is freed. A hook returning
+ * -1 keeps its module's previous settings (it logs why). At most 8.
+ */
+void	control_add_reload_hook(int (*)(const struct conf *));
 
 /* Build the server table: one backend per [backend], static servers. */
 int	control_build_table(struct control *);

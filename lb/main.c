@@ -106,7 +106,7 @@ main(int argc, char *argv[])
 	if (discovery_start(ctl.loop, &conf->discovery, &ctl.backends, conf)
 	    == -1)
 		fatalx("cannot start discovery");
-	control_set_reload_hook(discovery_reload);
+	control_add_reload_hook(discovery_reload);
 	if (control_start_workers(&ctl) == -1) {
 		discovery_stop();
 		health_stop();
