@@ -283,6 +283,27 @@ listener_del(struct worker *w, const struct conf_addr *addr)
 	free(l);
 }
 
+int
+workers_kill_server(struct worker **ws, size_t n, struct server *srv)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct wmsg *m;
+
+		if ((m = calloc(1, sizeof(*m))) == NULL)
+			return -1;
+		m->type = WMSG_KILL_SERVER;
+		m->fd = -1;
+		m->srv = srv;
+		server_ref(srv);
+		pthread_mutex_lock(&ws[i]->mbox_lock);
+		*ws[i]->mbox_tail = m;
+		ws[i]->mbox_tail = &m->next;
+		pthread_mutex_unlock(&ws[i]->mbox_lock);
+		worker_command(ws[i], WCMD_MBOX);
+	}
+	return 0;
+}
+
 /* Apply the control loop's messages, in order. */
 static void
 mbox_run(struct worker *w)
@@ -313,6 +334,18 @@ mbox_run(struct worker *w)
 			if ((l = listener_find(w, &m->addr, &i)) != NULL)
 				l->fe = m->fe;
 			break;
+		case WMSG_KILL_SERVER: {
+			struct session *se, *sn;
+
+			for (se = TAILQ_FIRST(&w->sessions); se != NULL;
+			    se = sn) {
+				sn = TAILQ_NEXT(se, entry);
+				if (se->server == m->srv)
+					session_close(se, "KD", true);
+			}
+			server_unref(m->srv);
+			break;
+		}
 		}
 		free(m);
 	}
@@ -465,6 +498,8 @@ worker_free(struct worker *w)
 		w->mbox = m->next;
 		if (m->type == WMSG_ADD_LISTENER)
 			net_close(m->fd);
+		if (m->type == WMSG_KILL_SERVER)
+			server_unref(m->srv);
 		free(m);
 	}
 	pthread_mutex_destroy(&w->mbox_lock);

@@ -47,6 +47,7 @@ enum wmsg_type {
 	WMSG_ADD_LISTENER,	/* take fd as a listener of fe at addr */
 	WMSG_DEL_LISTENER,	/* close the listener of fe at addr */
 	WMSG_SET_FRONTEND,	/* listeners at addr now belong to fe */
+	WMSG_KILL_SERVER,	/* close (RST) every session on srv */
 };
 
 struct wmsg {
@@ -54,6 +55,7 @@ struct wmsg {
 	struct frontend		*fe;
 	struct conf_addr	 addr;
 	int			 fd;		/* ADD: owned by the message */
+	struct server		*srv;		/* KILL: a reference, dropped */
 	struct wmsg		*next;
 };
 
@@ -118,6 +120,10 @@ int		 worker_start(struct worker *);
  */
 int		 worker_post(struct worker *, enum wmsg_type, struct frontend *,
 		    const struct conf_addr *, int fd);
+
+/* Close every session of srv on every worker (admin "shutdown sessions");
+ * they end with term KD and an RST to both peers. 0 or -1 (ENOMEM). */
+int		 workers_kill_server(struct worker **, size_t, struct server *);
 
 /* Post WCMD_* flags to a worker and wake it. Any thread. */
 void		 worker_command(struct worker *, unsigned cmd);
