@@ -60,9 +60,11 @@ struct server {
 	char			 addrstr[NET_ADDRSTRLEN]; /* "1.2.3.4:80" */
 	uint32_t		 name_hash;	/* for the source ring */
 
+	/* Written by the control loop only; workers read these two. */
+	_Atomic int		 weight;	/* 0..256; 0 = never picked */
+	_Atomic int		 maxconn;	/* 0 = unlimited */
+
 	/* Control loop only. */
-	int			 weight;	/* 0..256; 0 = never picked */
-	int			 maxconn;	/* 0 = unlimited */
 	bool			 backup;	/* only when no primary is usable */
 	enum server_source	 source;
 	enum server_admin	 admin;
