@@ -54,4 +54,16 @@ const char conf_default_text[] =
 	"; and remove auth = none.\n"
 	"auth = none\n"
 	"allow = 127.0.0.0/8\n"
-	"max_skew = 30s\n";
+	"max_skew = 30s\n"
+	"\n"
+	"; The stats page (/), /stats.json and /metrics (Prometheus).\n"
+	"[stats]\n"
+	"bind = 127.0.0.1:1936\n"
+	"refresh = 5s                ; the page reloads itself this often\n"
+	"\n"
+	"; The admin socket, for shoalctl (show servers, set server app/NAME\n"
+	"; state drain, ...). Default path: $RUNTIME_DIRECTORY/admin.sock, else\n"
+	"; /run/shoal/admin.sock; mode 0600. Optional TCP: bind = 127.0.0.1:9999\n"
+	"; (no authentication: keep it on loopback or a trusted network).\n"
+	"[admin]\n"
+	"; socket = /run/shoal/admin.sock\n";

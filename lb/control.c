@@ -466,7 +466,7 @@ control_reload(struct control *c)
 	struct conf	 *nc;
 	struct prebind	 *pb = NULL;
 	size_t		  npb = 0, nb = 0;
-	struct frontend	**fes;
+	struct frontend	**fes, **owners;
 	struct backend	 *be, *next;
 
 	if (c->conf_path == NULL) {
@@ -527,12 +527,21 @@ control_reload(struct control *c)
 			}
 		}
 	}
-	if ((fes = calloc(nc->nfrontends, sizeof(*fes))) == NULL) {
+	fes = calloc(nc->nfrontends, sizeof(*fes));
+	owners = calloc(nb ? nb : 1, sizeof(*owners));
+	if (fes == NULL || owners == NULL) {
+		free(fes);
+		free(owners);
 		prebinds_free(pb, npb, c->nworkers);
 		conf_free(nc);
 		reload_failed(c, "out of memory");
 		return -1;
 	}
+	/* Who listens on each new address now: step 3 rewrites the binds of
+	 * the kept frontends, step 4 needs the owners from before. */
+	for (size_t i = 0, k = 0; i < nc->nfrontends; i++)
+		for (size_t j = 0; j < nc->frontends[i].nbinds; j++)
+			owners[k++] = bound_by(c, &nc->frontends[i].binds[j]);
 
 	/* 2. Backends: update in place, add new ones, retire removed ones. */
 	for (size_t i = 0; i < nc->nbackends; i++) {
@@ -587,6 +596,14 @@ control_reload(struct control *c)
 
 		if (binds == NULL)
 			fatal("reload: frontend %s", cf->name);
+		/* Addresses it gives up that no frontend takes: close them
+		 * (an address moving to another frontend is handled below). */
+		for (size_t j = 0; j < fe->nbinds; j++)
+			if (!conf_binds(nc, &fe->binds[j]))
+				for (size_t w = 0; w < c->nworkers; w++)
+					(void)worker_post(c->workers[w],
+					    WMSG_DEL_LISTENER, fe,
+					    &fe->binds[j], -1);
 		memcpy(binds, cf->binds, cf->nbinds * sizeof(*binds));
 		free(fe->binds);
 		fe->binds = binds;
@@ -598,10 +615,10 @@ control_reload(struct control *c)
 	}
 
 	/* 4. Listeners: kept ones may change frontend; new; removed. */
-	for (size_t i = 0; i < nc->nfrontends; i++) {
-		for (size_t j = 0; j < fes[i]->nbinds; j++) {
+	for (size_t i = 0, k = 0; i < nc->nfrontends; i++) {
+		for (size_t j = 0; j < fes[i]->nbinds; j++, k++) {
 			struct conf_addr	*a = &fes[i]->binds[j];
-			struct frontend		*old = bound_by(c, a);
+			struct frontend		*old = owners[k];
 
 			if (old == NULL || old == fes[i])
 				continue;
@@ -651,6 +668,7 @@ control_reload(struct control *c)
 		}
 	}
 	prebinds_free(pb, npb, c->nworkers);
+	free(owners);
 	free(c->frontends);
 	c->frontends = fes;
 	c->nfrontends = nc->nfrontends;

@@ -128,7 +128,9 @@ log_ratelimit(struct ratelimit *rl, int burst)
 	struct timespec ts;
 	long		 now, cur;
 
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	/* Wall-clock seconds, as in the log timestamps: "N per second"
+	 * then holds for the seconds a reader sees. */
+	clock_gettime(CLOCK_REALTIME, &ts);
 	now = (long)ts.tv_sec;
 	cur = atomic_load_explicit(&rl->second, memory_order_relaxed);
 	if (cur != now && atomic_compare_exchange_strong(&rl->second, &cur,

@@ -11,12 +11,14 @@
 #include <string.h>
 
 #include "config.h"
+#include "admin.h"
 #include "conf.h"
 #include "control.h"
 #include "health.h"
 #include "log.h"
 #include "notify.h"
 #include "receiver.h"
+#include "stats.h"
 
 static void
 usage(FILE *f)
@@ -106,15 +108,23 @@ main(int argc, char *argv[])
 	if (discovery_start(ctl.loop, &conf->discovery, &ctl.backends, conf)
 	    == -1)
 		fatalx("cannot start discovery");
-	control_add_reload_hook(discovery_reload);
-	if (control_start_workers(&ctl) == -1) {
+	/* Every listener is bound before the workers start and READY=1. */
+	if (stats_start(&ctl) == -1 || admin_start(&ctl) == -1 ||
+	    control_start_workers(&ctl) == -1) {
+		admin_stop();
+		stats_stop();
 		discovery_stop();
 		health_stop();
 		control_fini(&ctl);
 		return 1;
 	}
+	control_add_reload_hook(discovery_reload);
+	control_add_reload_hook(stats_reload);
+	control_add_reload_hook(admin_reload);
 	control_ready(&ctl);
 	ev_run(ctl.loop, 0);
+	admin_stop();
+	stats_stop();
 	discovery_stop();
 	health_stop();
 	control_fini(&ctl);
