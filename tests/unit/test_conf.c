@@ -814,6 +814,60 @@ test_discovery(void)
 	}
 }
 
+/* [stats] and [admin]. */
+static const struct {
+	const char	*text;
+	const char	*want;
+} bad_ops[] = {
+	{ FE BE "[stats]\nrefresh = 2s\n",
+	  "t.ini:6: missing key 'bind' in [stats]" },
+	{ FE BE "[stats]\nbind = 127.0.0.1:1936\nrefresh = 500ms\n",
+	  "t.ini:8: refresh 500ms out of range 1s-24h" },
+	{ FE BE "[stats]\nbind = localhost:1936\n",
+	  "t.ini:7: bad address 'localhost:1936': numeric address required "
+	  "(no host names)" },
+	{ FE BE "[stats]\nbind = 127.0.0.1:1936\nport = 1\n",
+	  "t.ini:8: unknown key 'port' in [stats]" },
+	{ FE BE "[admin]\nsocket = admin.sock\n",
+	  "t.ini:7: bad socket 'admin.sock': expected an absolute path" },
+	{ FE BE "[admin]\nbind = ::1:9999\n",
+	  "t.ini:7: bad address '::1:9999': IPv6 addresses need brackets, "
+	  "e.g. [::1]:80" },
+	{ FE BE "[admin]\nsocket = /run/a.sock\nsocket = /run/b.sock\n",
+	  "t.ini:8: duplicate key 'socket' (first set at line 7)" },
+	{ FE BE "[admin]\n[admin]\n",
+	  "t.ini:7: duplicate section [admin] (first at line 6)" },
+};
+
+static void
+test_ops(void)
+{
+	char		 err[CONF_ERR_MAX];
+	struct conf	*c;
+
+	c = conf_load_string("t.ini", FE BE "[stats]\nbind = 0.0.0.0:1936\n"
+	    "[admin]\nsocket = /run/shoal/a.sock\nbind = 127.0.0.1:9999\n",
+	    err);
+	ok(c != NULL && c->stats.enabled && c->stats.refresh_ms == 5000 &&
+	    c->admin.enabled && strcmp(c->admin.socket, "/run/shoal/a.sock")
+	    == 0 && c->admin.bind.len > 0, "[stats] and [admin] load, "
+	    "refresh defaults to 5s");
+	conf_free(c);
+	c = conf_load_string("t.ini", FE BE, err);
+	ok(c != NULL && !c->stats.enabled && !c->admin.enabled &&
+	    c->admin.bind.len == 0, "no [stats], no [admin]: both off");
+	conf_free(c);
+	for (size_t i = 0; i < sizeof(bad_ops) / sizeof(bad_ops[0]); i++) {
+		strcpy(err, "(unset)");
+		c = conf_load_string("t.ini", bad_ops[i].text, err);
+		ok(c == NULL && strcmp(err, bad_ops[i].want) == 0,
+		    "bad stats/admin %zu: %s", i, bad_ops[i].want);
+		if (c != NULL || strcmp(err, bad_ops[i].want) != 0)
+			printf("#   got: %s\n", c != NULL ? "(loaded)" : err);
+		conf_free(c);
+	}
+}
+
 int
 main(void)
 {
@@ -824,5 +878,6 @@ main(void)
 	test_files();
 	test_parsers();
 	test_discovery();
+	test_ops();
 	return done_testing();
 }
