@@ -11,6 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include "keys.h"
 
 #define KEYFILE_MAX	(64 * 1024)	/* more than 255 keys ever need */
@@ -37,13 +39,7 @@ kerr(char *err, const char *path, int line, const char *fmt, ...)
 static int
 hexval(int c)
 {
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
+	return OPENSSL_hexchar2int((unsigned char)c);
 }
 
 /* Parse one line (NUL terminated, no '\n') into k; 1 = a key, 0 = blank

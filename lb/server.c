@@ -158,6 +158,20 @@ static const char *const admin_names[] = {
 	[ADM_MAINT] = "maint",
 };
 
+const char *
+server_health_name(enum server_health h)
+{
+	return (size_t)h < sizeof(health_names) / sizeof(health_names[0]) ?
+	    health_names[h] : "checking";
+}
+
+const char *
+server_admin_name(enum server_admin a)
+{
+	return (size_t)a < sizeof(admin_names) / sizeof(admin_names[0]) ?
+	    admin_names[a] : "ready";
+}
+
 void
 server_set_health(struct server *s, enum server_health h, const char *reason)
 {

@@ -186,6 +186,9 @@ bool		 server_eligible(const struct server *);
 /* The summary state shown to users: up, down, checking, drain, maint. */
 const char	*server_state_name(const struct server *);
 const char	*server_source_name(enum server_source);
+/* The facts behind it: "checking", "up", "down"; "ready", "drain", "maint". */
+const char	*server_health_name(enum server_health);
+const char	*server_admin_name(enum server_admin);
 
 /* Take and drop a reference. The last unref frees the server. */
 void		 server_ref(struct server *);

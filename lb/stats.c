@@ -204,32 +204,6 @@ srv_view(struct server *s, double now, struct srv_view *v)
 		v->check_age_s = -1;
 }
 
-static const char *
-health_name(enum server_health h)
-{
-	switch (h) {
-	case HEALTH_UP:
-		return "up";
-	case HEALTH_DOWN:
-		return "down";
-	default:
-		return "checking";
-	}
-}
-
-static const char *
-admin_name(enum server_admin a)
-{
-	switch (a) {
-	case ADM_DRAIN:
-		return "drain";
-	case ADM_MAINT:
-		return "maint";
-	default:
-		return "ready";
-	}
-}
-
 /* Servers in the table whose summary state is "up". */
 static size_t
 backend_up(struct backend *be)
@@ -277,7 +251,7 @@ json_server(struct sbuf *b, const struct srv_view *v)
 	    ",\"sessions_active\":%u,\"sessions_total\":%llu"
 	    ",\"bytes_in\":%llu,\"bytes_out\":%llu,\"connect_failures\":%llu"
 	    ",\"check\":{\"result\":",
-	    v->state, admin_name(s->admin), health_name(s->health),
+	    v->state, server_admin_name(s->admin), server_health_name(s->health),
 	    v->weight, v->maxconn, s->backup ? "true" : "false",
 	    v->cur, (unsigned long long)v->total,
 	    (unsigned long long)v->bytes_in, (unsigned long long)v->bytes_out,
