@@ -2,25 +2,122 @@
  * relay.c - moving bytes between the two sides of a session.
  *
  * relay_copy() is written once and called for both directions. Each
- * direction has at most one buffer, taken from the worker's pool only while
- * bytes are in flight. Backpressure is relay_update(): a side is read only
- * while the bytes read from it have all been written to its peer, and
- * written only while its peer's bytes wait. A full buffer simply stops
- * reading; memory per session is bounded by two buffers.
+ * direction holds at most one batch of bytes in flight: in a buffer taken
+ * from the worker's pool only while bytes are in flight (a small one, or a
+ * big one while that direction streams, i.e. its last read was a small
+ * buffer's worth or more), or, while it streams, in a pipe: splice(2)
+ * moves the bytes socket -> pipe -> socket without copying them through
+ * user space. Backpressure is relay_update(): a side is read only while
+ * the bytes read from it have all been written to its peer, and written
+ * only while its peer's bytes wait: bytes in flight simply stop reading,
+ * and memory per session is bounded by two buffers (or pipes).
  *
  * Half-close: EOF read from one side becomes a FIN (shutdown SHUT_WR) to
- * the other once its buffer is flushed; the other direction keeps flowing.
+ * the other once its bytes are flushed; the other direction keeps flowing.
  * An error (RST) on either side closes both with an RST.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "log.h"
+#include "net.h"
 #include "session.h"
 #include "worker.h"
 
 #define RELAY_ROUNDS	4	/* reads per direction per wake-up */
+#define PIPE_POOL_MAX	64	/* empty pipes a worker keeps for reuse */
+
+/*
+ * Pipes for splice(2), pooled per worker thread (thread-local: a session
+ * lives on one worker, so no lock). The pool is emptied whenever its
+ * worker has no session left, so an idle shoal holds no pipe.
+ */
+static _Thread_local struct {
+	int	 fds[PIPE_POOL_MAX][2];
+	int	 n;
+	int	 mode;		/* -1 unknown, 0 off (SHOAL_SPLICE=0), 1 on */
+} pipes = { .mode = -1 };
+
+static bool
+splice_enabled(void)
+{
+	if (pipes.mode == -1) {
+		const char *v = getenv("SHOAL_SPLICE");
+
+		pipes.mode = !(v != NULL && strcmp(v, "0") == 0);
+	}
+	return pipes.mode == 1;
+}
+
+/* An empty pipe into p[2]: from the pool, or new. 0 or -1 (errno). */
+static int
+pipe_get(int p[2])
+{
+	if (pipes.n > 0) {
+		pipes.n--;
+		p[0] = pipes.fds[pipes.n][0];
+		p[1] = pipes.fds[pipes.n][1];
+		return 0;
+	}
+	if (pipe2(p, O_NONBLOCK | O_CLOEXEC) == -1)
+		return -1;
+	/* As much in flight as a big buffer; the default 64 KiB if refused. */
+	(void)fcntl(p[1], F_SETPIPE_SZ, BUF_BIG);
+	return 0;
+}
+
+void
+relay_side_fini(struct session *s, struct side *sd)
+{
+	buf_put(&s->w->bufs, sd->buf);
+	sd->buf = NULL;
+	if (sd->pipe[0] == -1)
+		return;
+	if (sd->inpipe == 0 && pipes.n < PIPE_POOL_MAX) {
+		pipes.fds[pipes.n][0] = sd->pipe[0];
+		pipes.fds[pipes.n][1] = sd->pipe[1];
+		pipes.n++;
+	} else {
+		/* Bytes still inside (an aborted session): not reusable. */
+		net_close(sd->pipe[0]);
+		net_close(sd->pipe[1]);
+	}
+	sd->pipe[0] = sd->pipe[1] = -1;
+	sd->inpipe = 0;
+}
+
+void
+relay_pipes_release(void)
+{
+	while (pipes.n > 0) {
+		pipes.n--;
+		net_close(pipes.fds[pipes.n][0]);
+		net_close(pipes.fds[pipes.n][1]);
+	}
+}
+
+/* Read this side with splice? Only while it streams, with a pipe at hand. */
+static bool
+want_splice(struct side *sd)
+{
+	if (!sd->bulk || sd->nosplice || !splice_enabled())
+		return false;
+	if (sd->pipe[0] != -1)
+		return true;
+	/* No pipe (EMFILE...): the buffer path does the job this time. */
+	return pipe_get(sd->pipe) == 0;
+}
+
+/* Bytes read from sd and not yet written to its peer. */
+static size_t
+pending(const struct side *sd)
+{
+	return buf_pending(sd->buf) + sd->inpipe;
+}
 
 /* A side failed (reset, broken pipe): end the session with RSTs. */
 static void
@@ -50,23 +147,35 @@ count(struct session *s, struct side *to, size_t n)
 
 /*
  * Move bytes from `from` to its peer until the peer would block, `from`
- * has nothing more, or the round budget is spent. Returns -1 if the
- * session was closed, else 0.
+ * has nothing more, or the round budget is spent. The bytes in flight sit
+ * in a buffer (recv/send) or, while `from` streams, in a pipe (splice):
+ * the same loop either way. Returns -1 if the session was closed, else 0.
  */
 static int
 relay_copy(struct session *s, struct side *from)
 {
 	struct side	*to = from->peer;
 	struct buf	*b;
+	size_t		 cap;
 	ssize_t		 n;
 
 	for (int round = 0;; round++) {
 		/* Flush what we hold. */
-		while ((b = from->buf) != NULL && b->off < b->len) {
-			n = send(to->fd, b->data + b->off, b->len - b->off,
-			    MSG_NOSIGNAL);
+		while (pending(from) > 0) {
+			if (from->inpipe > 0)
+				n = splice(from->pipe[0], NULL, to->fd, NULL,
+				    from->inpipe, SPLICE_F_MOVE |
+				    SPLICE_F_NONBLOCK);
+			else {
+				b = from->buf;
+				n = send(to->fd, b->data + b->off,
+				    b->len - b->off, MSG_NOSIGNAL);
+			}
 			if (n > 0) {
-				b->off += (uint32_t)n;
+				if (from->inpipe > 0)
+					from->inpipe -= (size_t)n;
+				else
+					from->buf->off += (uint32_t)n;
 				count(s, to, (size_t)n);
 				session_touch(s, to);
 				continue;
@@ -84,9 +193,14 @@ relay_copy(struct session *s, struct side *from)
 			from->buf = NULL;
 		}
 		if (from->rd_eof) {
-			/* All bytes before the FIN went out: pass it on. */
+			/* All bytes before the FIN went out: pass it on. When
+			 * `to` has ended and been flushed too, the session
+			 * closes on return and close() sends this FIN: save
+			 * the syscall (nothing unread is left, so no RST). */
 			if (!to->wr_shut) {
 				to->wr_shut = true;
+				if (to->rd_eof && pending(to) == 0)
+					return 0;
 				if (shutdown(to->fd, SHUT_WR) == -1 &&
 				    errno != ENOTCONN) {
 					relay_abort(s, to);
@@ -99,25 +213,49 @@ relay_copy(struct session *s, struct side *from)
 		 * or a short read drained the socket: don't pay for EAGAIN. */
 		if (round >= RELAY_ROUNDS || (round > 0 && from->rd_short))
 			return 0;
-		if ((b = buf_get(&s->w->bufs)) == NULL) {
-			session_close(s, "RD", true);
-			return -1;
+		if (want_splice(from)) {
+			/* Streaming: socket -> pipe, no copy to user space. */
+			cap = BUF_BIG;
+			n = splice(from->fd, NULL, from->pipe[1], NULL, cap,
+			    SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+			if (n > 0)
+				from->inpipe = (size_t)n;
+			else if (n == -1 && (errno == EINVAL ||
+			    errno == ENOSYS)) {
+				/* This socket cannot splice: copy instead. */
+				from->nosplice = true;
+				round--;
+				continue;
+			}
+		} else {
+			/* A side whose last read brought a small buffer's
+			 * worth or more is streaming: give it a big buffer
+			 * (fewer syscalls per MiB); requests and replies keep
+			 * using small ones. */
+			b = from->bulk ? buf_get_big(&s->w->bufs) :
+			    buf_get(&s->w->bufs);
+			if (b == NULL) {
+				session_close(s, "RD", true);
+				return -1;
+			}
+			cap = b->cap;
+			n = recv(from->fd, b->data, cap, 0);
+			if (n > 0) {
+				b->len = (uint32_t)n;
+				from->buf = b;
+			} else	/* nothing read: the buffer goes back at once */
+				buf_put(&s->w->bufs, b);
 		}
-		from->buf = b;
-		n = recv(from->fd, b->data, BUF_SIZE, 0);
 		if (n > 0) {
-			b->len = (uint32_t)n;
 			if (from->who == 'S' && !s->srv_spoke) {
 				s->srv_spoke = true;
 				server_note_success(s->server);
 			}
-			from->rd_short = (size_t)n < BUF_SIZE;
+			from->rd_short = (size_t)n < cap;
+			from->bulk = (size_t)n >= BUF_SIZE;
 			session_touch(s, from);
 			continue;
 		}
-		/* Nothing read: the buffer goes back at once. */
-		buf_put(&s->w->bufs, b);
-		from->buf = NULL;
 		if (n == 0) {
 			from->rd_eof = true;
 			session_touch(s, from);
@@ -163,9 +301,9 @@ relay_update(struct session *s)
 		struct side	*sd = sides[i];
 		int		 ev = 0;
 
-		if (!sd->rd_eof && buf_pending(sd->buf) == 0)
+		if (!sd->rd_eof && pending(sd) == 0)
 			ev |= EV_READ;
-		if (buf_pending(sd->peer->buf) > 0)
+		if (pending(sd->peer) > 0)
 			ev |= EV_WRITE;
 		side_want(s, sd, ev);
 	}
@@ -179,8 +317,11 @@ relay_io_cb(struct ev_loop *loop, ev_io *io, int revents)
 
 	(void)loop;
 	if (revents & EV_CUSTOM) {
-		/* Just connected: try both directions once. */
-		if (relay_copy(s, &s->srv) == -1 || relay_copy(s, &s->cli) == -1)
+		/* Just connected: the client's first bytes are usually
+		 * waiting, so try that direction at once. A server that
+		 * speaks first is read when epoll says so: reading it now
+		 * would nearly always cost an EAGAIN. */
+		if (relay_copy(s, &s->cli) == -1)
 			return;
 	} else {
 		if ((revents & EV_WRITE) && relay_copy(s, sd->peer) == -1)
@@ -189,8 +330,8 @@ relay_io_cb(struct ev_loop *loop, ev_io *io, int revents)
 			return;
 	}
 	/* Both directions ended and flushed: a clean close. */
-	if (s->cli.rd_eof && s->srv.rd_eof && s->cli.buf == NULL &&
-	    s->srv.buf == NULL) {
+	if (s->cli.rd_eof && s->srv.rd_eof && pending(&s->cli) == 0 &&
+	    pending(&s->srv) == 0) {
 		/* A clean end counts as a success even for a silent server. */
 		if (!s->srv_spoke)
 			server_note_success(s->server);

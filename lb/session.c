@@ -37,6 +37,7 @@ static void
 side_init(struct session *s, struct side *sd, struct side *peer, char who)
 {
 	sd->fd = -1;
+	sd->pipe[0] = sd->pipe[1] = -1;
 	sd->events = 0;
 	sd->peer = peer;
 	sd->s = s;
@@ -252,8 +253,7 @@ side_close(struct session *s, struct side *sd, bool rst)
 			net_close(sd->fd);
 		sd->fd = -1;
 	}
-	buf_put(&s->w->bufs, sd->buf);
-	sd->buf = NULL;
+	relay_side_fini(s, sd);
 }
 
 static void
@@ -293,7 +293,8 @@ session_close(struct session *s, const char *term, bool rst)
 	balance_done(s->server);
 	s->server = NULL;
 	TAILQ_REMOVE(&w->sessions, s, entry);
-	w->nsessions--;
+	if (--w->nsessions == 0)
+		relay_pipes_release();	/* an idle worker holds no pipe */
 	proxy_release_slot(s->fe);
 	/* Never free inside our own callback stack: defer to the reaper. */
 	s->next_dead = w->dead;

@@ -29,8 +29,12 @@ struct side {
 	int			 events;	/* current interest */
 	bool			 rd_eof;	/* read returned 0 */
 	bool			 rd_short;	/* last read drained the socket */
+	bool			 bulk;		/* last read was >= BUF_SIZE: streaming */
+	bool			 nosplice;	/* splice refused (EINVAL): copy only */
 	bool			 wr_shut;	/* we sent FIN to it */
 	struct buf		*buf;		/* read from here, not yet written to peer */
+	int			 pipe[2];	/* splice pipe while streaming, or -1 */
+	size_t			 inpipe;	/* read from here, in the pipe, not yet written */
 	struct side		*peer;		/* the other end */
 	struct session		*s;		/* owner */
 	char			 who;		/* 'C' client, 'S' server */
@@ -99,6 +103,13 @@ void	session_reap(struct worker *);
 /* relay.c: the copy routine and interest computation. */
 void	relay_start(struct session *);
 void	relay_io_cb(struct ev_loop *, ev_io *, int);
+
+/* Give back what a side holds for relaying: its buffer to the worker's
+ * pool, its pipe to the worker's pipe pool (or closed if not empty). */
+void	relay_side_fini(struct session *, struct side *);
+
+/* Close the calling worker's pooled pipes (it has no session left). */
+void	relay_pipes_release(void);
 
 /* Record activity on a side (idle timeouts). */
 void	session_touch(struct session *, struct side *);
