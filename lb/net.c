@@ -91,6 +91,9 @@ net_listen(const struct sockaddr *sa, socklen_t len, bool reuseport,
 		goto fail;
 	if (bind(fd, sa, len) == -1)
 		goto fail;
+	/* Accepted sockets inherit it: one setsockopt per listener, not per
+	 * connection. */
+	net_nodelay(fd);
 	if (listen(fd, backlog) == -1)
 		goto fail;
 	return fd;

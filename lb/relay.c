@@ -149,10 +149,13 @@ count(struct session *s, struct side *to, size_t n)
  * Move bytes from `from` to its peer until the peer would block, `from`
  * has nothing more, or the round budget is spent. The bytes in flight sit
  * in a buffer (recv/send) or, while `from` streams, in a pipe (splice):
- * the same loop either way. Returns -1 if the session was closed, else 0.
+ * the same loop either way. `notified`: epoll said `from` is readable; if
+ * not, and its last read drained it, it is not read now (that read would
+ * nearly always cost an EAGAIN): relay_update() watches it instead.
+ * Returns -1 if the session was closed, else 0.
  */
 static int
-relay_copy(struct session *s, struct side *from)
+relay_copy(struct session *s, struct side *from, bool notified)
 {
 	struct side	*to = from->peer;
 	struct buf	*b;
@@ -211,7 +214,8 @@ relay_copy(struct session *s, struct side *from)
 		}
 		/* Read budget spent (level-triggered: we'll be called again),
 		 * or a short read drained the socket: don't pay for EAGAIN. */
-		if (round >= RELAY_ROUNDS || (round > 0 && from->rd_short))
+		if (round >= RELAY_ROUNDS ||
+		    ((round > 0 || !notified) && from->rd_short))
 			return 0;
 		if (want_splice(from)) {
 			/* Streaming: socket -> pipe, no copy to user space. */
@@ -274,6 +278,71 @@ relay_copy(struct session *s, struct side *from)
 	}
 }
 
+/*
+ * While connecting: read what the client has sent already (only if
+ * `read_client`: once per session) and send it to the server at once. A
+ * send that goes through proves the connection: no SO_ERROR query and no
+ * poll round for writability (on loopback the handshake is over when
+ * connect() returns). The client's FIN is kept for after the connect.
+ * Returns RELAY_SENT, RELAY_WAIT (nothing to send, or the socket is not
+ * writable yet), RELAY_CONNFAIL (errno: the connect failed) or
+ * RELAY_CLOSED (the client failed: the session is closed).
+ */
+int
+relay_connect_send(struct session *s, bool read_client)
+{
+	struct side	*c = &s->cli;
+	struct buf	*b;
+	ssize_t		 n;
+
+	if (read_client && c->buf == NULL && !c->rd_eof) {
+		if ((b = buf_get(&s->w->bufs)) == NULL) {
+			session_close(s, "RD", true);
+			return RELAY_CLOSED;
+		}
+		do
+			n = recv(c->fd, b->data, b->cap, 0);
+		while (n == -1 && errno == EINTR);
+		if (n > 0) {
+			b->len = (uint32_t)n;
+			c->buf = b;
+			c->rd_short = (size_t)n < b->cap;
+			c->bulk = (size_t)n >= BUF_SIZE;
+			session_touch(s, c);
+		} else {
+			buf_put(&s->w->bufs, b);
+			if (n == 0)
+				c->rd_eof = true;
+			else if (errno == EAGAIN || errno == EWOULDBLOCK)
+				c->rd_short = true;
+			else {
+				session_close(s, "CD", true);
+				return RELAY_CLOSED;
+			}
+		}
+	}
+	if (buf_pending(c->buf) == 0)
+		return RELAY_WAIT;
+	b = c->buf;
+	do
+		n = send(s->srv.fd, b->data + b->off, b->len - b->off,
+		    MSG_NOSIGNAL);
+	while (n == -1 && errno == EINTR);
+	if (n > 0) {
+		b->off += (uint32_t)n;
+		count(s, &s->srv, (size_t)n);
+		session_touch(s, &s->srv);
+		if (buf_pending(b) == 0) {
+			buf_put(&s->w->bufs, b);
+			c->buf = NULL;
+		}
+		return RELAY_SENT;
+	}
+	if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		return RELAY_WAIT;
+	return RELAY_CONNFAIL;
+}
+
 /* Set a side's watcher to the wanted events, touching libev only on change. */
 static void
 side_want(struct session *s, struct side *sd, int events)
@@ -317,16 +386,17 @@ relay_io_cb(struct ev_loop *loop, ev_io *io, int revents)
 
 	(void)loop;
 	if (revents & EV_CUSTOM) {
-		/* Just connected: the client's first bytes are usually
-		 * waiting, so try that direction at once. A server that
-		 * speaks first is read when epoll says so: reading it now
-		 * would nearly always cost an EAGAIN. */
-		if (relay_copy(s, &s->cli) == -1)
+		/* Just connected: pass on what the client sent meanwhile
+		 * (or its FIN); its socket is read now only if it was not
+		 * tried while connecting. A server that speaks first is read
+		 * when epoll says so. */
+		if (relay_copy(s, &s->cli, false) == -1)
 			return;
 	} else {
-		if ((revents & EV_WRITE) && relay_copy(s, sd->peer) == -1)
+		if ((revents & EV_WRITE) &&
+		    relay_copy(s, sd->peer, false) == -1)
 			return;
-		if ((revents & EV_READ) && relay_copy(s, sd) == -1)
+		if ((revents & EV_READ) && relay_copy(s, sd, true) == -1)
 			return;
 	}
 	/* Both directions ended and flushed: a clean close. */

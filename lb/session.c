@@ -17,6 +17,7 @@
 static void	session_connect(struct session *);
 static void	session_timer_cb(struct ev_loop *, ev_timer *, int);
 static void	connect_io_cb(struct ev_loop *, ev_io *, int);
+static void	connect_started(struct session *);
 
 static double
 ms(uint32_t v)
@@ -81,7 +82,7 @@ session_start(struct worker *w, struct frontend *fe, int fd,
 	s->timer.data = s;
 	TAILQ_INSERT_TAIL(&w->sessions, s, entry);
 	w->nsessions++;
-	net_nodelay(fd);
+	/* TCP_NODELAY comes from the listener (net_listen). */
 	session_connect(s);
 }
 
@@ -118,11 +119,7 @@ session_connect(struct session *s)
 		    srv->addrlen);
 		if (s->srv.fd != -1) {
 			s->state = SS_CONNECTING;
-			ev_io_set(&s->srv.io, s->srv.fd, EV_WRITE);
-			ev_set_cb(&s->srv.io, connect_io_cb);
-			ev_io_start(s->w->loop, &s->srv.io);
-			s->srv.events = EV_WRITE;
-			timer_arm(s, ms(s->timeout_connect_ms));
+			connect_started(s);
 			return;
 		}
 		/* Failed at once: our fault (EMFILE) or the server's. */
@@ -178,17 +175,12 @@ connect_failed(struct session *s, const char *term)
 	session_connect(s);
 }
 
+/* The server accepted: from now on bytes flow both ways. */
 static void
-connect_io_cb(struct ev_loop *loop, ev_io *io, int revents)
+connect_done(struct session *s)
 {
-	struct side	*sd = io->data;
-	struct session	*s = sd->s;
+	struct ev_loop *loop = s->w->loop;
 
-	(void)revents;
-	if (net_connect_result(s->srv.fd) == -1) {
-		connect_failed(s, "SC");
-		return;
-	}
 	s->state = SS_RELAY;
 	s->t_connected = ev_now(loop);
 	s->cli_active = s->srv_active = s->t_connected;
@@ -197,6 +189,61 @@ connect_io_cb(struct ev_loop *loop, ev_io *io, int revents)
 	ev_set_cb(&s->srv.io, relay_io_cb);
 	s->srv.events = 0;
 	relay_start(s);
+}
+
+/*
+ * A connect is under way (or done: loopback). Send the client's first
+ * bytes at once if they are there: most of the time that connects the
+ * session without a poll round. Otherwise wait until the server socket is
+ * writable.
+ */
+static void
+connect_started(struct session *s)
+{
+	switch (relay_connect_send(s, s->attempts == 1)) {
+	case RELAY_CLOSED:
+		return;
+	case RELAY_CONNFAIL:
+		connect_failed(s, "SC");
+		return;
+	case RELAY_SENT:
+		connect_done(s);
+		return;
+	}
+	ev_io_set(&s->srv.io, s->srv.fd, EV_WRITE);
+	ev_set_cb(&s->srv.io, connect_io_cb);
+	ev_io_start(s->w->loop, &s->srv.io);
+	s->srv.events = EV_WRITE;
+	timer_arm(s, ms(s->timeout_connect_ms));
+}
+
+static void
+connect_io_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+	struct side	*sd = io->data;
+	struct session	*s = sd->s;
+
+	(void)loop;
+	(void)revents;
+	/* Bytes to send prove the connection (or its failure) themselves;
+	 * with none, ask the socket. */
+	switch (buf_pending(s->cli.buf) > 0 ?
+	    relay_connect_send(s, false) : RELAY_WAIT) {
+	case RELAY_CLOSED:
+		return;
+	case RELAY_CONNFAIL:
+		connect_failed(s, "SC");
+		return;
+	case RELAY_SENT:
+		break;
+	case RELAY_WAIT:
+		if (net_connect_result(s->srv.fd) == -1) {
+			connect_failed(s, "SC");
+			return;
+		}
+		break;
+	}
+	connect_done(s);
 }
 
 static void

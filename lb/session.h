@@ -101,6 +101,14 @@ void	session_close(struct session *, const char *term, bool rst);
 void	session_reap(struct worker *);
 
 /* relay.c: the copy routine and interest computation. */
+enum {
+	RELAY_SENT,		/* bytes went to the server: it is connected */
+	RELAY_WAIT,		/* nothing to send yet, or not writable yet */
+	RELAY_CONNFAIL,		/* the connect failed (errno) */
+	RELAY_CLOSED,		/* the session was closed */
+};
+
+int	relay_connect_send(struct session *, bool read_client);
 void	relay_start(struct session *);
 void	relay_io_cb(struct ev_loop *, ev_io *, int);
 
