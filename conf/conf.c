@@ -49,6 +49,7 @@
 enum ktype {
 	T_INT,		/* int, decimal, min..max */
 	T_DURATION,	/* uint32_t ms, with a unit, min..max ms */
+	T_DURATION_US,	/* uint32_t us, with a unit, min..max us */
 	T_BOOL,		/* bool */
 	T_ENUM,		/* enum (int sized), one of words[] */
 	T_NAME,		/* char[size], a name */
@@ -174,6 +175,10 @@ static const struct key global_keys[] = {
 	KINT(conf_global, "maxconn", maxconn, 1, 1000000),
 	KDUR(conf_global, "grace", grace_ms, 0),
 	KENUM(conf_global, "log_level", log_level, log_level_words),
+	{ .name = "io_collect", .type = T_DURATION_US,
+	  .off = offsetof(struct conf_global, io_collect_us), .min = 0,
+	  .max = 100000 },
+	KBOOL(conf_global, "splice", splice),
 };
 
 static const struct key frontend_keys[] = {
@@ -857,6 +862,43 @@ set_duration(struct parser *p, const struct key *k, char *o, const char *v)
 	return 0;
 }
 
+/* A short duration with a unit us, ms or s, stored in microseconds. */
+static int
+set_duration_us(struct parser *p, const struct key *k, char *o,
+    const char *v)
+{
+	static const struct {
+		const char	*unit;
+		long		 mult;
+	} units[] = { { "us", 1 }, { "ms", 1000 }, { "s", 1000000 } };
+	const char	*s = v;
+	long		 n = 0, us = -1;
+	bool		 over = false;
+
+	for (; isdigit((unsigned char)*s); s++) {
+		if (n > k->max)
+			over = true;
+		else
+			n = n * 10 + (*s - '0');
+	}
+	for (size_t i = 0; s != v && i < nitems(units); i++)
+		if (strcmp(s, units[i].unit) == 0)
+			us = over || n > k->max / units[i].mult ? k->max + 1 :
+			    n * units[i].mult;
+	if (us == -1) {
+		perr(p, p->line, "bad duration '" VALFMT "': expected a number "
+		    "with a unit us, ms or s", v);
+		return -1;
+	}
+	if (us < k->min || us > k->max) {
+		perr(p, p->line, "%s " VALFMT " out of range %ldus-%ldus",
+		    k->name, v, k->min, k->max);
+		return -1;
+	}
+	*(uint32_t *)(void *)(o + k->off) = (uint32_t)us;
+	return 0;
+}
+
 static int
 set_bool(struct parser *p, const struct key *k, char *o, const char *v)
 {
@@ -1359,6 +1401,8 @@ set_value(struct parser *p, const struct key *k, char *o, const char *v)
 		return set_threads(p, k, o, v);
 	case T_DURATION:
 		return set_duration(p, k, o, v);
+	case T_DURATION_US:
+		return set_duration_us(p, k, o, v);
 	case T_BOOL:
 		return set_bool(p, k, o, v);
 	case T_ENUM:
@@ -1397,6 +1441,8 @@ global_init(void *v)
 	g->maxconn = 10000;
 	g->grace_ms = 30000;
 	g->log_level = LOG_LVL_INFO;
+	g->io_collect_us = 0;
+	g->splice = true;
 }
 
 static void

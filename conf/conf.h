@@ -104,6 +104,8 @@ struct conf_global {
 	int			 maxconn;	/* default 10000 */
 	uint32_t		 grace_ms;	/* default 30s */
 	enum log_level		 log_level;	/* default info */
+	uint32_t		 io_collect_us;	/* default 0: poll at once */
+	bool			 splice;	/* default yes */
 };
 
 struct conf_cidr {

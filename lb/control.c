@@ -51,6 +51,8 @@ control_init(struct control *c, struct conf *conf, const char *path)
 	the_control = c;
 	qsbr_set_waker(wake_workers);
 	atomic_store(&proxy_limits.maxconn, conf->global.maxconn);
+	atomic_store(&proxy_tuning.io_collect_us, conf->global.io_collect_us);
+	atomic_store(&proxy_tuning.splice, conf->global.splice);
 	return 0;
 }
 
@@ -678,6 +680,8 @@ control_reload(struct control *c)
 		log_warnx("reload: threads changes take effect at the next "
 		    "restart");
 	atomic_store(&proxy_limits.maxconn, nc->global.maxconn);
+	atomic_store(&proxy_tuning.io_collect_us, nc->global.io_collect_us);
+	atomic_store(&proxy_tuning.splice, nc->global.splice);
 	log_set_level(nc->global.log_level);
 	for (size_t i = 0; i < nreload_hooks; i++)
 		(void)reload_hooks[i](nc);

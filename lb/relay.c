@@ -39,18 +39,14 @@
 static _Thread_local struct {
 	int	 fds[PIPE_POOL_MAX][2];
 	int	 n;
-	int	 mode;		/* -1 unknown, 0 off (SHOAL_SPLICE=0), 1 on */
-} pipes = { .mode = -1 };
+} pipes;
 
+/* [global] splice: read at each use, so a reload applies at once. */
 static bool
 splice_enabled(void)
 {
-	if (pipes.mode == -1) {
-		const char *v = getenv("SHOAL_SPLICE");
-
-		pipes.mode = !(v != NULL && strcmp(v, "0") == 0);
-	}
-	return pipes.mode == 1;
+	return atomic_load_explicit(&proxy_tuning.splice,
+	    memory_order_relaxed);
 }
 
 /* An empty pipe into p[2]: from the pool, or new. 0 or -1 (errno). */

@@ -20,6 +20,7 @@
 #define EMFILE_PAUSE	0.100	/* seconds accept sleeps after EMFILE */
 
 struct proxy_limits proxy_limits;
+struct proxy_tuning proxy_tuning = { .splice = true };
 
 static struct ratelimit emfile_rl;
 
@@ -415,9 +416,19 @@ quiescent_cb(struct ev_loop *loop, ev_check *c, int revents)
 static void
 reap_cb(struct ev_loop *loop, ev_prepare *p, int revents)
 {
-	(void)loop;
+	struct worker	*w = p->data;
+	uint32_t	 us = atomic_load_explicit(&proxy_tuning.io_collect_us,
+			    memory_order_relaxed);
+
 	(void)revents;
-	session_reap(p->data);
+	session_reap(w);
+	if (us != w->io_collect_us) {
+		/* Under load, wait this long before polling so one wake-up
+		 * collects more events (libev skips the wait when the loop
+		 * was idle that long anyway): less CPU per request. */
+		w->io_collect_us = us;
+		ev_set_io_collect_interval(loop, us / 1e6);
+	}
 }
 
 struct worker *

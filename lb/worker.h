@@ -75,6 +75,7 @@ struct worker {
 	ev_prepare		 reap;		/* frees closed sessions */
 	ev_timer		 resume;	/* retries paused listeners */
 	ev_tstamp		 emfile_until;	/* accept paused by EMFILE */
+	uint32_t		 io_collect_us;	/* the loop's collect interval */
 	struct listener		**listeners;	/* [nlisteners], worker-owned */
 	size_t			 nlisteners;
 	size_t			 listeners_cap;
@@ -98,6 +99,14 @@ struct proxy_limits {
 };
 
 extern struct proxy_limits proxy_limits;
+
+/* [global] tuning, set by the control loop (start, reload), read by workers. */
+struct proxy_tuning {
+	_Atomic uint32_t	 io_collect_us;	/* [global] io_collect */
+	_Atomic bool		 splice;	/* [global] splice */
+};
+
+extern struct proxy_tuning proxy_tuning;
 
 /* Build a frontend from its config (backend already created). */
 struct frontend	*frontend_new(const struct conf_frontend *, struct backend *);

@@ -4,6 +4,7 @@ families (S25), server speaks first (S02), half-close both ways (S03, S04),
 RST propagated both ways (S05, S06), backend killed mid-transfer (S07).
 """
 
+import hashlib
 import signal
 import socket
 import threading
@@ -363,4 +364,50 @@ def test_backend_killed_mid_transfer(start_peer, start_shoal):
     # The peer reports its accepts asynchronously: wait for the 10th.
     survivor.wait_events("accept", 10, timeout=5)
     lb.wait_sessions(11)
+    lb.check_nl3()
+
+
+def pipe_fds(lb):
+    return [t for t in lb.fd_targets() if "pipe:" in t]
+
+
+@pytest.mark.parametrize("splice", ["yes", "no"])
+def test_splice_setting(splice, start_peer, start_shoal):
+    """[global] splice: a streaming download goes through pipes (splice)
+    only when it is on; either way, and with io_collect set, every byte
+    arrives intact, and no pipe is left once the session ends."""
+    size = 32 * MiB
+    src = start_peer("source", "--size", size, "--seed", 23)
+    lb = start_shoal([src], global_={"splice": splice,
+                                     "io_collect": "300us"})
+    s = peers.connect(lb.addr, timeout=30)
+    h = hashlib.sha256()
+    got = 0
+    try:
+        # Read 4 MiB, then pause: the session is streaming and open.
+        while got < 4 * MiB:
+            b = s.recv(65536)
+            assert b, "EOF after %d bytes" % got
+            h.update(b)
+            got += len(b)
+        during = pipe_fds(lb)
+        while True:
+            b = s.recv(1 << 20)
+            if not b:
+                break
+            h.update(b)
+            got += len(b)
+    finally:
+        s.close()
+    assert got == size and h.hexdigest() == peers.stream_digest(23, size)
+    if splice == "yes":
+        assert len(during) >= 2, lb.fd_targets()
+    else:
+        assert during == [], during
+    lb.wait_sessions(1)
+    # The worker has no session left: its pooled pipes are gone too.
+    deadline = time.monotonic() + 5
+    while pipe_fds(lb) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert pipe_fds(lb) == []
     lb.check_nl3()

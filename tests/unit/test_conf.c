@@ -243,8 +243,23 @@ test_defaults(void)
 		is_int(c->global.maxconn, 10000, "maxconn default");
 		is_int(c->global.grace_ms, 30000, "grace default");
 		is_int(c->global.log_level, LOG_LVL_INFO, "log_level default");
+		is_int(c->global.io_collect_us, 0, "io_collect default 0");
+		ok(c->global.splice, "splice default yes");
 		conf_free(c);
 	}
+	c = conf_load_string("t.ini", "[global]\nio_collect = 250us\n"
+	    "splice = no\n" FE BE, err);
+	ok(c != NULL && c->global.io_collect_us == 250 && !c->global.splice,
+	    "io_collect = 250us, splice = no");
+	conf_free(c);
+	c = conf_load_string("t.ini", "[global]\nio_collect = 2ms\n" FE BE,
+	    err);
+	ok(c != NULL && c->global.io_collect_us == 2000, "io_collect = 2ms");
+	conf_free(c);
+	c = conf_load_string("t.ini", "[global]\nio_collect = 0us\n" FE BE,
+	    err);
+	ok(c != NULL && c->global.io_collect_us == 0, "io_collect = 0us");
+	conf_free(c);
 	c = conf_load_string("t.ini", "[global]\nthreads = auto\n" FE BE, err);
 	ok(c != NULL && c->global.threads == 0, "threads = auto");
 	conf_free(c);
@@ -348,6 +363,21 @@ static const struct {
 	  "'5x': expected a number with a unit ms, s, m or h" },
 	{ "[frontend web]\ntimeout_client = 5\n", "t.ini:2: bad duration "
 	  "'5': expected a number with a unit ms, s, m or h" },
+	{ "[global]\nio_collect = 300\n", "t.ini:2: bad duration "
+	  "'300': expected a number with a unit us, ms or s" },
+	{ "[global]\nio_collect = 1m\n", "t.ini:2: bad duration "
+	  "'1m': expected a number with a unit us, ms or s" },
+	{ "[global]\nio_collect = us\n", "t.ini:2: bad duration "
+	  "'us': expected a number with a unit us, ms or s" },
+	{ "[global]\nio_collect = 101ms\n",
+	  "t.ini:2: io_collect 101ms out of range 0us-100000us" },
+	{ "[global]\nio_collect = 1s\n",
+	  "t.ini:2: io_collect 1s out of range 0us-100000us" },
+	{ "[global]\nio_collect = 99999999999999999999us\n",
+	  "t.ini:2: io_collect 99999999999999999999us out of range "
+	  "0us-100000us" },
+	{ "[global]\nsplice = maybe\n", "t.ini:2: bad boolean 'maybe' for "
+	  "splice: expected yes, no, true, false, on, off, 1 or 0" },
 	{ "[global]\ngrace = 1.5s\n", "t.ini:2: bad duration "
 	  "'1.5s': expected a number with a unit ms, s, m or h" },
 	{ "[global]\ngrace = 25h\n", "t.ini:2: grace 25h out of range 0s-24h" },
