@@ -3,6 +3,7 @@ Failover: refused backend (S08), blackholed backend inside a network
 namespace (S09), no backend alive, refused or blackholed (S10).
 """
 
+import socket
 import time
 
 import peers
@@ -41,6 +42,46 @@ def test_refused_backend_failover(start_peer, start_shoal):
                                     if s["server"] != "app/b"][:3]
     assert all(0 <= s["retries"] <= 2 for s in sessions)
     assert any(s["retries"] >= 1 for s in sessions), \
+        "no session shows a retry although a refuses"
+    lb.check_nl3()
+
+
+def test_first_bytes_survive_refused_retry(start_peer, start_shoal):
+    """The client's first bytes, read while connecting and sent right after
+    connect(), are kept when that send finds the server refusing: the next
+    server gets them intact (also when the client's FIN came with them,
+    before the connect), and no session is cut."""
+    dead = alloc_port()
+    b = start_peer("echo", name="b")
+    lb = start_shoal([("a", "127.0.0.1:%d" % dead), b],
+                     backend={"retries": 2}, expect_errors=True)
+    n = 20
+    for i in range(n):
+        size = 100 + 997 * i
+        r = peers.exchange(lb.addr, size, 50 + i)
+        assert r["tx_err"] is None and r["rx_err"] is None, r
+        assert r["rx_len"] == size, r
+        assert r["rx_sha"] == peers.stream_digest(50 + i, size), r
+    # Bytes and FIN already sent when shoal accepts.
+    for i in range(n):
+        s = peers.connect(lb.addr, timeout=10)
+        try:
+            s.sendall(b"early %d\n" % i)
+            s.shutdown(socket.SHUT_WR)
+            got = b""
+            while True:
+                c = s.recv(4096)
+                if not c:
+                    break
+                got += c
+        finally:
+            s.close()
+        assert got == b"early %d\n" % i, got
+    sessions = lb.wait_sessions(2 * n)
+    assert all(x["server"] == "app/b" and x["term"] == "--"
+               for x in sessions), [x for x in sessions
+                                    if x["term"] != "--"][:3]
+    assert any(x["retries"] >= 1 for x in sessions), \
         "no session shows a retry although a refuses"
     lb.check_nl3()
 
