@@ -1,12 +1,13 @@
 #!/bin/sh
-# tests/run.sh - install what is missing, build shoal twice (normal with
-# -Werror, and with ASan+UBSan), and run the whole suite against both:
+# tests/run.sh - install what is missing, build shoal (normal with
+# -Werror, with ASan+UBSan, with ThreadSanitizer), and run the suite:
 # unit tests (meson test) and integration tests (pytest driving the real
 # binaries). Prints "N passed, N failed" last; exits non-zero on failure.
 #
-# Environment: SHOAL_TEST_ASAN=0 skips the sanitizer pass and
-# SHOAL_TEST_FUZZ=0 the bounded fuzz runs (for quick local runs; CI always
-# runs both). Extra arguments go to pytest (e.g. -k relay).
+# Environment: SHOAL_TEST_ASAN=0 skips the ASan+UBSan pass,
+# SHOAL_TEST_TSAN=0 the ThreadSanitizer pass and SHOAL_TEST_FUZZ=0 the
+# bounded fuzz runs (for quick local runs; CI always runs all three).
+# Extra arguments go to pytest (e.g. -k relay).
 set -eu
 cd "$(dirname "$0")/.."
 . dist/deps.sh
@@ -44,14 +45,15 @@ PY
     failed=$((failed + $2))
 }
 
-run_pass() {  # run_pass NAME BUILD-DIR [pytest args]
+run_pass() {  # run_pass NAME BUILD-DIR [pytest args]; $PASS_TESTS: which
     name=$1; dir=$2; shift 2
     echo "=== $name: unit tests ($dir)"
     if meson test -C "$dir" --suite unit --print-errorlogs --logbase "unit-$name"; then :; fi
     count_junit "$dir/meson-logs/unit-$name.junit.xml"
     echo "=== $name: integration tests ($dir)"
     SHOAL_BUILD="$ROOT/$dir" /usr/bin/python3 -m pytest -q -p no:cacheprovider \
-        --junitxml="$ART/integration-$name.xml" "$@" tests/integration || true
+        --junitxml="$ART/integration-$name.xml" "$@" \
+        ${PASS_TESTS:-tests/integration} || true
     count_junit "$ART/integration-$name.xml"
 }
 
@@ -64,6 +66,16 @@ if [ "${SHOAL_TEST_ASAN:-1}" != 0 ]; then
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
     UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
         run_pass asan build-asan -m "not valgrind" "$@"
+fi
+
+# ThreadSanitizer where threads meet: reload, admin commands, balancing
+# and limits change pools, servers and settings while the workers relay.
+if [ "${SHOAL_TEST_TSAN:-1}" != 0 ]; then
+    setup build-tsan --buildtype=debug -Db_sanitize=thread -Db_lundef=false
+    T=tests/integration
+    TSAN_OPTIONS=halt_on_error=0 \
+    PASS_TESTS="$T/test_reload.py $T/test_admin.py $T/test_balance.py $T/test_lifecycle.py $T/test_limits.py" \
+        run_pass tsan build-tsan -m "not valgrind" "$@"
 fi
 
 # Bounded libFuzzer runs (clang): the announcement decoder, the config
