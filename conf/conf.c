@@ -251,6 +251,7 @@ static const struct key admin_keys[] = {
 	KSTR(conf_admin, "socket", socket, K_TOKEN),
 	{ .name = "bind", .type = T_ADDR, .flags = K_WILDCARD,
 	  .off = offsetof(struct conf_admin, bind) },
+	KDUR(conf_admin, "timeout", timeout_ms, 100),
 };
 
 _Static_assert(nitems(stats_keys) <= KEYS_MAX, "too many keys");
@@ -1568,6 +1569,7 @@ admin_init(void *v)
 	ad->enabled = false;
 	ad->socket[0] = '\0';
 	ad->bind.len = 0;
+	ad->timeout_ms = 60000;
 }
 
 static int

@@ -145,6 +145,7 @@ struct conf_admin {
 						   $RUNTIME_DIRECTORY/admin.sock
 						   or /run/shoal/admin.sock */
 	struct conf_addr	 bind;		/* optional TCP; len 0 = none */
+	uint32_t		 timeout_ms;	/* idle clients closed; default 60s */
 	int			 line;		/* the [admin] line */
 };
 

@@ -93,6 +93,7 @@ static struct {
 	ev_prepare		 reap;
 	uint64_t		 commands;	/* lines run */
 	uint64_t		 bad_commands;	/* answered with an error */
+	double			 idle_s;	/* [admin] timeout */
 	struct ratelimit	 rl_accept;
 } A;
 
@@ -997,7 +998,7 @@ client_new(int fd, const char *peer)
 	c->events = EV_READ;
 	ev_io_start(A.loop, &c->io);
 	ev_init(&c->idle, client_idle_cb);
-	c->idle.repeat = ADMIN_IDLE_S;
+	c->idle.repeat = A.idle_s;
 	c->idle.data = c;
 	ev_timer_again(A.loop, &c->idle);
 	TAILQ_INSERT_TAIL(&A.clients, c, entry);
@@ -1307,6 +1308,7 @@ admin_start(struct control *c)
 	TAILQ_INIT(&A.dead);
 	ev_prepare_init(&A.reap, reap_cb);
 	A.running = true;
+	A.idle_s = c->conf->admin.timeout_ms / 1000.0;
 	if (listeners_apply(&c->conf->admin) == -1) {
 		admin_stop();
 		return -1;
@@ -1319,6 +1321,8 @@ admin_reload(const struct conf *nc)
 {
 	if (!A.running)
 		return 0;
+	/* New clients get the new idle timeout; connected ones keep theirs. */
+	A.idle_s = nc->admin.timeout_ms / 1000.0;
 	return listeners_apply(&nc->admin);
 }
 

@@ -23,7 +23,6 @@
 
 #define ADMIN_LINE_MAX		4096	/* bytes per command line, with LF */
 #define ADMIN_CLIENTS_MAX	16	/* concurrent admin clients */
-#define ADMIN_IDLE_S		60.0	/* idle clients are closed */
 #define ADMIN_OUT_HIGH		65536	/* stop reading above this backlog */
 #define ADMIN_SOCKET_NAME	"admin.sock"
 #define ADMIN_SOCKET_DEFAULT	"/run/shoal/admin.sock"

@@ -653,6 +653,38 @@ def test_client_limit_and_a_client_that_does_not_read(start_peer,
     greedy.close()
 
 
+def test_idle_timeout(start_peer, start_shoal, tmp_path):
+    """[admin] timeout: a client that says nothing is closed after it (and
+    logged); one that sends a command more often than that stays."""
+    s1 = start_peer("echo", name="s1")
+    sh = start_admin_shoal(start_shoal, tmp_path, [s1],
+                           admin=[("timeout", "1s")],
+                           global_=[("log_level", "debug")])
+    busy_answers = []
+
+    def keep_busy(a):
+        for _ in range(7):      # 2.8 s, a command every 0.4 s
+            busy_answers.append(a.cmd("show info"))
+            time.sleep(0.4)
+
+    quiet = Admin(sh.sock)
+    busy = Admin(sh.sock)
+    t0 = time.monotonic()
+    t = threading.Thread(target=keep_busy, args=(busy,), daemon=True)
+    t.start()
+    assert quiet.eof(timeout=3 * SLACK)
+    closed_after = time.monotonic() - t0
+    assert 0.9 <= closed_after <= 1.0 + 1.0 * SLACK, closed_after
+    t.join(10 * SLACK)
+    assert len(busy_answers) == 7
+    assert all(x.startswith("version: ") for x in busy_answers)
+    assert busy.cmd("show info").startswith("version: ")
+    busy.close()
+    quiet.close()
+    wait_for(lambda: "closed (idle timeout)" in sh.log(), 3 * SLACK,
+             what="the idle close logged")
+
+
 def _try_info(sock):
     try:
         a = Admin(sock)

@@ -865,6 +865,8 @@ static const struct {
 	  "e.g. [::1]:80" },
 	{ FE BE "[admin]\nsocket = /run/a.sock\nsocket = /run/b.sock\n",
 	  "t.ini:8: duplicate key 'socket' (first set at line 7)" },
+	{ FE BE "[admin]\ntimeout = 50ms\n",
+	  "t.ini:7: timeout 50ms out of range 100ms-24h" },
 	{ FE BE "[admin]\n[admin]\n",
 	  "t.ini:7: duplicate section [admin] (first at line 6)" },
 };
@@ -880,8 +882,12 @@ test_ops(void)
 	    err);
 	ok(c != NULL && c->stats.enabled && c->stats.refresh_ms == 5000 &&
 	    c->admin.enabled && strcmp(c->admin.socket, "/run/shoal/a.sock")
-	    == 0 && c->admin.bind.len > 0, "[stats] and [admin] load, "
-	    "refresh defaults to 5s");
+	    == 0 && c->admin.bind.len > 0 && c->admin.timeout_ms == 60000,
+	    "[stats] and [admin] load, refresh defaults to 5s, admin "
+	    "timeout to 60s");
+	conf_free(c);
+	c = conf_load_string("t.ini", FE BE "[admin]\ntimeout = 5m\n", err);
+	ok(c != NULL && c->admin.timeout_ms == 300000, "[admin] timeout = 5m");
 	conf_free(c);
 	c = conf_load_string("t.ini", FE BE, err);
 	ok(c != NULL && !c->stats.enabled && !c->admin.enabled &&
