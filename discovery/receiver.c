@@ -104,7 +104,48 @@ static struct {
 	struct sockaddr_storage		 local[DISC_LOCAL_MAX];
 	size_t				 nlocal;
 	uint64_t			 local_at;	/* when local[] was read */
+	bool				 batching;	/* publish at batch end */
+	struct backend			*dirty[DISC_DIRTY_MAX];
+	size_t				 ndirty;
 } D = { .fd = -1 };
+
+/*
+ * A backend's servers changed: publish its pool now, or, inside a batch
+ * (a wake-up's datagrams, an expiry sweep), once at the end of it. A pool
+ * is rebuilt whole, so 64 announcements cost one rebuild, not 64.
+ */
+static void
+publish(struct backend *be)
+{
+	size_t i;
+
+	if (D.batching) {
+		for (i = 0; i < D.ndirty; i++)
+			if (D.dirty[i] == be)
+				return;
+		if (D.ndirty < DISC_DIRTY_MAX) {
+			D.dirty[D.ndirty++] = be;
+			return;
+		}
+	}
+	if (server_publish(be) == -1)
+		log_warn("backend %s: cannot publish", be->name);
+}
+
+static void
+batch_begin(void)
+{
+	D.batching = true;
+}
+
+static void
+batch_end(void)
+{
+	D.batching = false;
+	for (size_t i = 0; i < D.ndirty; i++)
+		publish(D.dirty[i]);
+	D.ndirty = 0;
+}
 
 static uint64_t
 mono_ms(void)
@@ -364,8 +405,7 @@ entry_retire(struct disc_entry *e, uint64_t now, const char *why)
 		log_info("server %s/%s: removed (%s)", be->name, s->name, why);
 		health_remove(s);
 		server_remove(s);
-		if (server_publish(be) == -1)
-			log_warn("backend %s: cannot publish", be->name);
+		publish(be);
 	}
 	server_unref(s);
 	entry_bury(e, now);
@@ -502,8 +542,7 @@ apply_add(struct disc_entry *e, const struct codec_msg *m, const char **why)
 	server_ref(s);
 	e->srv = s;
 	health_add(s);
-	if (server_publish(be) == -1)
-		log_warn("backend %s: cannot publish", be->name);
+	publish(be);
 	log_info("server %s/%s: added by announcement (%s, weight %u, ttl "
 	    "%ums, instance %016" PRIx64 "%s%s%s)", be->name, s->name,
 	    codec_state_name(m->state), m->weight, e->ttl_ms, m->instance,
@@ -517,7 +556,7 @@ static void
 apply_update(struct disc_entry *e, const struct codec_msg *m)
 {
 	struct server	*s = e->srv;
-	bool		 up = m->state == CODEC_UP, publish = false;
+	bool		 up = m->state == CODEC_UP, changed = false;
 
 	if (s->announce_up != up) {
 		log_info("server %s/%s: announced %s (%s)", s->be->name,
@@ -525,7 +564,7 @@ apply_update(struct disc_entry *e, const struct codec_msg *m)
 		    "back from draining" : "no new sessions");
 		s->announce_up = up;
 		s->last_change = ev_time();
-		publish = true;
+		changed = true;
 	}
 	/* Only a change of the announced weight applies: a weight set by
 	 * the admin meanwhile stays until the announcer changes its own. */
@@ -533,11 +572,11 @@ apply_update(struct disc_entry *e, const struct codec_msg *m)
 		log_info("server %s/%s: weight %d -> %u (announce)",
 		    s->be->name, s->name, s->weight, m->weight);
 		s->weight = m->weight;
-		publish = true;
+		changed = true;
 	}
 	snprintf(s->label, sizeof(s->label), "%s", m->label);
-	if (publish && server_publish(s->be) == -1)
-		log_warn("backend %s: cannot publish", s->be->name);
+	if (changed)
+		publish(s->be);
 }
 
 static enum disc_verdict
@@ -732,6 +771,7 @@ discovery_tick(void)
 	}
 	D.last_tick = now;
 
+	batch_begin();
 	TAILQ_FOREACH_SAFE(e, &D.live, entry, next) {
 		if (!e->srv->in_table) {
 			/* Deleted by the admin: keep it as a tombstone. */
@@ -745,6 +785,7 @@ discovery_tick(void)
 			entry_retire(e, now, why);
 		}
 	}
+	batch_end();
 	TAILQ_FOREACH_SAFE(e, &D.tombs, entry, next) {
 		if (now >= e->deadline) {
 			TAILQ_REMOVE(&D.tombs, e, entry);
@@ -767,22 +808,24 @@ io_cb(struct ev_loop *loop, ev_io *w, int revents)
 	int			 i;
 
 	(void)revents;
+	batch_begin();
 	for (i = 0; i < DISC_BATCH; i++) {
 		srclen = sizeof(src);
 		/* MSG_TRUNC: the real size, so oversized ones are seen. */
 		r = recvfrom(w->fd, buf, sizeof(buf), MSG_TRUNC,
 		    (struct sockaddr *)&src, &srclen);
 		if (r == -1) {
-			if (errno == EAGAIN || errno == EWOULDBLOCK ||
-			    errno == EINTR)
-				return;
-			if (log_ratelimit(&D.rl_sock, 1))
+			if (errno != EAGAIN && errno != EWOULDBLOCK &&
+			    errno != EINTR && log_ratelimit(&D.rl_sock, 1))
 				log_warn("discovery: recvfrom");
-			return;
+			break;
 		}
 		discovery_input(buf, (size_t)r, (struct sockaddr *)&src,
 		    srclen);
 	}
+	batch_end();
+	if (i < DISC_BATCH)
+		return;
 	/* A full batch: maybe a flood. Let the rest of the loop run. */
 	ev_io_stop(loop, w);
 	ev_timer_set(&D.pause, DISC_PAUSE, 0);

@@ -19,6 +19,7 @@
 #include "server.h"
 
 #define DISC_BATCH	64	/* datagrams handled per wake-up */
+#define DISC_DIRTY_MAX	16	/* backends republished once per batch */
 #define DISC_TTL_MIN	500	/* ms: announced ttl is clamped to this... */
 #define DISC_TTL_MAX	60000	/* ...and this */
 #define DISC_TICK_MS	100	/* expiry timer period */
