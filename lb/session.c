@@ -191,6 +191,24 @@ connect_done(struct session *s)
 	relay_start(s);
 }
 
+/* Act on relay_connect_send()'s answer: true if the session moved on
+ * (connected, failed over to another server, or closed). */
+static bool
+connect_settle(struct session *s, int r)
+{
+	switch (r) {
+	case RELAY_CLOSED:
+		return true;
+	case RELAY_CONNFAIL:
+		connect_failed(s, "SC");
+		return true;
+	case RELAY_SENT:
+		connect_done(s);
+		return true;
+	}
+	return false;
+}
+
 /*
  * A connect is under way (or done: loopback). Send the client's first
  * bytes at once if they are there: most of the time that connects the
@@ -200,16 +218,8 @@ connect_done(struct session *s)
 static void
 connect_started(struct session *s)
 {
-	switch (relay_connect_send(s, s->attempts == 1)) {
-	case RELAY_CLOSED:
+	if (connect_settle(s, relay_connect_send(s, s->attempts == 1)))
 		return;
-	case RELAY_CONNFAIL:
-		connect_failed(s, "SC");
-		return;
-	case RELAY_SENT:
-		connect_done(s);
-		return;
-	}
 	ev_io_set(&s->srv.io, s->srv.fd, EV_WRITE);
 	ev_set_cb(&s->srv.io, connect_io_cb);
 	ev_io_start(s->w->loop, &s->srv.io);
@@ -227,21 +237,12 @@ connect_io_cb(struct ev_loop *loop, ev_io *io, int revents)
 	(void)revents;
 	/* Bytes to send prove the connection (or its failure) themselves;
 	 * with none, ask the socket. */
-	switch (buf_pending(s->cli.buf) > 0 ?
-	    relay_connect_send(s, false) : RELAY_WAIT) {
-	case RELAY_CLOSED:
+	if (buf_pending(s->cli.buf) > 0 &&
+	    connect_settle(s, relay_connect_send(s, false)))
 		return;
-	case RELAY_CONNFAIL:
+	if (net_connect_result(s->srv.fd) == -1) {
 		connect_failed(s, "SC");
 		return;
-	case RELAY_SENT:
-		break;
-	case RELAY_WAIT:
-		if (net_connect_result(s->srv.fd) == -1) {
-			connect_failed(s, "SC");
-			return;
-		}
-		break;
 	}
 	connect_done(s);
 }

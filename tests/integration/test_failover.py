@@ -3,7 +3,7 @@ Failover: refused backend (S08), blackholed backend inside a network
 namespace (S09), no backend alive, refused or blackholed (S10).
 """
 
-import socket
+import hashlib
 import time
 
 import peers
@@ -64,19 +64,9 @@ def test_first_bytes_survive_refused_retry(start_peer, start_shoal):
         assert r["rx_sha"] == peers.stream_digest(50 + i, size), r
     # Bytes and FIN already sent when shoal accepts.
     for i in range(n):
-        s = peers.connect(lb.addr, timeout=10)
-        try:
-            s.sendall(b"early %d\n" % i)
-            s.shutdown(socket.SHUT_WR)
-            got = b""
-            while True:
-                c = s.recv(4096)
-                if not c:
-                    break
-                got += c
-        finally:
-            s.close()
-        assert got == b"early %d\n" % i, got
+        msg = b"early %d\n" % i
+        got = peers.download(lb.addr, request=msg, shut=True, timeout=10)
+        assert got == (len(msg), hashlib.sha256(msg).hexdigest(), None), got
     sessions = lb.wait_sessions(2 * n)
     assert all(x["server"] == "app/b" and x["term"] == "--"
                for x in sessions), [x for x in sessions
