@@ -31,6 +31,7 @@
 #include <ini.h>
 
 #include "conf.h"
+#include "name.h"
 
 #define nitems(a)	(sizeof(a) / sizeof((a)[0]))
 #define fsize(t, f)	sizeof(((struct t *)0)->f)
@@ -432,17 +433,7 @@ section_label(const struct parser *p, char *buf, size_t sz)
 static bool
 valid_name(const char *s, size_t len)
 {
-	size_t	 i;
-
-	if (len == 0 || len >= CONF_NAME_MAX)
-		return false;
-	for (i = 0; i < len; i++)
-		if (!(s[i] >= 'a' && s[i] <= 'z') &&
-		    !(s[i] >= 'A' && s[i] <= 'Z') &&
-		    !(s[i] >= '0' && s[i] <= '9') &&
-		    s[i] != '.' && s[i] != '_' && s[i] != '-')
-			return false;
-	return true;
+	return len != 0 && len < CONF_NAME_MAX && name_chars_valid(s, len);
 }
 
 /* "a, b, c or d" from a NULL terminated list. */

@@ -15,6 +15,7 @@
 #include <openssl/params.h>
 
 #include "codec.h"
+#include "name.h"
 
 /* Field offsets, see codec.h. */
 #define OFF_MAGIC	0
@@ -121,17 +122,7 @@ out:
 bool
 codec_pool_valid(const char *s, size_t len)
 {
-	size_t	 i;
-
-	if (len < 1 || len > CODEC_POOL_MAX)
-		return false;
-	for (i = 0; i < len; i++)
-		if (!(s[i] >= 'a' && s[i] <= 'z') &&
-		    !(s[i] >= 'A' && s[i] <= 'Z') &&
-		    !(s[i] >= '0' && s[i] <= '9') &&
-		    s[i] != '.' && s[i] != '_' && s[i] != '-')
-			return false;
-	return true;
+	return len >= 1 && len <= CODEC_POOL_MAX && name_chars_valid(s, len);
 }
 
 static bool
