@@ -147,26 +147,28 @@ batch_end(void)
 	D.ndirty = 0;
 }
 
+/* A clock in ms, or the unit tests' fake value. */
 static uint64_t
-mono_ms(void)
+clock_ms(clockid_t id, uint64_t fake)
 {
 	struct timespec	 ts;
 
 	if (D.fake_clock)
-		return D.fake_mono;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
+		return fake;
+	clock_gettime(id, &ts);
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static uint64_t
+mono_ms(void)
+{
+	return clock_ms(CLOCK_MONOTONIC, D.fake_mono);
 }
 
 static uint64_t
 wall_ms(void)
 {
-	struct timespec	 ts;
-
-	if (D.fake_clock)
-		return D.fake_wall;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	return clock_ms(CLOCK_REALTIME, D.fake_wall);
 }
 
 void

@@ -218,24 +218,24 @@ rng_next(void)
 	return z ^ (z >> 31);
 }
 
+/* A check duration in seconds, never below HEALTH_MIN_INTERVAL_MS. */
+static double
+clamped_s(uint32_t ms)
+{
+	return (ms < HEALTH_MIN_INTERVAL_MS ? HEALTH_MIN_INTERVAL_MS : ms) /
+	    1000.0;
+}
+
 static double
 interval_s(const struct backend *be)
 {
-	uint32_t ms = be->conf.check_interval_ms;
-
-	if (ms < HEALTH_MIN_INTERVAL_MS)
-		ms = HEALTH_MIN_INTERVAL_MS;
-	return ms / 1000.0;
+	return clamped_s(be->conf.check_interval_ms);
 }
 
 static double
 timeout_s(const struct backend *be)
 {
-	uint32_t ms = be->conf.check_timeout_ms;
-
-	if (ms < HEALTH_MIN_INTERVAL_MS)
-		ms = HEALTH_MIN_INTERVAL_MS;
-	return ms / 1000.0;
+	return clamped_s(be->conf.check_timeout_ms);
 }
 
 /* ------------------------------------------------------------------ */

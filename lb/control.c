@@ -441,6 +441,18 @@ conf_binds(const struct conf *conf, const struct conf_addr *a)
 	return false;
 }
 
+/* Close fe's listeners on addresses the new config binds nowhere. */
+static void
+listeners_drop_unbound(struct control *c, const struct conf *nc,
+    struct frontend *fe)
+{
+	for (size_t j = 0; j < fe->nbinds; j++)
+		if (!conf_binds(nc, &fe->binds[j]))
+			for (size_t w = 0; w < c->nworkers; w++)
+				(void)worker_post(c->workers[w],
+				    WMSG_DEL_LISTENER, fe, &fe->binds[j], -1);
+}
+
 static void
 prebinds_free(struct prebind *pb, size_t n, size_t nworkers)
 {
@@ -598,14 +610,8 @@ control_reload(struct control *c)
 
 		if (binds == NULL)
 			fatal("reload: frontend %s", cf->name);
-		/* Addresses it gives up that no frontend takes: close them
-		 * (an address moving to another frontend is handled below). */
-		for (size_t j = 0; j < fe->nbinds; j++)
-			if (!conf_binds(nc, &fe->binds[j]))
-				for (size_t w = 0; w < c->nworkers; w++)
-					(void)worker_post(c->workers[w],
-					    WMSG_DEL_LISTENER, fe,
-					    &fe->binds[j], -1);
+		/* An address moving to another frontend is handled below. */
+		listeners_drop_unbound(c, nc, fe);
 		memcpy(binds, cf->binds, cf->nbinds * sizeof(*binds));
 		free(fe->binds);
 		fe->binds = binds;
@@ -653,12 +659,7 @@ control_reload(struct control *c)
 				kept = true;
 		if (!kept) {
 			/* Its addresses may live on in another frontend. */
-			for (size_t j = 0; j < fe->nbinds; j++)
-				if (!conf_binds(nc, &fe->binds[j]))
-					for (size_t w = 0; w < c->nworkers; w++)
-						(void)worker_post(c->workers[w],
-						    WMSG_DEL_LISTENER, fe,
-						    &fe->binds[j], -1);
+			listeners_drop_unbound(c, nc, fe);
 			struct frontend **o = reallocarray(c->old_frontends,
 			    c->nold_frontends + 1, sizeof(*o));
 
