@@ -37,6 +37,8 @@ import tempfile
 import threading
 import time
 
+import peers
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 PEERS = os.path.join(HERE, "peers.py")
 PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") \
@@ -106,12 +108,7 @@ def echo_once(addr, timeout=10.0):
     try:
         s.sendall(data)
         s.shutdown(socket.SHUT_WR)
-        got = b""
-        while True:
-            b = s.recv(4096)
-            if not b:
-                break
-            got += b
+        got = peers.recv_all(s)
         return None if got == data else "short reply (%d bytes)" % len(got)
     except OSError as e:
         return "io: %s" % e
@@ -217,12 +214,7 @@ class HaproxyLB:
             s.settimeout(1)
             s.connect(self.sock)
             s.sendall(b"show stat\n")
-            data = b""
-            while True:
-                b = s.recv(65536)
-                if not b:
-                    break
-                data += b
+            data = peers.recv_all(s)
             s.close()
         except OSError:
             return {}

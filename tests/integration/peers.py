@@ -269,16 +269,21 @@ def upload(addr, size, seed, bind=None, timeout=60.0):
     return exchange(addr, size, seed, bind=bind, timeout=timeout)
 
 
+def recv_all(s, chunk=65536):
+    """Everything s sends until EOF, as bytes (errors propagate)."""
+    parts = []
+    while True:
+        b = s.recv(chunk)
+        if not b:
+            return b"".join(parts)
+        parts.append(b)
+
+
 def read_tag(addr, bind=None, timeout=10.0):
     """Connect, read until EOF, return the first line (the server's name)."""
     s = connect(addr, bind=bind, timeout=timeout)
     try:
-        data = b""
-        while True:
-            b = s.recv(4096)
-            if not b:
-                break
-            data += b
+        data = recv_all(s)
         return data.decode(errors="replace").split("\n", 1)[0]
     finally:
         s.close()

@@ -6,11 +6,10 @@ memory growth per connection.
 import os
 import re
 import subprocess
-import time
 
 import pytest
 
-from conftest import PYTHON, alloc_port, wait_for, proc_alive
+from conftest import PYTHON, alloc_port, wait_for
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 DEMO = os.path.join(ROOT, "dist", "demo-backend.py")

@@ -14,7 +14,6 @@ wait polls with a deadline.
 import datetime
 import os
 import re
-import shutil
 import socket
 import subprocess
 import threading
@@ -23,6 +22,7 @@ import time
 import pytest
 
 import conftest
+import peers
 from conftest import SLACK, Peer, default_binds, render_config, wait_for
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -142,12 +142,7 @@ def echo_once(addr, size=64, timeout=5.0):
     try:
         s.sendall(data)
         s.shutdown(socket.SHUT_WR)
-        got = b""
-        while True:
-            b = s.recv(65536)
-            if not b:
-                break
-            got += b
+        got = peers.recv_all(s)
         return None if got == data else "got %d of %d bytes" % (
             len(got), size)
     except OSError as e:

@@ -24,7 +24,7 @@ import conftest
 import discovery_wire as w
 from conftest import SLACK, Peer, alloc_port, wait_for
 from discovery_helpers import Sender, free_udp_port
-from peers import exchange
+from peers import exchange, recv_all
 from stats_helpers import (ARTIFACTS, ROOT, PageDom, admin_command,
                            check_common_headers,
                            chromium, cross_check_prometheus, fetch,
@@ -472,12 +472,7 @@ def test_bad_http_and_slow_clients(start_shoal, start_peer):
     # Over 8 KiB of head: 431, and the connection is closed.
     s = socket.create_connection(("127.0.0.1", sp), timeout=5)
     s.sendall(b"GET / HTTP/1.1\r\n" + b"X-Long: " + b"a" * 9000 + b"\r\n")
-    data = b""
-    while True:
-        b = s.recv(65536)
-        if not b:
-            break
-        data += b
+    data = recv_all(s)
     s.close()
     assert data.startswith(b"HTTP/1.1 431 "), data[:200]
     # Just under the limit is fine.
