@@ -37,7 +37,7 @@ import tempfile
 import threading
 import time
 
-import peers
+from peers import ClientLoop, recv_all
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PEERS = os.path.join(HERE, "peers.py")
@@ -97,47 +97,6 @@ def start_echo(procs, name, port=0):
     threading.Thread(target=lambda: [None for _ in p.stdout],
                      daemon=True).start()
     return p, int(line.split()[1])
-
-
-def echo_once(addr, timeout=10.0):
-    data = os.urandom(64)
-    try:
-        s = socket.create_connection(addr, timeout=timeout)
-    except OSError as e:
-        return "connect: %s" % e
-    try:
-        s.sendall(data)
-        s.shutdown(socket.SHUT_WR)
-        got = peers.recv_all(s)
-        return None if got == data else "short reply (%d bytes)" % len(got)
-    except OSError as e:
-        return "io: %s" % e
-    finally:
-        s.close()
-
-
-class ClientLoop(threading.Thread):
-    def __init__(self, addr, gap=0.01):
-        super().__init__(daemon=True)
-        self.addr = addr
-        self.gap = gap
-        self.lock = threading.Lock()
-        self.stop_ev = threading.Event()
-        self.results = []       # (start, duration, error)
-
-    def run(self):
-        for _ in range(100000):
-            if self.stop_ev.is_set():
-                break
-            with self.lock:
-                t0 = time.time()
-                err = echo_once(self.addr)
-                self.results.append((t0, time.time() - t0, err))
-            time.sleep(self.gap)
-
-    def stop(self):
-        self.stop_ev.set()
-        self.join(30)
 
 
 # --------------------------------------------------------------------------
@@ -214,7 +173,7 @@ class HaproxyLB:
             s.settimeout(1)
             s.connect(self.sock)
             s.sendall(b"show stat\n")
-            data = peers.recv_all(s)
+            data = recv_all(s)
             s.close()
         except OSError:
             return {}
@@ -264,7 +223,8 @@ def run_one(kind, mode, inter):
         # both balancers have just checked, which would bias the figures.
         phase = random.uniform(0, inter)
         if mode == "traffic":
-            loop = ClientLoop(("127.0.0.1", port))
+            loop = ClientLoop(("127.0.0.1", port), timeout=10.0,
+                              limit=100000)
             loop.start()
             wait_for(lambda: len(loop.results) >= 50, 20, "client warm-up")
             time.sleep(phase)

@@ -279,6 +279,65 @@ def recv_all(s, chunk=65536):
         parts.append(b)
 
 
+def echo_once(addr, size=64, timeout=5.0):
+    """One short exchange (through shoal to an echo backend): None if all
+    bytes came back, else an error string."""
+    data = os.urandom(size)
+    try:
+        s = socket.create_connection(addr, timeout=timeout)
+    except OSError as e:
+        return "connect: %s" % e
+    try:
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+        got = recv_all(s)
+        return None if got == data else "got %d of %d bytes" % (
+            len(got), size)
+    except OSError as e:
+        return "io: %s" % e
+    finally:
+        s.close()
+
+
+class ClientLoop:
+    """Sequential echo_once() exchanges in a thread, at most `limit`.
+    `lock` is held during each connection, so a caller can kill a backend
+    *between* two connections (a kill -9 cannot be survived by the
+    connection it cuts). results: [(start, duration, error or None)]."""
+
+    def __init__(self, addr, gap=0.01, limit=20000, timeout=5.0):
+        self.addr = addr
+        self.gap = gap
+        self.limit = limit
+        self.timeout = timeout
+        self.lock = threading.Lock()
+        self.stop_ev = threading.Event()
+        self.results = []
+        self.t = threading.Thread(target=self.run, daemon=True)
+
+    def start(self):
+        self.t.start()
+        return self
+
+    def run(self):
+        for _ in range(self.limit):
+            if self.stop_ev.is_set():
+                break
+            with self.lock:
+                t0 = time.time()
+                err = echo_once(self.addr, timeout=self.timeout)
+                self.results.append((t0, time.time() - t0, err))
+            time.sleep(self.gap)
+
+    def stop(self):
+        self.stop_ev.set()
+        self.t.join(30)
+        assert not self.t.is_alive(), "client loop did not stop"
+
+    def failures(self):
+        return [(t, e) for t, _, e in self.results if e is not None]
+
+
 def read_tag(addr, bind=None, timeout=10.0):
     """Connect, read until EOF, return the first line (the server's name)."""
     s = connect(addr, bind=bind, timeout=timeout)

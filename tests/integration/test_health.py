@@ -16,13 +16,12 @@ import os
 import re
 import socket
 import subprocess
-import threading
 import time
 
 import pytest
 
 import conftest
-import peers
+from peers import ClientLoop, echo_once
 from conftest import SLACK, Peer, default_binds, render_config, wait_for
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -129,63 +128,6 @@ def wait_state(lb, srv, new, timeout, be=None, after=0):
 def check_ms(reason):
     m = MS_RE.search(reason)
     return int(m.group(1)) if m else None
-
-
-def echo_once(addr, size=64, timeout=5.0):
-    """One short exchange through shoal with an echo backend: None if all
-    bytes came back, else an error string."""
-    data = os.urandom(size)
-    try:
-        s = socket.create_connection(addr, timeout=timeout)
-    except OSError as e:
-        return "connect: %s" % e
-    try:
-        s.sendall(data)
-        s.shutdown(socket.SHUT_WR)
-        got = peers.recv_all(s)
-        return None if got == data else "got %d of %d bytes" % (
-            len(got), size)
-    except OSError as e:
-        return "io: %s" % e
-    finally:
-        s.close()
-
-
-class ClientLoop:
-    """Sequential short exchanges in a thread. `lock` is held during each
-    connection, so a test can kill a backend *between* two connections (a
-    kill -9 cannot be survived by the connection it cuts)."""
-
-    def __init__(self, addr, gap=0.01, limit=20000):
-        self.addr = addr
-        self.gap = gap
-        self.limit = limit
-        self.lock = threading.Lock()
-        self.stop_ev = threading.Event()
-        self.results = []
-        self.t = threading.Thread(target=self.run, daemon=True)
-
-    def start(self):
-        self.t.start()
-        return self
-
-    def run(self):
-        for _ in range(self.limit):
-            if self.stop_ev.is_set():
-                break
-            with self.lock:
-                t0 = time.time()
-                err = echo_once(self.addr)
-            self.results.append((t0, err))
-            time.sleep(self.gap)
-
-    def stop(self):
-        self.stop_ev.set()
-        self.t.join(30)
-        assert not self.t.is_alive(), "client loop did not stop"
-
-    def failures(self):
-        return [(t, e) for t, e in self.results if e is not None]
 
 
 def config(backends, binds, global_=None, frontend_backend=None):
