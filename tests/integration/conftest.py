@@ -31,6 +31,7 @@ import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PEERS = os.path.join(HERE, "peers.py")
+HPEERS = os.path.join(HERE, "health_peers.py")   # check-specific servers
 PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") \
     else sys.executable
 SHOAL_BUILD = os.environ.get("SHOAL_BUILD", "/work/main/build")
@@ -214,14 +215,16 @@ def netns():
 # Peers
 
 class Peer:
-    """One peers.py subprocess; its stdout is parsed by a reader thread."""
+    """One peers.py (or `script`) subprocess; its stdout is parsed by a
+    reader thread."""
 
-    def __init__(self, kind, args, host, port, name, netns, tmpdir, seq):
+    def __init__(self, kind, args, host, port, name, netns, tmpdir, seq,
+                 script=PEERS):
         self.kind = kind
         self.name = name or kind
         self.host = host
         self.netns = netns
-        cmd = [PYTHON, PEERS, kind, "--host", host, "--port", str(port),
+        cmd = [PYTHON, script, kind, "--host", host, "--port", str(port),
                "--name", self.name] + [str(a) for a in args]
         if netns is not None:
             cmd = netns.prefix + cmd
@@ -367,6 +370,26 @@ def start_peer(netns, tmp_path):
         if wait:
             p.wait_ready(timeout)
         return p
+
+    yield start
+    for p in made:
+        p.cleanup()
+
+
+@pytest.fixture
+def start_hpeer(tmp_path):
+    """Factory: start_hpeer(kind, *args, host=, port=0, name=, netns=,
+    wait=True) -> Peer running health_peers.py (http, script, line,
+    silent, rst servers); waited for (READY) unless wait=False; killed at
+    teardown."""
+    made = []
+
+    def start(kind, *args, host="127.0.0.1", port=0, name=None, netns=None,
+              wait=True):
+        p = Peer(kind, list(args), host, port, name, netns, str(tmp_path),
+                 1000 + len(made), script=HPEERS)
+        made.append(p)
+        return p.wait_ready() if wait else p
 
     yield start
     for p in made:

@@ -32,8 +32,6 @@ from conftest import (SHOAL_BUILD, SLACK, alloc_port, fmt_hostport,
                       run_shoal_start, server_line, wait_for)
 
 SHOALCTL = os.path.join(SHOAL_BUILD, "shoalctl")
-HERE = os.path.dirname(os.path.abspath(__file__))
-HPEERS = os.path.join(HERE, "health_peers.py")
 KiB = 1024
 MiB = 1 << 20
 
@@ -290,33 +288,6 @@ class Loop:
         self.stopped.set()
         self.t.join(15 * SLACK)
         return self.runs
-
-
-def start_hpeer(tmp_path, kind, *args, name):
-    """A health_peers.py server (killed by the caller's cleanup list)."""
-    import conftest
-    old = conftest.PEERS
-    conftest.PEERS = HPEERS
-    try:
-        p = conftest.Peer(kind, list(args), "127.0.0.1", 0, name, None,
-                          str(tmp_path), 2000 + alloc_port() % 1000)
-    finally:
-        conftest.PEERS = old
-    return p.wait_ready()
-
-
-@pytest.fixture
-def hpeers(tmp_path):
-    made = []
-
-    def start(kind, *args, name):
-        p = start_hpeer(tmp_path, kind, *args, name=name)
-        made.append(p)
-        return p
-
-    yield start
-    for p in made:
-        p.cleanup()
 
 
 # --------------------------------------------------------------------------
@@ -774,9 +745,9 @@ def test_drain_under_load(start_peer, start_shoal, tmp_path):
     sh.check_nl3()
 
 
-def test_maint_stops_checks(hpeers, start_shoal, tmp_path):
-    h1 = hpeers("http", name="h1")
-    h2 = hpeers("http", name="h2")
+def test_maint_stops_checks(start_hpeer, start_shoal, tmp_path):
+    h1 = start_hpeer("http", name="h1")
+    h2 = start_hpeer("http", name="h2")
     sh = start_admin_shoal(start_shoal, tmp_path, [h1, h2], backend=[
         ("check", "http"), ("check_http", "HEAD /health"),
         ("check_interval", "100ms"), ("check_timeout", "500ms"),

@@ -22,10 +22,8 @@ import pytest
 
 import conftest
 from peers import ClientLoop, echo_once
-from conftest import SLACK, Peer, default_binds, render_config, wait_for
+from conftest import SLACK, default_binds, render_config, wait_for
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-HPEERS = os.path.join(HERE, "health_peers.py")
 
 STATE_RE = re.compile(r"^server (\S+?)/(\S+): (\w+) -> (\w+) \((.*)\)$")
 CHECK_RE = re.compile(r"^check (\S+?)/(\S+): ")
@@ -34,28 +32,6 @@ MS_RE = re.compile(r", (\d+)ms$")
 
 # --------------------------------------------------------------------------
 # Fixtures and helpers
-
-@pytest.fixture
-def start_hpeer(tmp_path):
-    """Factory: start_hpeer(kind, *args, host=, port=0, name=, netns=) ->
-    Peer running health_peers.py; killed at teardown."""
-    made = []
-
-    def start(kind, *args, host="127.0.0.1", port=0, name=None, netns=None):
-        old = conftest.PEERS
-        conftest.PEERS = HPEERS
-        try:
-            p = Peer(kind, list(args), host, port, name, netns,
-                     str(tmp_path), 1000 + len(made))
-        finally:
-            conftest.PEERS = old
-        made.append(p)
-        return p.wait_ready()
-
-    yield start
-    for p in made:
-        p.cleanup()
-
 
 @pytest.fixture
 def procs():

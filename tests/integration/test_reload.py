@@ -29,7 +29,7 @@ import pytest
 import peers
 from conftest import PYTHON, SLACK, alloc_port, parse_hostport, wait_for
 from test_admin import (admin, admin_config, info, new_bind, servers_table,
-                        shoalctl, sock_path, start_hpeer)
+                        shoalctl, sock_path)
 from discovery_helpers import ANNOUNCE_BIN, free_udp_port
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -161,20 +161,6 @@ def _connects(addr):
         return True
     except OSError:
         return False
-
-
-@pytest.fixture
-def hpeers(tmp_path):
-    made = []
-
-    def start(kind, *args, name):
-        p = start_hpeer(tmp_path, kind, *args, name=name)
-        made.append(p)
-        return p
-
-    yield start
-    for p in made:
-        p.cleanup()
 
 
 # --------------------------------------------------------------------------
@@ -368,15 +354,15 @@ def _recv_all(ns, timeout, until):
 # What a reload keeps
 
 @pytest.mark.parametrize("checks", ["same_checks", "new_checks"])
-def test_down_server_stays_down(hpeers, start_shoal, tmp_path, checks):
+def test_down_server_stays_down(start_hpeer, start_shoal, tmp_path, checks):
     """A server that is down gets nothing right after a reload (with the
     check settings unchanged, and with new ones: checks restart from the
     server's current state)."""
     status = os.path.join(str(tmp_path), "h2.status")
     with open(status, "w") as f:
         f.write("500\n")
-    h1 = hpeers("http", name="h1")
-    h2 = hpeers("http", "--status-file", status, name="h2")
+    h1 = start_hpeer("http", name="h1")
+    h2 = start_hpeer("http", "--status-file", status, name="h2")
     sock = sock_path(tmp_path)
     bind = new_bind()
     be = [("check", "http"), ("check_http", "HEAD /health"),

@@ -20,9 +20,8 @@ import time
 
 import pytest
 
-import conftest
 import discovery_wire as w
-from conftest import SLACK, Peer, alloc_port, wait_for
+from conftest import SLACK, alloc_port, wait_for
 from discovery_helpers import Sender, free_udp_port
 from peers import exchange, recv_all
 from stats_helpers import (ARTIFACTS, ROOT, PageDom, admin_command,
@@ -32,8 +31,6 @@ from stats_helpers import (ARTIFACTS, ROOT, PageDom, admin_command,
                            metric, parse_prometheus, servers_by_id,
                            stats_config)
 
-HPEERS = os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                      "health_peers.py")
 VERDICTS = ("ok", "malformed", "unknown_key", "bad_mac", "stale", "replay",
             "policy", "cap")
 STATES = ("up", "down", "checking", "drain", "maint")
@@ -53,27 +50,6 @@ SERVER_FIELDS = {"name", "address", "source", "state", "weight",
                  "connect_failures", "check", "last_change_s", "label",
                  "admin", "health", "maxconn", "backup"}
 CHECK_FIELDS = {"result", "duration_ms", "detail", "age_s"}
-
-
-@pytest.fixture
-def start_hpeer(tmp_path):
-    """health_peers.py servers (http for HTTP checks); killed at teardown."""
-    made = []
-
-    def start(kind, *args, name=None, wait=True):
-        old = conftest.PEERS
-        conftest.PEERS = HPEERS
-        try:
-            p = Peer(kind, list(args), "127.0.0.1", 0, name, None,
-                     str(tmp_path), 2000 + len(made))
-        finally:
-            conftest.PEERS = old
-        made.append(p)
-        return p.wait_ready() if wait else p
-
-    yield start
-    for p in made:
-        p.cleanup()
 
 
 def start_stats_shoal(start_shoal, frontends, backends, refresh="1s",
