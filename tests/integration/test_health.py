@@ -7,7 +7,7 @@ reject in a namespace), 10 000 checks leak nothing (S18), passive health
 
 Peers: peers.py (echo) through conftest's start_peer; the check-specific
 servers of health_peers.py (http, script, line, silent, rst) through
-start_hpeer below. Timing bounds are generous and scaled by SLACK; every
+conftest's start_hpeer. Timing bounds are generous and scaled by SLACK; every
 wait polls with a deadline.
 """
 
