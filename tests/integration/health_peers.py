@@ -24,28 +24,14 @@ Kinds:
 """
 
 import argparse
-import json
 import os
 import selectors
 import signal
 import socket
-import struct
 import sys
 import time
 
-
-def emit(obj):
-    sys.stdout.write(json.dumps(obj, sort_keys=True) + "\n")
-    sys.stdout.flush()
-
-
-def rst_close(s):
-    try:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                     struct.pack("ii", 1, 0))
-    except OSError:
-        pass
-    s.close()
+from peers import emit, rst_close
 
 
 def unescape(s):
