@@ -524,37 +524,50 @@ parse_long(const char *s, long min, long max, long *v)
 	return 0;
 }
 
-/* Duration with a unit; 0, -1 on syntax, -2 above 24h. */
+struct unit {
+	const char	*name;
+	long		 mult;
+};
+
+/*
+ * A decimal number followed by one of `units` (mandatory), converted to
+ * the base unit in *v. Returns 0, -1 on syntax, -2 above max.
+ */
 static int
-parse_ms(const char *s, long *ms)
+parse_unit(const char *s, const struct unit *units, size_t nunits, long max,
+    long *v)
 {
-	static const struct {
-		const char	*unit;
-		long		 mult;
-	} units[] = {
-		{ "ms", 1 }, { "s", 1000 }, { "m", 60000 }, { "h", 3600000 },
-	};
 	long	 n = 0;
 	bool	 over = false;
-	size_t	 i;
 
 	if (!isdigit((unsigned char)*s))
 		return -1;
 	for (; isdigit((unsigned char)*s); s++) {
-		if (n > DURATION_MAX)
+		if (n > max)
 			over = true;
 		else
 			n = n * 10 + (*s - '0');
 	}
-	for (i = 0; i < nitems(units); i++) {
-		if (strcmp(s, units[i].unit) != 0)
+	for (size_t i = 0; i < nunits; i++) {
+		if (strcmp(s, units[i].name) != 0)
 			continue;
-		if (over || n > DURATION_MAX / units[i].mult)
+		if (over || n > max / units[i].mult)
 			return -2;
-		*ms = n * units[i].mult;
+		*v = n * units[i].mult;
 		return 0;
 	}
 	return -1;
+}
+
+/* Duration with a unit; 0, -1 on syntax, -2 above 24h. */
+static int
+parse_ms(const char *s, long *ms)
+{
+	static const struct unit units[] = {
+		{ "ms", 1 }, { "s", 1000 }, { "m", 60000 }, { "h", 3600000 },
+	};
+
+	return parse_unit(s, units, nitems(units), DURATION_MAX, ms);
 }
 
 /*
@@ -859,30 +872,19 @@ static int
 set_duration_us(struct parser *p, const struct key *k, char *o,
     const char *v)
 {
-	static const struct {
-		const char	*unit;
-		long		 mult;
-	} units[] = { { "us", 1 }, { "ms", 1000 }, { "s", 1000000 } };
-	const char	*s = v;
-	long		 n = 0, us = -1;
-	bool		 over = false;
+	static const struct unit units[] = {
+		{ "us", 1 }, { "ms", 1000 }, { "s", 1000000 },
+	};
+	long	 us;
+	int	 rc;
 
-	for (; isdigit((unsigned char)*s); s++) {
-		if (n > k->max)
-			over = true;
-		else
-			n = n * 10 + (*s - '0');
-	}
-	for (size_t i = 0; s != v && i < nitems(units); i++)
-		if (strcmp(s, units[i].unit) == 0)
-			us = over || n > k->max / units[i].mult ? k->max + 1 :
-			    n * units[i].mult;
-	if (us == -1) {
+	rc = parse_unit(v, units, nitems(units), k->max, &us);
+	if (rc == -1) {
 		perr(p, p->line, "bad duration '" VALFMT "': expected a number "
 		    "with a unit us, ms or s", v);
 		return -1;
 	}
-	if (us < k->min || us > k->max) {
+	if (rc == -2 || us < k->min || us > k->max) {
 		perr(p, p->line, "%s " VALFMT " out of range %ldus-%ldus",
 		    k->name, v, k->min, k->max);
 		return -1;
