@@ -34,6 +34,15 @@ wake_workers(void)
 		worker_command(c->workers[i], WCMD_WAKE);
 }
 
+/* [global] settings the workers read: at start and on every reload. */
+static void
+globals_apply(const struct conf_global *g)
+{
+	atomic_store(&proxy_limits.maxconn, g->maxconn);
+	atomic_store(&proxy_tuning.io_collect_us, g->io_collect_us);
+	atomic_store(&proxy_tuning.splice, g->splice);
+}
+
 int
 control_init(struct control *c, struct conf *conf, const char *path)
 {
@@ -50,9 +59,7 @@ control_init(struct control *c, struct conf *conf, const char *path)
 	c->started = ev_time();
 	the_control = c;
 	qsbr_set_waker(wake_workers);
-	atomic_store(&proxy_limits.maxconn, conf->global.maxconn);
-	atomic_store(&proxy_tuning.io_collect_us, conf->global.io_collect_us);
-	atomic_store(&proxy_tuning.splice, conf->global.splice);
+	globals_apply(&conf->global);
 	return 0;
 }
 
@@ -680,9 +687,7 @@ control_reload(struct control *c)
 	if (nc->global.threads != c->conf->global.threads)
 		log_warnx("reload: threads changes take effect at the next "
 		    "restart");
-	atomic_store(&proxy_limits.maxconn, nc->global.maxconn);
-	atomic_store(&proxy_tuning.io_collect_us, nc->global.io_collect_us);
-	atomic_store(&proxy_tuning.splice, nc->global.splice);
+	globals_apply(&nc->global);
 	log_set_level(nc->global.log_level);
 	for (size_t i = 0; i < nreload_hooks; i++)
 		(void)reload_hooks[i](nc);
