@@ -128,8 +128,7 @@ publish(struct backend *be)
 			return;
 		}
 	}
-	if (server_publish(be) == -1)
-		log_warn("backend %s: cannot publish", be->name);
+	server_republish(be);
 }
 
 static void

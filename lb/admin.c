@@ -11,7 +11,7 @@
  * stops being read instead of growing shoal's memory. Every socket is
  * non-blocking; nothing here waits. Commands change the server table
  * through the same calls as health checks and discovery (server_set_admin,
- * server_add + health_add, health_remove + server_remove, server_publish),
+ * server_add + health_add, health_remove + server_remove, server_republish),
  * so workers see a change at their next pick.
  */
 #include <sys/queue.h>
@@ -233,13 +233,6 @@ find_server(const char *arg, struct backend **bep, struct server **sp,
 	return 0;
 }
 
-static void
-publish(struct backend *be)
-{
-	if (server_publish(be) == -1)
-		log_warn("backend %s: cannot publish", be->name);
-}
-
 /* ------------------------------------------------------------------ */
 /* Commands. Each appends its answer (no final empty line) to out and
  * returns 0, or -1 after appending "error: ..." (the table unchanged). */
@@ -450,7 +443,7 @@ cmd_set_server(int argc, char **argv, struct sbuf *out)
 		sbuf_printf(out, "ok: %s/%s weight %d -> %ld\n", be->name,
 		    s->name, (int)s->weight, w);
 		s->weight = (int)w;
-		publish(be);
+		server_republish(be);
 	} else
 		sbuf_printf(out, "ok: %s/%s weight is %ld already\n", be->name,
 		    s->name, w);
@@ -532,7 +525,7 @@ cmd_add_server(int argc, char **argv, struct sbuf *out)
 	    s->name, s->addrstr, weight, maxconn ? ", maxconn" : "",
 	    backup ? ", backup" : "");
 	health_add(s);
-	publish(be);
+	server_republish(be);
 	sbuf_printf(out, "ok: %s/%s added (%s, weight %ld, %s)\n", be->name,
 	    s->name, s->addrstr, weight, server_state_name(s));
 	return 0;
@@ -560,7 +553,7 @@ cmd_del_server(int argc, char **argv, struct sbuf *out)
 	 * selection now and is freed by the last session. */
 	health_remove(s);
 	server_remove(s);
-	publish(be);
+	server_republish(be);
 	sbuf_printf(out, "ok: %s/%s removed (%" PRIu32 " active session%s "
 	    "finish%s on it)\n", be->name, name, cur, plural(cur),
 	    cur == 1 ? "es" : "");

@@ -410,8 +410,7 @@ backend_apply(struct backend *be, const struct conf_backend *nb)
 				health_add(s);
 		}
 	}
-	if (server_publish(be) == -1)
-		log_warn("backend %s: cannot publish", be->name);
+	server_republish(be);
 }
 
 static struct frontend *

@@ -187,8 +187,8 @@ server_set_health(struct server *s, enum server_health h, const char *reason)
 	s->last_change = ev_time();
 	if (h == HEALTH_UP)
 		atomic_store_explicit(&s->fail_streak, 0, memory_order_relaxed);
-	if (was != server_eligible(s) && server_publish(s->be) == -1)
-		log_warn("backend %s: cannot publish", s->be->name);
+	if (was != server_eligible(s))
+		server_republish(s->be);
 }
 
 void
@@ -203,8 +203,8 @@ server_set_admin(struct server *s, enum server_admin a, const char *reason)
 	    admin_names[s->admin], admin_names[a], reason);
 	s->admin = a;
 	s->last_change = ev_time();
-	if (was != server_eligible(s) && server_publish(s->be) == -1)
-		log_warn("backend %s: cannot publish", s->be->name);
+	if (was != server_eligible(s))
+		server_republish(s->be);
 }
 
 void
@@ -356,6 +356,13 @@ server_publish(struct backend *be)
 			qsbr_waker();
 	}
 	return 0;
+}
+
+void
+server_republish(struct backend *be)
+{
+	if (server_publish(be) == -1)
+		log_warn("backend %s: cannot publish", be->name);
 }
 
 void

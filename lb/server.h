@@ -201,6 +201,10 @@ void		 server_unref(struct server *);
  */
 int		 server_publish(struct backend *);
 
+/* server_publish() for a change already made: a failure is logged (the
+ * old pool stays until the next publish). */
+void		 server_republish(struct backend *);
+
 /* Workers: the current pool. Valid until the calling callback returns. */
 static inline struct pool *
 backend_pool(struct backend *be)
