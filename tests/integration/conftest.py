@@ -32,6 +32,7 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 PEERS = os.path.join(HERE, "peers.py")
 HPEERS = os.path.join(HERE, "health_peers.py")   # check-specific servers
+DEMO = os.path.join(HERE, "..", "..", "dist", "demo-backend.py")
 PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") \
     else sys.executable
 SHOAL_BUILD = os.environ.get("SHOAL_BUILD", "/work/main/build")
@@ -394,6 +395,32 @@ def start_hpeer(tmp_path):
     yield start
     for p in made:
         p.cleanup()
+
+
+@pytest.fixture
+def http_backends():
+    """Three HTTP demo backends on loopback: [(name, "127.0.0.1:port")]."""
+    procs, out = [], []
+    try:
+        for i in range(3):
+            port = alloc_port()
+            name = "web%d" % (i + 1)
+            p = subprocess.Popen([PYTHON, DEMO, name, str(port)],
+                                 stdin=subprocess.DEVNULL,
+                                 stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL)
+            procs.append(p)
+            out.append((name, "127.0.0.1:%d" % port))
+        for name, addr in out:
+            wait_for(lambda: subprocess.run(
+                ["curl", "-sf", "-o", "/dev/null", "http://%s/" % addr],
+                timeout=5).returncode == 0, timeout=10,
+                what="backend %s" % addr)
+        yield out
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait(5)
 
 
 # --------------------------------------------------------------------------

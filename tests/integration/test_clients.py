@@ -3,42 +3,8 @@ test_clients.py - shoal driven by the clients users reach for: curl, ab and
 wrk, against real HTTP backends (dist/demo-backend.py). Also: no fd or
 memory growth per connection.
 """
-import os
 import re
 import subprocess
-
-import pytest
-
-from conftest import PYTHON, alloc_port, wait_for
-
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-DEMO = os.path.join(ROOT, "dist", "demo-backend.py")
-
-
-@pytest.fixture
-def http_backends():
-    """Three HTTP demo backends on loopback: [(name, "127.0.0.1:port")]."""
-    procs, out = [], []
-    try:
-        for i in range(3):
-            port = alloc_port()
-            name = "web%d" % (i + 1)
-            p = subprocess.Popen([PYTHON, DEMO, name, str(port)],
-                                 stdin=subprocess.DEVNULL,
-                                 stdout=subprocess.DEVNULL,
-                                 stderr=subprocess.DEVNULL)
-            procs.append(p)
-            out.append((name, "127.0.0.1:%d" % port))
-        for name, addr in out:
-            wait_for(lambda: subprocess.run(
-                ["curl", "-sf", "-o", "/dev/null", "http://%s/" % addr],
-                timeout=5).returncode == 0, timeout=10,
-                what="backend %s" % addr)
-        yield out
-    finally:
-        for p in procs:
-            p.kill()
-            p.wait(5)
 
 
 def start(start_shoal, backends, **kw):

@@ -27,13 +27,11 @@ import time
 import pytest
 
 import peers
-from conftest import PYTHON, SLACK, alloc_port, parse_hostport, wait_for
+from conftest import SLACK, parse_hostport, wait_for
 from test_admin import (admin, admin_config, info, new_bind, servers_table,
                         shoalctl, sock_path)
 from discovery_helpers import ANNOUNCE_BIN, free_udp_port
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-DEMO = os.path.join(ROOT, "dist", "demo-backend.py")
 MiB = 1 << 20
 
 
@@ -130,37 +128,6 @@ class PacedDownload:
         self.t.join(timeout)
         assert self.res is not None, "download still running"
         return self.res
-
-
-@pytest.fixture
-def http_backends():
-    """Three HTTP demo backends: [(name, "127.0.0.1:port")]."""
-    procs, out = [], []
-    try:
-        for i in range(3):
-            port = alloc_port()
-            name = "web%d" % (i + 1)
-            procs.append(subprocess.Popen(
-                [PYTHON, DEMO, name, str(port)], stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-            out.append((name, "127.0.0.1:%d" % port))
-        for _, addr in out:
-            host, port = addr.split(":")
-            wait_for(lambda: _connects((host, int(port))), 10,
-                     what="backend %s" % addr)
-        yield out
-    finally:
-        for p in procs:
-            p.kill()
-            p.wait(5)
-
-
-def _connects(addr):
-    try:
-        peers.connect(addr, timeout=1).close()
-        return True
-    except OSError:
-        return False
 
 
 # --------------------------------------------------------------------------
