@@ -27,11 +27,9 @@ import argparse
 import os
 import selectors
 import signal
-import socket
-import sys
 import time
 
-from peers import emit, rst_close
+from peers import emit, listen_socket, ready, rst_close
 
 
 def unescape(s):
@@ -43,18 +41,11 @@ class Server:
         self.args = args
         self.sel = selectors.DefaultSelector()
         self.count = 0
-        fam = socket.AF_INET6 if ":" in args.host else socket.AF_INET
-        ls = socket.socket(fam, socket.SOCK_STREAM)
-        ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if fam == socket.AF_INET6:
-            ls.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        ls.bind((args.host, args.port))
-        ls.listen(1024)
+        ls = listen_socket(args.host, args.port)
         ls.setblocking(False)
         self.ls = ls
         self.sel.register(ls, selectors.EVENT_READ, None)
-        sys.stdout.write("READY %d\n" % ls.getsockname()[1])
-        sys.stdout.flush()
+        ready(ls.getsockname()[1])
 
     def status(self, k):
         a = self.args

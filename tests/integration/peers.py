@@ -392,14 +392,20 @@ def on_sigterm(signum, frame):
         os._exit(0)
 
 
-def serve(args, handler):
-    fam = family_of(args.host)
+def listen_socket(host, port):
+    """A listening TCP socket on host:port (IPv6 sockets v6-only)."""
+    fam = family_of(host)
     ls = socket.socket(fam, socket.SOCK_STREAM)
     ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if fam == socket.AF_INET6:
         ls.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-    ls.bind((args.host, args.port))
+    ls.bind((host, port))
     ls.listen(1024)
+    return ls
+
+
+def serve(args, handler):
+    ls = listen_socket(args.host, args.port)
     ready(ls.getsockname()[1])
     ids = iter(range(1, 1 << 62))
     while True:
