@@ -34,13 +34,16 @@ wake_workers(void)
 		worker_command(c->workers[i], WCMD_WAKE);
 }
 
-/* [global] settings the workers read: at start and on every reload. */
+/* [global] settings the workers read: at start (before the workers
+ * exist) and on every reload. */
 static void
-globals_apply(const struct conf_global *g)
+globals_apply(struct control *c, const struct conf_global *g)
 {
 	atomic_store(&proxy_limits.maxconn, g->maxconn);
 	atomic_store(&proxy_tuning.io_collect_us, g->io_collect_us);
 	atomic_store(&proxy_tuning.splice, g->splice);
+	for (size_t i = 0; i < c->nworkers; i++)
+		worker_command(c->workers[i], WCMD_TUNE);
 }
 
 int
@@ -59,7 +62,7 @@ control_init(struct control *c, struct conf *conf, const char *path)
 	c->started = ev_time();
 	the_control = c;
 	qsbr_set_waker(wake_workers);
-	globals_apply(&conf->global);
+	globals_apply(c, &conf->global);
 	return 0;
 }
 
@@ -686,7 +689,7 @@ control_reload(struct control *c)
 	if (nc->global.threads != c->conf->global.threads)
 		log_warnx("reload: threads changes take effect at the next "
 		    "restart");
-	globals_apply(&nc->global);
+	globals_apply(c, &nc->global);
 	log_set_level(nc->global.log_level);
 	for (size_t i = 0; i < nreload_hooks; i++)
 		(void)reload_hooks[i](nc);

@@ -382,6 +382,18 @@ sessions_kill(struct worker *w)
 		session_close(s, "KD", false);
 }
 
+/*
+ * [global] io_collect: under load, wait this long before polling so one
+ * wake-up collects more events (libev skips the wait when the loop was
+ * idle that long anyway): less CPU per request. At start and on WCMD_TUNE.
+ */
+static void
+tune(struct worker *w)
+{
+	ev_set_io_collect_interval(w->loop, atomic_load_explicit(
+	    &proxy_tuning.io_collect_us, memory_order_relaxed) / 1e6);
+}
+
 static void
 wake_cb(struct ev_loop *loop, ev_async *a, int revents)
 {
@@ -392,6 +404,8 @@ wake_cb(struct ev_loop *loop, ev_async *a, int revents)
 	cmd = atomic_exchange(&w->cmd, 0);
 	if (cmd & WCMD_MBOX)
 		mbox_run(w);
+	if (cmd & WCMD_TUNE)
+		tune(w);
 	if (cmd & WCMD_CLOSE_LISTEN)
 		listeners_close(w);
 	if (cmd & WCMD_KILL_ALL)
@@ -416,20 +430,11 @@ quiescent_cb(struct ev_loop *loop, ev_check *c, int revents)
 static void
 reap_cb(struct ev_loop *loop, ev_prepare *p, int revents)
 {
-	struct worker	*w = p->data;
-	uint32_t	 us = atomic_load_explicit(&proxy_tuning.io_collect_us,
-			    memory_order_relaxed);
-
+	(void)loop;
 	(void)revents;
-	session_reap(w);
-	if (us != w->io_collect_us) {
-		/* Under load, wait this long before polling so one wake-up
-		 * collects more events (libev skips the wait when the loop
-		 * was idle that long anyway): less CPU per request. */
-		w->io_collect_us = us;
-		ev_set_io_collect_interval(loop, us / 1e6);
-	}
+	session_reap(p->data);
 }
+
 
 struct worker *
 worker_new(int id, struct frontend **fes, size_t nfes)
@@ -453,6 +458,7 @@ worker_new(int id, struct frontend **fes, size_t nfes)
 		worker_free(w);
 		return NULL;
 	}
+	tune(w);
 	for (size_t i = 0; i < nfes; i++) {
 		for (size_t j = 0; j < fes[i]->nbinds; j++) {
 			struct conf_addr *a = &fes[i]->binds[j];

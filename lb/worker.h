@@ -64,6 +64,7 @@ struct wmsg {
 #define WCMD_KILL_ALL	0x04u	/* close every session now */
 #define WCMD_EXIT	0x08u	/* leave the loop */
 #define WCMD_MBOX	0x10u	/* messages wait in the mailbox */
+#define WCMD_TUNE	0x20u	/* re-read proxy_tuning (reload) */
 
 struct worker {
 	int			 id;
@@ -75,7 +76,6 @@ struct worker {
 	ev_prepare		 reap;		/* frees closed sessions */
 	ev_timer		 resume;	/* retries paused listeners */
 	ev_tstamp		 emfile_until;	/* accept paused by EMFILE */
-	uint32_t		 io_collect_us;	/* the loop's collect interval */
 	struct listener		**listeners;	/* [nlisteners], worker-owned */
 	size_t			 nlisteners;
 	size_t			 listeners_cap;
