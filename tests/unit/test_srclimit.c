@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "srclimit.h"
 #include "t.h"
@@ -241,7 +242,7 @@ src_addr(int i, struct sockaddr_storage *ss)
 	char	 a[40];
 
 	if (i % 2)
-		snprintf(a, sizeof(a), "10.1.0.%d", i);
+		snprintf(a, sizeof(a), "10.1.%d.%d", i / 256, i % 256);
 	else
 		snprintf(a, sizeof(a), "2001:db8:%x::%x", i, i);
 	*ss = addr(a);
@@ -352,6 +353,40 @@ test_threads_rate(void)
 	srclimit_free(shared);
 }
 
+static double
+now_s(void)
+{
+	struct timespec	 ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* The cost of one take and release, one thread, 1 000 known sources. */
+static void
+test_cost(void)
+{
+	struct sockaddr_storage	 ss[1000];
+	struct srclimit		*t = srclimit_new(100, 1000, 32768);
+	double			 t0, ns;
+	size_t			 k, N = 1000000;
+	int			 i;
+
+	for (i = 0; i < 1000; i++)
+		src_addr(i, &ss[i]);
+	t0 = now_s();
+	for (k = 0; k < N; k++) {
+		if (srclimit_take(t, (struct sockaddr *)&ss[k % 1000],
+		    k) == SRCLIMIT_OK)
+			srclimit_release(t, (struct sockaddr *)&ss[k % 1000]);
+	}
+	ns = (now_s() - t0) * 1e9 / (double)N;
+	printf("# take + release: %.0f ns per session\n", ns);
+	/* a bound for a runaway only: sanitizers and a busy machine slow it */
+	ok(ns < 50000, "take + release cost %.0f ns (< 50 us)", ns);
+	srclimit_free(t);
+}
+
 int
 main(void)
 {
@@ -361,5 +396,6 @@ main(void)
 	test_sizes();
 	test_threads();
 	test_threads_rate();
+	test_cost();
 	return done_testing();
 }
