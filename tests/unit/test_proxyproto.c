@@ -3,7 +3,8 @@
  * limits (107-byte v1 line, 4096-byte header), every refusal with its
  * reason, each header split at every byte offset (incomplete until the
  * last byte, whole after it), round trips through the encoder, mixed
- * families, LOCAL, unknown TLVs and CRC32C.
+ * families, LOCAL, unknown TLVs and CRC32C, and headers captured from
+ * HAProxy 2.6 (send-proxy-v2, proxy-v2-options unique-id,crc32c).
  */
 #include <netinet/in.h>
 #include <arpa/inet.h>
@@ -454,6 +455,54 @@ test_v2(void)
 	is_int(proxyproto_decode(b, 0, &h, &why), 0, "nothing yet: need more");
 }
 
+/* HAProxy 2.6.12, server ... send-proxy-v2 proxy-v2-options
+ * unique-id,crc32c, unique-id-format haproxy-uid-%rt: its first two
+ * connections, from 127.0.0.1 and from ::1. */
+static const uint8_t haproxy_v4[] = {
+	0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51,
+	0x55, 0x49, 0x54, 0x0a, 0x21, 0x11, 0x00, 0x23,
+	0x7f, 0x00, 0x00, 0x01, 0x7f, 0x00, 0x00, 0x01,
+	0xe4, 0x1e, 0xb8, 0x0b, 0x03, 0x00, 0x04, 0x6e,
+	0x27, 0xe9, 0x9b, 0x05, 0x00, 0x0d, 0x68, 0x61,
+	0x70, 0x72, 0x6f, 0x78, 0x79, 0x2d, 0x75, 0x69,
+	0x64, 0x2d, 0x31,
+};
+static const uint8_t haproxy_v6[] = {
+	0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51,
+	0x55, 0x49, 0x54, 0x0a, 0x21, 0x21, 0x00, 0x3b,
+	0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+	0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01,
+	0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+	0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01,
+	0xa0, 0x2e, 0xb8, 0x0d, 0x03, 0x00, 0x04, 0x81,
+	0xb5, 0x3c, 0x17, 0x05, 0x00, 0x0d, 0x68, 0x61,
+	0x70, 0x72, 0x6f, 0x78, 0x79, 0x2d, 0x75, 0x69,
+	0x64, 0x2d, 0x32,
+};
+
+static void
+test_haproxy(void)
+{
+	struct proxyproto_hdr	 h;
+	const uint8_t		*val;
+	const char		*why;
+	uint8_t			 b[sizeof(haproxy_v6)];
+
+	expect_ok("HAProxy v2 IPv4", haproxy_v4, sizeof(haproxy_v4), 51,
+	    "127.0.0.1 58398", "127.0.0.1 47115");
+	expect_ok("HAProxy v2 IPv6", haproxy_v6, sizeof(haproxy_v6), 75,
+	    "[::1] 41006", "[::1] 47117");
+	ok(proxyproto_decode(haproxy_v6, sizeof(haproxy_v6), &h, &why) == 75 &&
+	    proxyproto_tlv(haproxy_v6, &h, PP2_TYPE_UNIQUE_ID, &val) == 13 &&
+	    memcmp(val, "haproxy-uid-2", 13) == 0,
+	    "HAProxy's unique id is found");
+	split_everywhere("HAProxy v2 IPv6", haproxy_v6, sizeof(haproxy_v6));
+	memcpy(b, haproxy_v6, sizeof(b));
+	b[sizeof(b) - 1] = '3';
+	expect_err("HAProxy v2, unique id changed after the CRC", b, sizeof(b),
+	    "CRC32C mismatch");
+}
+
 static void
 test_split_v1(void)
 {
@@ -585,6 +634,7 @@ main(void)
 	test_v1_errors();
 	test_split_v1();
 	test_v2();
+	test_haproxy();
 	test_encode();
 	return done_testing();
 }
