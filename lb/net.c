@@ -162,3 +162,17 @@ net_close(int fd)
 		close(fd);
 	errno = saved;
 }
+
+bool
+net_local_error(int err)
+{
+	switch (err) {
+	case EMFILE:
+	case ENFILE:
+	case ENOBUFS:
+	case ENOMEM:
+		return true;
+	default:
+		return false;
+	}
+}

@@ -50,4 +50,12 @@ void		 net_close_rst(int fd);
 /* close(2) that keeps errno. */
 void		 net_close(int fd);
 
+/*
+ * True if err says this host ran out of something (fds: EMFILE, ENFILE;
+ * memory or buffers: ENOMEM, ENOBUFS), not that a peer misbehaved. Every
+ * accept loop pauses on these and retries from a timer (a level-triggered
+ * listener would spin); the list is kept here only.
+ */
+bool		 net_local_error(int err);
+
 #endif /* SHOAL_NET_H */

@@ -176,20 +176,7 @@ accept_cb(struct ev_loop *loop, ev_io *io, int revents)
 		    SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd == -1) {
 			proxy_release_slot(l->fe);
-			switch (errno) {
-			case EINTR:
-			case ECONNABORTED:
-			case EPROTO:
-				continue;
-			case EAGAIN:
-#if EAGAIN != EWOULDBLOCK
-			case EWOULDBLOCK:
-#endif
-				return;
-			case EMFILE:
-			case ENFILE:
-			case ENOBUFS:
-			case ENOMEM:
+			if (net_local_error(errno)) {
 				/* Stop accepting and retry from a timer:
 				 * level-triggered accept would spin. */
 				if (log_ratelimit(&emfile_rl, 1))
@@ -199,6 +186,17 @@ accept_cb(struct ev_loop *loop, ev_io *io, int revents)
 				w->emfile_until = ev_now(loop) + EMFILE_PAUSE;
 				for (size_t k = 0; k < w->nlisteners; k++)
 					listener_pause(w, w->listeners[k]);
+				return;
+			}
+			switch (errno) {
+			case EINTR:
+			case ECONNABORTED:
+			case EPROTO:
+				continue;
+			case EAGAIN:
+#if EAGAIN != EWOULDBLOCK
+			case EWOULDBLOCK:
+#endif
 				return;
 			default:
 				log_warn("frontend %s: accept", l->fe->name);
