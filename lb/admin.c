@@ -1,23 +1,23 @@
 /*
  * admin.c - the admin socket: line commands on a unix socket and an
- * optional TCP listener, in the control loop.
+ * optional TCP listener, in the control loop. The socket engine
+ * (ctlsock.c) accepts, reads, sends, times out and closes; this file only
+ * turns lines into answers:
  *
- *   client --line--> client_read() --> client_run() --> cmd_*()
- *          <--text--  client_flush() <-- answer ending with an empty line
+ *   engine --input--> admin_run() --line--> run_line(): tokenise,
+ *                                           dispatch to cmd_*(), frame
+ *          <--answer ending with an empty line--
  *
- * Each client has a bounded input buffer (one line, ADMIN_LINE_MAX) and an
- * output buffer; a command runs only while less than ADMIN_OUT_HIGH bytes
- * of earlier answers wait to be sent, so a client that does not read
- * stops being read instead of growing shoal's memory. Every socket is
- * non-blocking; nothing here waits. Commands change the server table
- * through the same calls as health checks and discovery (server_set_admin,
- * server_add + health_add, health_remove + server_remove, server_republish),
- * so workers see a change at their next pick.
+ * Each client has a bounded input buffer (one line, ADMIN_LINE_MAX); a
+ * command runs only while less than ADMIN_OUT_HIGH bytes of earlier
+ * answers wait to be sent, so a client that does not read stops being
+ * read instead of growing shoal's memory. Commands change the server
+ * table through the same calls as health checks and discovery
+ * (server_set_admin, server_add + health_add, health_remove +
+ * server_remove, server_republish), so workers see a change at their next
+ * pick.
  */
-#include <sys/queue.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
 
@@ -34,6 +34,7 @@
 #include "config.h"
 #include "admin.h"
 #include "control.h"
+#include "ctlsock.h"
 #include "health.h"
 #include "log.h"
 #include "receiver.h"
@@ -43,58 +44,19 @@
 #include "worker.h"
 
 #define ADMIN_ARGS_MAX		16	/* words per command line */
-#define ADMIN_ACCEPT_BATCH	16	/* accepts per wake-up */
 #define ADMIN_BACKLOG		16
-#define ADMIN_PAUSE_S		1.0	/* accept paused after EMFILE */
 #define ADMIN_ECHO_MAX		40	/* bytes of a bad word echoed back */
 #define ADMIN_LINGER_S		2.0	/* discard input this long at close */
 
-#define SUN_PATH_MAX	sizeof(((struct sockaddr_un *)0)->sun_path)
-
-/* One listening socket: the unix socket or the TCP bind. */
-struct admin_listener {
-	int			 fd;		/* -1: closed */
-	ev_io			 io;
-	ev_timer		 pause;		/* accept paused (EMFILE) */
-	bool			 is_unix;
-	char			 path[SUN_PATH_MAX];
-	dev_t			 dev;		/* unix: our file, removed... */
-	ino_t			 ino;		/* ...only if it is still it */
-	struct conf_addr	 addr;		/* TCP: bound address */
-};
-
-struct admin_client {
-	int			 fd;		/* -1 once closed */
-	ev_io			 io;
-	int			 events;	/* current interest */
-	ev_timer		 idle;
-	char			 in[ADMIN_LINE_MAX]; /* unread input */
-	size_t			 inlen;
-	struct sbuf		 out;		/* answers not yet sent */
-	size_t			 outoff;	/* bytes of out already sent */
-	bool			 eof;		/* the peer shut its side */
-	bool			 closing;	/* close once out is sent */
-	bool			 lingering;	/* FIN sent, discarding input */
-	char			 peer[NET_ADDRSTRLEN]; /* "unix" or "IP:PORT" */
-	TAILQ_ENTRY(admin_client) entry;
-};
-
-TAILQ_HEAD(admin_client_list, admin_client);
-
 static struct {
 	struct control		*ctl;		/* borrowed, outlives us */
-	struct ev_loop		*loop;
 	bool			 running;
-	struct admin_listener	 unx;
-	struct admin_listener	 tcp;
-	struct admin_client_list clients;
-	size_t			 nclients;
-	struct admin_client_list dead;		/* freed before the next poll */
-	ev_prepare		 reap;
+	struct ctlsock		 cs;		/* listeners and clients */
+	struct ctlsock_listener	*unx;		/* the unix socket, or NULL */
+	struct ctlsock_listener	*tcp;		/* the TCP bind, or NULL */
 	uint64_t		 commands;	/* lines run */
 	uint64_t		 bad_commands;	/* answered with an error */
 	double			 idle_s;	/* [admin] timeout */
-	struct ratelimit	 rl_accept;
 } A;
 
 /* A command: its leading words, its argument count, its handler. */
@@ -106,8 +68,6 @@ struct cmd {
 	const char	*help;		/* one line */
 	int		(*fn)(int argc, char **argv, struct sbuf *out);
 };
-
-static void	client_close(struct admin_client *, const char *why);
 
 /* ------------------------------------------------------------------ */
 /* Small helpers. */
@@ -280,7 +240,7 @@ cmd_show_info(int argc, char **argv, struct sbuf *out)
 	sbuf_printf(out, "reloads: %u\n", c->reloads);
 	sbuf_printf(out, "last_reload_error: %s\n", c->reload_error[0] ?
 	    c->reload_error : "-");
-	sbuf_printf(out, "admin_clients: %zu\n", A.nclients);
+	sbuf_printf(out, "admin_clients: %zu\n", A.cs.nclients);
 	sbuf_printf(out, "admin_commands: %" PRIu64 "\n", A.commands);
 	sbuf_printf(out, "bad_commands: %" PRIu64 "\n", A.bad_commands);
 	return 0;
@@ -751,463 +711,82 @@ done:
 }
 
 /* ------------------------------------------------------------------ */
-/* Clients. */
+/* Clients: the socket engine calls admin_run() with their input. */
 
-static void
-reap_cb(struct ev_loop *loop, ev_prepare *w, int revents)
-{
-	struct admin_client *c;
-
-	while ((c = TAILQ_FIRST(&A.dead)) != NULL) {
-		TAILQ_REMOVE(&A.dead, c, entry);
-		free(c);
-	}
-	ev_prepare_stop(loop, w);
-}
-
-/* The one exit of a client: the memory goes before the next poll. */
-static void
-client_close(struct admin_client *c, const char *why)
-{
-	if (c->fd == -1)
-		return;
-	log_debug("admin: client %s closed (%s)", c->peer, why);
-	ev_io_stop(A.loop, &c->io);
-	ev_timer_stop(A.loop, &c->idle);
-	net_close(c->fd);
-	c->fd = -1;
-	sbuf_free(&c->out);
-	TAILQ_REMOVE(&A.clients, c, entry);
-	A.nclients--;
-	TAILQ_INSERT_TAIL(&A.dead, c, entry);
-	ev_prepare_start(A.loop, &A.reap);
-}
-
-static size_t
-client_pending(const struct admin_client *c)
-{
-	return c->out.len - c->outoff;
-}
-
-/* Send what is pending; false if the client was closed. */
+/* True if the input holds a line to run (the last one may lack its LF). */
 static bool
-client_flush(struct admin_client *c)
+line_ready(struct ctlsock_client *cl)
 {
-	while (client_pending(c) > 0) {
-		ssize_t n = send(c->fd, c->out.data + c->outoff,
-		    client_pending(c), MSG_NOSIGNAL);
+	size_t	 inlen;
+	char	*in = ctlsock_in(cl, &inlen);
 
-		if (n == -1) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				return true;
-			client_close(c, strerror(errno));
-			return false;
-		}
-		c->outoff += (size_t)n;
-		ev_timer_again(A.loop, &c->idle);
-	}
-	sbuf_reset(&c->out);
-	c->outoff = 0;
-	return true;
+	return memchr(in, '\n', inlen) != NULL || inlen == ADMIN_LINE_MAX ||
+	    (cl->eof && inlen > 0);
 }
 
-/* Run the complete lines in the input while the output has room. */
-static void
-client_run(struct admin_client *c)
+/* Run the complete lines in the input while the output has room; true
+ * if lines are left for when it drained. */
+static bool
+admin_run(struct ctlsock_client *cl)
 {
-	while (!c->closing && client_pending(c) < ADMIN_OUT_HIGH) {
-		char	*lf = memchr(c->in, '\n', c->inlen);
-		size_t	 len, used;
+	struct sbuf *out = ctlsock_out(cl);
+
+	while (ctlsock_pending(cl) < ADMIN_OUT_HIGH) {
+		size_t	 inlen, len, used;
+		char	*in = ctlsock_in(cl, &inlen);
+		char	*lf = memchr(in, '\n', inlen);
+		char	 line[ADMIN_LINE_MAX + 1];
 
 		if (lf != NULL) {
-			len = (size_t)(lf - c->in);
+			len = (size_t)(lf - in);
 			used = len + 1;
-		} else if (c->inlen == sizeof(c->in)) {
-			sbuf_printf(&c->out, "error: line too long (at most "
+		} else if (inlen == ADMIN_LINE_MAX) {
+			sbuf_printf(out, "error: line too long (at most "
 			    "%d bytes): closing\n\n", ADMIN_LINE_MAX - 1);
 			A.commands++;
 			A.bad_commands++;
-			c->closing = true;
-			break;
-		} else if (c->eof && c->inlen > 0) {
-			len = used = c->inlen;	/* last line without LF */
+			ctlsock_finish(cl);
+			return false;
+		} else if (cl->eof && inlen > 0) {
+			len = used = inlen;	/* last line without LF */
 		} else
-			break;
-		if (len > 0 && c->in[len - 1] == '\r')
+			return false;
+		if (len > 0 && in[len - 1] == '\r')
 			len--;
-		{
-			char line[ADMIN_LINE_MAX + 1];
-
-			memcpy(line, c->in, len);
-			memmove(c->in, c->in + used, c->inlen - used);
-			c->inlen -= used;
-			if (run_line(line, len, &c->out))
-				c->closing = true;
+		memcpy(line, in, len);
+		ctlsock_consume(cl, used);
+		if (run_line(line, len, out)) {
+			ctlsock_finish(cl);
+			return false;
 		}
-		if (sbuf_failed(&c->out)) {
-			log_warnx("admin: client %s: out of memory", c->peer);
-			client_close(c, "out of memory");
-			return;
-		}
-		if (c->fd == -1)
-			return;
+		if (sbuf_failed(out))
+			return false;		/* the engine closes it */
 	}
-}
-
-/* Derive the watcher's interest from the state; close when done. */
-static void
-client_update(struct admin_client *c)
-{
-	int ev = 0;
-
-	if (c->fd == -1)
-		return;
-	if ((c->closing || c->eof) && client_pending(c) == 0) {
-		if (c->eof) {
-			client_close(c, c->closing ? "done" : "end of input");
-			return;
-		}
-		/*
-		 * Input may still come (after quit or an overlong line).
-		 * Closing with unread input would reset the connection and
-		 * could destroy the answer in flight: send a FIN and discard
-		 * what comes for a while instead.
-		 */
-		if (!c->lingering) {
-			c->lingering = true;
-			c->inlen = 0;
-			(void)shutdown(c->fd, SHUT_WR);
-			c->idle.repeat = ADMIN_LINGER_S;
-			ev_timer_again(A.loop, &c->idle);
-		}
-		ev = EV_READ;
-	} else if (!c->eof && !c->closing &&
-	    client_pending(c) < ADMIN_OUT_HIGH && c->inlen < sizeof(c->in))
-		ev |= EV_READ;
-	if (client_pending(c) > 0)
-		ev |= EV_WRITE;
-	if (ev != c->events) {
-		ev_io_stop(A.loop, &c->io);
-		ev_io_set(&c->io, c->fd, ev);
-		if (ev != 0)
-			ev_io_start(A.loop, &c->io);
-		c->events = ev;
-	}
-}
-
-/* Read what the socket has; false if the client was closed. */
-static bool
-client_read(struct admin_client *c)
-{
-	char	discard[4096];
-	ssize_t	n;
-
-	if (c->lingering) {
-		for (int i = 0; i < 16; i++) {
-			n = recv(c->fd, discard, sizeof(discard), 0);
-			if (n == -1 && (errno == EAGAIN ||
-			    errno == EWOULDBLOCK))
-				return true;
-			if (n <= 0 && !(n == -1 && errno == EINTR)) {
-				client_close(c, "done");
-				return false;
-			}
-		}
-		return true;
-	}
-	if (c->eof || c->closing || c->inlen == sizeof(c->in))
-		return true;
-	n = recv(c->fd, c->in + c->inlen, sizeof(c->in) - c->inlen, 0);
-	if (n == -1) {
-		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
-			return true;
-		client_close(c, strerror(errno));
-		return false;
-	}
-	if (n == 0)
-		c->eof = true;
-	else {
-		c->inlen += (size_t)n;
-		ev_timer_again(A.loop, &c->idle);
-	}
-	return true;
-}
-
-/*
- * Run lines and send answers until the output blocks or no complete line
- * is left, then set the interest. Each round runs at least one line (the
- * output was empty), so the loop ends with the input buffer.
- */
-static void
-client_step(struct admin_client *c)
-{
-	for (;;) {
-		client_run(c);
-		if (c->fd == -1 || !client_flush(c))
-			return;
-		if (client_pending(c) > 0 || c->closing ||
-		    (memchr(c->in, '\n', c->inlen) == NULL &&
-		    !(c->eof && c->inlen > 0)))
-			break;
-	}
-	client_update(c);
+	return line_ready(cl);
 }
 
 static void
-client_io_cb(struct ev_loop *loop, ev_io *w, int revents)
+admin_open(struct ctlsock_client *cl)
 {
-	struct admin_client *c = w->data;
-
-	if ((revents & EV_READ) && !client_read(c))
-		return;
-	client_step(c);
+	ctlsock_deadline(cl, A.idle_s, true);
 }
 
-static void
-client_idle_cb(struct ev_loop *loop, ev_timer *w, int revents)
-{
-	struct admin_client *c = w->data;
-
-	client_close(c, c->lingering ? "done" : "idle timeout");
-}
-
-static void
-client_new(int fd, const char *peer)
-{
-	struct admin_client *c;
-
-	if ((c = calloc(1, sizeof(*c))) == NULL) {
-		log_warn("admin: client %s", peer);
-		net_close(fd);
-		return;
-	}
-	c->fd = fd;
-	sbuf_init(&c->out);
-	snprintf(c->peer, sizeof(c->peer), "%s", peer);
-	ev_io_init(&c->io, client_io_cb, fd, EV_READ);
-	c->io.data = c;
-	c->events = EV_READ;
-	ev_io_start(A.loop, &c->io);
-	ev_init(&c->idle, client_idle_cb);
-	c->idle.repeat = A.idle_s;
-	c->idle.data = c;
-	ev_timer_again(A.loop, &c->idle);
-	TAILQ_INSERT_TAIL(&A.clients, c, entry);
-	A.nclients++;
-	log_debug("admin: client %s connected", peer);
-}
+static const struct ctlsock_ops admin_ops = {
+	.name = "admin",
+	.clients_max = ADMIN_CLIENTS_MAX,
+	.in_max = ADMIN_LINE_MAX,
+	.out_high = ADMIN_OUT_HIGH,
+	.backlog = ADMIN_BACKLOG,
+	.linger_s = ADMIN_LINGER_S,
+	.linger_max = 0,
+	.busy = "error: too many admin clients (at most 16): try again "
+	    "later\n\n",
+	.run = admin_run,
+	.open = admin_open,
+};
 
 /* ------------------------------------------------------------------ */
 /* Listeners. */
-
-static void
-pause_cb(struct ev_loop *loop, ev_timer *w, int revents)
-{
-	struct admin_listener *l = w->data;
-
-	if (l->fd != -1)
-		ev_io_start(loop, &l->io);
-}
-
-static void
-accept_cb(struct ev_loop *loop, ev_io *w, int revents)
-{
-	static const char busy[] = "error: too many admin clients (at most "
-	    "16): try again later\n\n";
-	struct admin_listener	*l = w->data;
-	struct sockaddr_storage	 ss;
-	socklen_t		 sl;
-	char			 peer[NET_ADDRSTRLEN];
-	int			 fd;
-
-	for (int i = 0; i < ADMIN_ACCEPT_BATCH; i++) {
-		sl = sizeof(ss);
-		fd = accept4(l->fd, (struct sockaddr *)&ss, &sl,
-		    SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (fd == -1) {
-			if (errno == EINTR || errno == ECONNABORTED)
-				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				return;
-			/* EMFILE and the like: pause, no busy loop. */
-			if (log_ratelimit(&A.rl_accept, 1))
-				log_warn("admin: accept");
-			ev_io_stop(loop, &l->io);
-			ev_timer_set(&l->pause, ADMIN_PAUSE_S, 0.);
-			ev_timer_start(loop, &l->pause);
-			return;
-		}
-		if (l->is_unix)
-			snprintf(peer, sizeof(peer), "unix");
-		else
-			net_addr_str((struct sockaddr *)&ss, peer,
-			    sizeof(peer));
-		if (A.nclients >= ADMIN_CLIENTS_MAX) {
-			if (log_ratelimit(&A.rl_accept, 1))
-				log_warnx("admin: refusing client %s: %d "
-				    "clients connected", peer,
-				    ADMIN_CLIENTS_MAX);
-			/* Best effort: a fresh socket has room for this. */
-			if (send(fd, busy, sizeof(busy) - 1,
-			    MSG_NOSIGNAL | MSG_DONTWAIT) == -1) {
-				/* nothing more to tell it */
-			}
-			net_close(fd);
-			continue;
-		}
-		client_new(fd, peer);
-	}
-}
-
-static void
-listener_start(struct admin_listener *l)
-{
-	ev_io_init(&l->io, accept_cb, l->fd, EV_READ);
-	l->io.data = l;
-	ev_init(&l->pause, pause_cb);
-	l->pause.data = l;
-	ev_io_start(A.loop, &l->io);
-}
-
-static void
-listener_close(struct admin_listener *l)
-{
-	struct stat st;
-
-	if (l->fd == -1)
-		return;
-	ev_io_stop(A.loop, &l->io);
-	ev_timer_stop(A.loop, &l->pause);
-	net_close(l->fd);
-	l->fd = -1;
-	/* Remove the file only if it is still ours (not a newer shoal's). */
-	if (l->is_unix && stat(l->path, &st) == 0 && st.st_dev == l->dev &&
-	    st.st_ino == l->ino)
-		(void)unlink(l->path);
-}
-
-/* Create the parent directory of path (mode 0750) if it is missing. */
-static int
-make_parent(const char *path)
-{
-	char	dir[SUN_PATH_MAX];
-	char	*slash;
-
-	snprintf(dir, sizeof(dir), "%s", path);
-	if ((slash = strrchr(dir, '/')) == NULL || slash == dir)
-		return 0;
-	*slash = '\0';
-	if (mkdir(dir, 0750) == 0) {
-		(void)chmod(dir, 0750);		/* whatever the umask */
-		log_info("admin: created %s (mode 0750)", dir);
-		return 0;
-	}
-	return errno == EEXIST ? 0 : -1;
-}
-
-/*
- * Open the unix socket at path into l. A stale socket file (nothing
- * accepts on it) is replaced; a live one (a connect succeeds) or a file
- * that is not a socket is an error. The socket is made with mode 0600
- * (umask around bind: the worker threads create no files). 0, or -1 with
- * a reason in why.
- */
-static int
-unix_open(const char *path, struct admin_listener *l, char *why, size_t wlen)
-{
-	struct sockaddr_un	 sun;
-	struct stat		 st;
-	mode_t			 old;
-	int			 fd, probe;
-
-	memset(&sun, 0, sizeof(sun));
-	sun.sun_family = AF_UNIX;
-	if (strlen(path) >= sizeof(sun.sun_path)) {
-		snprintf(why, wlen, "path too long (at most %zu bytes)",
-		    sizeof(sun.sun_path) - 1);
-		return -1;
-	}
-	memcpy(sun.sun_path, path, strlen(path) + 1);
-	if (make_parent(path) == -1) {
-		snprintf(why, wlen, "cannot create its directory: %s",
-		    strerror(errno));
-		return -1;
-	}
-	if (lstat(path, &st) == 0) {
-		if (!S_ISSOCK(st.st_mode)) {
-			snprintf(why, wlen, "the file exists and is not a "
-			    "socket");
-			return -1;
-		}
-		probe = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK |
-		    SOCK_CLOEXEC, 0);
-		if (probe == -1) {
-			snprintf(why, wlen, "socket: %s", strerror(errno));
-			return -1;
-		}
-		if (connect(probe, (struct sockaddr *)&sun, sizeof(sun)) == 0 ||
-		    errno == EAGAIN) {
-			net_close(probe);
-			snprintf(why, wlen, "another process answers on it "
-			    "(is another shoal running?)");
-			errno = EADDRINUSE;
-			return -1;
-		}
-		net_close(probe);
-		log_info("admin: replacing the stale socket %s", path);
-		if (unlink(path) == -1 && errno != ENOENT) {
-			snprintf(why, wlen, "cannot remove the stale "
-			    "socket: %s", strerror(errno));
-			return -1;
-		}
-	}
-	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-	    0)) == -1) {
-		snprintf(why, wlen, "socket: %s", strerror(errno));
-		return -1;
-	}
-	old = umask(0177);
-	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1) {
-		umask(old);
-		snprintf(why, wlen, "bind: %s", strerror(errno));
-		net_close(fd);
-		return -1;
-	}
-	umask(old);
-	if (chmod(path, 0600) == -1 || listen(fd, ADMIN_BACKLOG) == -1 ||
-	    stat(path, &st) == -1) {
-		snprintf(why, wlen, "%s", strerror(errno));
-		(void)unlink(path);
-		net_close(fd);
-		return -1;
-	}
-	memset(l, 0, sizeof(*l));
-	l->fd = fd;
-	l->is_unix = true;
-	snprintf(l->path, sizeof(l->path), "%s", path);
-	l->dev = st.st_dev;
-	l->ino = st.st_ino;
-	return 0;
-}
-
-static int
-tcp_open(const struct conf_addr *a, struct admin_listener *l, char *why,
-    size_t wlen)
-{
-	int fd;
-
-	if ((fd = net_listen((const struct sockaddr *)&a->ss, a->len, false,
-	    ADMIN_BACKLOG)) == -1) {
-		snprintf(why, wlen, "%s", strerror(errno));
-		return -1;
-	}
-	memset(l, 0, sizeof(*l));
-	l->fd = fd;
-	l->addr = *a;
-	return 0;
-}
 
 /* The unix path the config asks for: "" when [admin] is absent. */
 static const char *
@@ -1241,16 +820,18 @@ is_loopback(const struct conf_addr *a)
 static int
 listeners_apply(const struct conf_admin *ca)
 {
-	struct admin_listener	 nl;
-	char			 pbuf[sizeof(A.unx.path)], why[256];
+	struct ctlsock_listener	*nl;
+	char			 pbuf[CTLSOCK_PATH_MAX], why[256];
 	char			 abuf[NET_ADDRSTRLEN];
 	const char		*path = wanted_path(ca, pbuf, sizeof(pbuf));
 	int			 rc = 0;
 
-	if (path[0] == '\0')
-		listener_close(&A.unx);
-	else if (A.unx.fd == -1 || strcmp(A.unx.path, path) != 0) {
-		if (unix_open(path, &nl, why, sizeof(why)) == -1) {
+	if (path[0] == '\0') {
+		ctlsock_listener_close(A.unx);
+		A.unx = NULL;
+	} else if (A.unx == NULL || strcmp(A.unx->path, path) != 0) {
+		nl = ctlsock_listen_unix(&A.cs, path, why, sizeof(why));
+		if (nl == NULL) {
 			if (ca->socket[0] != '\0' || errno == EADDRINUSE) {
 				log_errorx("admin: cannot open the socket %s: "
 				    "%s", path, why);
@@ -1260,28 +841,26 @@ listeners_apply(const struct conf_admin *ca)
 				    "the default %s: %s (set [admin] socket)",
 				    path, why);
 		} else {
-			listener_close(&A.unx);
+			ctlsock_listener_close(A.unx);
 			A.unx = nl;
-			listener_start(&A.unx);
 			log_info("admin: listening on %s (unix, mode 0600)",
 			    path);
 		}
 	}
 
-	if (!ca->enabled || ca->bind.len == 0)
-		listener_close(&A.tcp);
-	else if (A.tcp.fd == -1 || !net_addr_equal(
-	    (struct sockaddr *)&A.tcp.addr.ss,
+	if (!ca->enabled || ca->bind.len == 0) {
+		ctlsock_listener_close(A.tcp);
+		A.tcp = NULL;
+	} else if (A.tcp == NULL || !net_addr_equal(
+	    (struct sockaddr *)&A.tcp->addr.ss,
 	    (const struct sockaddr *)&ca->bind.ss)) {
 		net_addr_str((const struct sockaddr *)&ca->bind.ss, abuf,
 		    sizeof(abuf));
-		if (tcp_open(&ca->bind, &nl, why, sizeof(why)) == -1) {
-			log_errorx("admin: cannot listen on %s: %s", abuf, why);
+		if (ctlsock_move_tcp(&A.cs, &A.tcp, &ca->bind) == -1) {
+			log_errorx("admin: cannot listen on %s: %s", abuf,
+			    strerror(errno));
 			rc = -1;
 		} else {
-			listener_close(&A.tcp);
-			A.tcp = nl;
-			listener_start(&A.tcp);
 			log_info("admin: listening on %s (TCP)", abuf);
 			if (!is_loopback(&ca->bind))
 				log_warnx("admin: %s has no authentication: "
@@ -1295,11 +874,8 @@ int
 admin_start(struct control *c)
 {
 	A.ctl = c;
-	A.loop = c->loop;
-	A.unx.fd = A.tcp.fd = -1;
-	TAILQ_INIT(&A.clients);
-	TAILQ_INIT(&A.dead);
-	ev_prepare_init(&A.reap, reap_cb);
+	ctlsock_init(&A.cs, c->loop, &admin_ops);
+	A.unx = A.tcp = NULL;
 	A.running = true;
 	A.idle_s = c->conf->admin.timeout_ms / 1000.0;
 	if (listeners_apply(&c->conf->admin) == -1) {
@@ -1322,14 +898,9 @@ admin_reload(const struct conf *nc)
 void
 admin_stop(void)
 {
-	struct admin_client *c;
-
 	if (!A.running)
 		return;
-	listener_close(&A.unx);
-	listener_close(&A.tcp);
-	while ((c = TAILQ_FIRST(&A.clients)) != NULL)
-		client_close(c, "shutdown");
-	reap_cb(A.loop, &A.reap, 0);
+	ctlsock_fini(&A.cs);
+	A.unx = A.tcp = NULL;
 	A.running = false;
 }
