@@ -3,12 +3,13 @@
  * (Prometheus text format 0.0.4), served from the control loop.
  *
  * A stats client goes through three phases, each with its own deadline,
- * and is never waited for:
+ * and is never waited for. The socket engine (ctlsock.c) accepts, reads,
+ * sends, times out and lingers; this file reads the head and answers:
  *
  *   accept --> READ head (<= 8 KiB, 5 s) --> WRITE reply (10 s) --> LINGER
- *                 |  over 8 KiB: 431          EV_WRITE only        (drain
- *                 |  bad line: 400/405/404/505                     until EOF,
- *                 +-- EOF, error, timeout: close                   2 s) close
+ *                 |  over 8 KiB: 431          fed STATS_SLICE      (drain
+ *                 |  bad line: 400/405/404/505  at a time as the   until EOF,
+ *                 +-- EOF, error, timeout: close  socket drains    2 s) close
  *
  * At most STATS_CLIENTS_MAX clients exist at once (more are closed at
  * accept); each holds its request head and one reply, nothing else. The
@@ -22,13 +23,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/queue.h>
 #include <sys/socket.h>
-#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "config.h"
+#include "ctlsock.h"
 #include "log.h"
 #include "net.h"
 #include "receiver.h"
@@ -36,38 +36,27 @@
 
 #define STATS_CLIENTS_MAX	64	/* concurrent clients; more: closed */
 #define STATS_REQ_MAX		8192	/* request line + headers */
-#define STATS_HDR_MAX		512	/* reply status line + headers */
-#define STATS_ACCEPT_BATCH	16	/* accepts per wake-up */
 #define STATS_READ_TIMEOUT	5.0	/* s, accept to the end of the head */
 #define STATS_WRITE_TIMEOUT	10.0	/* s, to write the whole reply */
 #define STATS_LINGER_TIMEOUT	2.0	/* s, draining after the reply */
 #define STATS_LINGER_MAX	65536	/* bytes drained before giving up */
-#define STATS_EMFILE_RETRY	1.0	/* s, accept paused after EMFILE */
+#define STATS_OUT_HIGH		65536	/* reply bytes queued per client */
+#define STATS_SLICE		16384	/* body bytes queued at a time */
 #define STATS_BACKLOG		128
 
 enum sc_phase {
 	SC_READ,		/* reading the request head */
-	SC_WRITE,		/* writing hdr + body */
-	SC_LINGER,		/* reply sent, SHUT_WR, draining until EOF */
+	SC_WRITE,		/* feeding the reply to the engine */
 };
 
+/* A stats client's own state (the engine's client has the rest). */
 struct stats_client {
-	LIST_ENTRY(stats_client) entry;
-	int			 fd;
-	ev_io			 io;
-	ev_timer		 timer;		/* this phase's deadline */
 	enum sc_phase		 phase;
-	size_t			 reqlen;	/* bytes in req */
-	char			 req[STATS_REQ_MAX + 1]; /* NUL-terminated */
-	char			 hdr[STATS_HDR_MAX];	/* reply head */
-	size_t			 hdrlen;
+	size_t			 scanned;	/* head searched up to here */
 	struct sbuf		 body;		/* reply body */
 	size_t			 bodylen;	/* body to send (HEAD: 0) */
-	size_t			 sent;		/* of hdrlen + bodylen */
-	size_t			 drained;	/* LINGER: bytes discarded */
+	size_t			 bodyoff;	/* body queued so far */
 };
-
-LIST_HEAD(stats_client_list, stats_client);
 
 /* Sessions/s of one frontend over the last sampling period. */
 struct stats_rate {
@@ -79,21 +68,14 @@ struct stats_rate {
 
 static struct {
 	struct control		*c;		/* NULL before stats_start() */
-	bool			 bound;		/* fd is our listener */
-	int			 fd;
-	struct conf_addr	 bind;		/* what fd is bound to */
+	struct ctlsock		 cs;		/* listener and clients */
+	struct ctlsock_listener	*l;		/* NULL: not listening */
 	uint32_t		 refresh_ms;	/* page refresh, rate period */
-	ev_io			 accept_io;
-	ev_timer		 accept_retry;	/* EMFILE back-off */
 	ev_timer		 rate_timer;
 	ev_tstamp		 rate_last;	/* last rate sample */
 	struct stats_rate	*rates;		/* [nrates] */
 	size_t			 nrates;
-	struct stats_client_list clients;
-	size_t			 nclients;
-	struct ratelimit	 rl_accept;	/* accept errors */
-	struct ratelimit	 rl_full;	/* over STATS_CLIENTS_MAX */
-} S = { .fd = -1 };
+} S;
 
 /* ---- small formatting helpers ------------------------------------------ */
 
@@ -976,93 +958,11 @@ refresh_set(uint32_t ms)
 /* ---- HTTP -------------------------------------------------------------- */
 
 /*
- * Close a client and free it. Freeing from its own callback is safe here:
- * a client's callbacks are flat (nothing up the stack uses it afterwards)
- * and libev forgets the pending events of stopped watchers.
+ * The socket engine (ctlsock.c) accepts, reads into the client's input,
+ * sends, times out and lingers; this part only reads the request head and
+ * feeds the reply into the output, STATS_SLICE bytes at a time as the
+ * socket drains.
  */
-static void
-client_close(struct stats_client *cl)
-{
-	struct ev_loop *loop = S.c->loop;
-
-	ev_io_stop(loop, &cl->io);
-	ev_timer_stop(loop, &cl->timer);
-	net_close(cl->fd);
-	sbuf_free(&cl->body);
-	LIST_REMOVE(cl, entry);
-	S.nclients--;
-	free(cl);
-}
-
-static void
-client_deadline(struct stats_client *cl, double after)
-{
-	ev_timer_stop(S.c->loop, &cl->timer);
-	ev_timer_set(&cl->timer, after, 0);
-	ev_timer_start(S.c->loop, &cl->timer);
-}
-
-static void
-client_events(struct stats_client *cl, int events)
-{
-	ev_io_stop(S.c->loop, &cl->io);
-	ev_io_set(&cl->io, cl->fd, events);
-	ev_io_start(S.c->loop, &cl->io);
-}
-
-/* Reply sent: stop sending, then drain what the client still sends so
- * that our close does not turn into an RST that eats the reply. */
-static void
-client_linger(struct stats_client *cl)
-{
-	sbuf_free(&cl->body);
-	(void)shutdown(cl->fd, SHUT_WR);
-	cl->phase = SC_LINGER;
-	client_events(cl, EV_READ);
-	client_deadline(cl, STATS_LINGER_TIMEOUT);
-}
-
-/* Write what the socket takes. Returns false if the client was closed. */
-static bool
-client_write(struct stats_client *cl)
-{
-	size_t	 total = cl->hdrlen + cl->bodylen;
-
-	while (cl->sent < total) {
-		struct iovec	 iov[2];
-		struct msghdr	 msg;
-		int		 niov = 0;
-		ssize_t		 n;
-
-		if (cl->sent < cl->hdrlen) {
-			iov[niov].iov_base = cl->hdr + cl->sent;
-			iov[niov++].iov_len = cl->hdrlen - cl->sent;
-			if (cl->bodylen > 0) {
-				iov[niov].iov_base = cl->body.data;
-				iov[niov++].iov_len = cl->bodylen;
-			}
-		} else {
-			iov[niov].iov_base = cl->body.data +
-			    (cl->sent - cl->hdrlen);
-			iov[niov++].iov_len = total - cl->sent;
-		}
-		memset(&msg, 0, sizeof(msg));
-		msg.msg_iov = iov;
-		msg.msg_iovlen = niov;
-		n = sendmsg(cl->fd, &msg, MSG_NOSIGNAL);
-		if (n == -1) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				return true;
-			client_close(cl);
-			return false;
-		}
-		cl->sent += (size_t)n;
-	}
-	client_linger(cl);
-	return true;
-}
 
 static const char *
 status_text(int code)
@@ -1087,27 +987,51 @@ status_text(int code)
 	}
 }
 
+/* Copy the body into the output while it is below STATS_OUT_HIGH; when
+ * all of it is there, finish. True while some is left. */
+static bool
+client_body(struct ctlsock_client *cl)
+{
+	struct stats_client *sc = cl->priv;
+
+	while (ctlsock_pending(cl) < STATS_OUT_HIGH &&
+	    sc->bodyoff < sc->bodylen) {
+		size_t n = sc->bodylen - sc->bodyoff;
+
+		if (n > STATS_SLICE)
+			n = STATS_SLICE;
+		sbuf_put(ctlsock_out(cl), sc->body.data + sc->bodyoff, n);
+		sc->bodyoff += n;
+	}
+	if (sc->bodyoff < sc->bodylen)
+		return true;
+	sbuf_free(&sc->body);
+	ctlsock_finish(cl);
+	return false;
+}
+
 /*
- * Prepare the reply (cl->body already holds the body, or is empty for an
- * error) and start writing it. head_only: HEAD, the body is not sent.
+ * Put the reply head into the output (sc->body already holds the body, or
+ * is empty for an error) and start sending the body. head_only: HEAD, the
+ * body is not sent. True while some body is left.
  */
-static void
-client_reply(struct stats_client *cl, int code, const char *ctype,
+static bool
+client_reply(struct ctlsock_client *cl, int code, const char *ctype,
     bool head_only)
 {
-	int n;
+	struct stats_client *sc = cl->priv;
 
-	if (sbuf_failed(&cl->body)) {
-		sbuf_free(&cl->body);
+	if (sbuf_failed(&sc->body)) {
+		sbuf_free(&sc->body);
 		code = 500;
 		ctype = NULL;
 	}
 	if (code != 200) {
-		sbuf_reset(&cl->body);
-		sbuf_printf(&cl->body, "%d %s\n", code, status_text(code));
+		sbuf_reset(&sc->body);
+		sbuf_printf(&sc->body, "%d %s\n", code, status_text(code));
 		ctype = "text/plain; charset=utf-8";
 	}
-	n = snprintf(cl->hdr, sizeof(cl->hdr),
+	sbuf_printf(ctlsock_out(cl),
 	    "HTTP/1.1 %d %s\r\n"
 	    "Server: shoal/%s\r\n"
 	    "Content-Type: %s\r\n"
@@ -1117,31 +1041,29 @@ client_reply(struct stats_client *cl, int code, const char *ctype,
 	    "%s%s"
 	    "Connection: close\r\n"
 	    "\r\n",
-	    code, status_text(code), SHOAL_VERSION, ctype, cl->body.len,
+	    code, status_text(code), SHOAL_VERSION, ctype, sc->body.len,
 	    code == 405 ? "Allow: GET, HEAD\r\n" : "",
 	    strncmp(ctype, "text/html", 9) == 0 ?
 	    "Content-Security-Policy: default-src 'none'; "
 	    "style-src 'unsafe-inline'\r\n" : "");
-	cl->hdrlen = n > 0 && (size_t)n < sizeof(cl->hdr) ? (size_t)n : 0;
-	cl->bodylen = head_only || sbuf_failed(&cl->body) ? 0 : cl->body.len;
-	cl->sent = 0;
-	cl->phase = SC_WRITE;
-	client_deadline(cl, STATS_WRITE_TIMEOUT);
-	client_events(cl, EV_WRITE);
-	(void)client_write(cl);
+	sc->bodylen = head_only || sbuf_failed(&sc->body) ? 0 : sc->body.len;
+	sc->bodyoff = 0;
+	sc->phase = SC_WRITE;
+	ctlsock_deadline(cl, STATS_WRITE_TIMEOUT, false);
+	return client_body(cl);
 }
 
-/* Parse the request line in cl->req and answer it. */
-static void
-client_request(struct stats_client *cl)
+/* Parse the request line in req (NUL-terminated) and answer it. */
+static bool
+client_request(struct ctlsock_client *cl, char *req, size_t reqlen)
 {
-	char	*line = cl->req, *eol, *method, *target, *version, *q;
-	bool	 head = false;
+	struct stats_client	*sc = cl->priv;
+	char			*line = req, *eol, *method, *target, *version;
+	char			*q;
+	bool			 head = false;
 
-	if (memchr(cl->req, '\0', cl->reqlen) != NULL) {
-		client_reply(cl, 400, NULL, false);
-		return;
-	}
+	if (memchr(req, '\0', reqlen) != NULL)
+		return client_reply(cl, 400, NULL, false);
 	/* Tolerate empty lines before the request line (RFC 9112 2.2). */
 	while (*line == '\r' || *line == '\n')
 		line++;
@@ -1150,36 +1072,24 @@ client_request(struct stats_client *cl)
 	if (eol > line && eol[-1] == '\r')
 		eol[-1] = '\0';
 	method = line;
-	if ((target = strchr(method, ' ')) == NULL) {
-		client_reply(cl, 400, NULL, false);
-		return;
-	}
+	if ((target = strchr(method, ' ')) == NULL)
+		return client_reply(cl, 400, NULL, false);
 	*target++ = '\0';
-	if ((version = strchr(target, ' ')) == NULL) {
-		client_reply(cl, 400, NULL, false);
-		return;
-	}
+	if ((version = strchr(target, ' ')) == NULL)
+		return client_reply(cl, 400, NULL, false);
 	*version++ = '\0';
 	if (*method == '\0' || *target == '\0' ||
-	    strchr(version, ' ') != NULL) {
-		client_reply(cl, 400, NULL, false);
-		return;
-	}
-	if (strncmp(version, "HTTP/", 5) != 0) {
-		client_reply(cl, 400, NULL, false);
-		return;
-	}
+	    strchr(version, ' ') != NULL)
+		return client_reply(cl, 400, NULL, false);
+	if (strncmp(version, "HTTP/", 5) != 0)
+		return client_reply(cl, 400, NULL, false);
 	if (strcmp(version, "HTTP/1.0") != 0 &&
-	    strcmp(version, "HTTP/1.1") != 0) {
-		client_reply(cl, 505, NULL, false);
-		return;
-	}
+	    strcmp(version, "HTTP/1.1") != 0)
+		return client_reply(cl, 505, NULL, false);
 	if (strcmp(method, "HEAD") == 0)
 		head = true;
-	else if (strcmp(method, "GET") != 0) {
-		client_reply(cl, 405, NULL, false);
-		return;
-	}
+	else if (strcmp(method, "GET") != 0)
+		return client_reply(cl, 405, NULL, false);
 	/* absolute-form: skip "http://authority". */
 	if (strncasecmp(target, "http://", 7) == 0) {
 		target = strchr(target + 7, '/');
@@ -1189,24 +1099,24 @@ client_request(struct stats_client *cl)
 	if ((q = strpbrk(target, "?#")) != NULL)
 		*q = '\0';
 	if (strcmp(target, "/") == 0) {
-		stats_html(S.c, &cl->body);
-		client_reply(cl, 200, "text/html; charset=utf-8", head);
+		stats_html(S.c, &sc->body);
+		return client_reply(cl, 200, "text/html; charset=utf-8", head);
 	} else if (strcmp(target, "/stats.json") == 0) {
-		stats_json(S.c, &cl->body);
-		client_reply(cl, 200, "application/json", head);
+		stats_json(S.c, &sc->body);
+		return client_reply(cl, 200, "application/json", head);
 	} else if (strcmp(target, "/metrics") == 0) {
-		stats_metrics(S.c, &cl->body);
-		client_reply(cl, 200,
+		stats_metrics(S.c, &sc->body);
+		return client_reply(cl, 200,
 		    "text/plain; version=0.0.4; charset=utf-8", head);
-	} else
-		client_reply(cl, 404, NULL, head);
+	}
+	return client_reply(cl, 404, NULL, head);
 }
 
 /* The end of the request head in req[0, reqlen), searching from `from`. */
 static bool
-head_complete(const struct stats_client *cl, size_t from)
+head_complete(const char *req, size_t reqlen, size_t from)
 {
-	const char *p = cl->req + from, *end = cl->req + cl->reqlen;
+	const char *p = req + from, *end = req + reqlen;
 
 	for (; p < end; p++) {
 		if (*p != '\n')
@@ -1215,7 +1125,7 @@ head_complete(const struct stats_client *cl, size_t from)
 		 * comes before the request line (skipped by the parser). */
 		if ((p + 1 < end && p[1] == '\n') ||
 		    (p + 2 < end && p[1] == '\r' && p[2] == '\n')) {
-			const char *s = cl->req;
+			const char *s = req;
 
 			while (s < p && (*s == '\r' || *s == '\n'))
 				s++;
@@ -1226,204 +1136,75 @@ head_complete(const struct stats_client *cl, size_t from)
 	return false;
 }
 
-static void
-client_read(struct stats_client *cl)
+/* The engine's run(): read the head, then feed the reply. */
+static bool
+stats_run(struct ctlsock_client *cl)
 {
-	for (;;) {
-		size_t	 room = STATS_REQ_MAX - cl->reqlen;
-		size_t	 from = cl->reqlen > 2 ? cl->reqlen - 2 : 0;
-		ssize_t	 n;
+	struct stats_client	*sc = cl->priv;
+	size_t			 reqlen;
+	char			*req;
 
-		if (room == 0) {
-			client_reply(cl, 431, NULL, false);
-			return;
-		}
-		n = read(cl->fd, cl->req + cl->reqlen, room);
-		if (n == -1) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				return;
-			client_close(cl);
-			return;
-		}
-		if (n == 0) {
-			client_close(cl);
-			return;
-		}
-		cl->reqlen += (size_t)n;
-		cl->req[cl->reqlen] = '\0';
-		if (head_complete(cl, from)) {
-			client_request(cl);
-			return;
-		}
-	}
-}
-
-/* After the reply: discard input until EOF, a cap, or the deadline. */
-static void
-client_drain(struct stats_client *cl)
-{
-	char	 buf[4096];
-	ssize_t	 n;
-
-	for (;;) {
-		n = read(cl->fd, buf, sizeof(buf));
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))
-			return;
-		if (n <= 0 || (cl->drained += (size_t)n) > STATS_LINGER_MAX) {
-			client_close(cl);
-			return;
-		}
-	}
+	if (sc->phase == SC_WRITE)
+		return client_body(cl);
+	req = ctlsock_in(cl, &reqlen);
+	if (head_complete(req, reqlen, sc->scanned))
+		return client_request(cl, req, reqlen);
+	sc->scanned = reqlen > 2 ? reqlen - 2 : 0;
+	if (reqlen == STATS_REQ_MAX)
+		return client_reply(cl, 431, NULL, false);
+	return false;
 }
 
 static void
-client_io_cb(struct ev_loop *loop, ev_io *w, int revents)
+stats_open(struct ctlsock_client *cl)
 {
-	struct stats_client *cl = w->data;
+	struct stats_client *sc;
 
-	(void)loop;
-	(void)revents;
-	switch (cl->phase) {
-	case SC_READ:
-		client_read(cl);
-		break;
-	case SC_WRITE:
-		(void)client_write(cl);
-		break;
-	case SC_LINGER:
-		client_drain(cl);
-		break;
-	}
-}
-
-static void
-client_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
-{
-	struct stats_client *cl = w->data;
-
-	(void)loop;
-	(void)revents;
-	/* Too slow to send its request, to take its reply or to leave. */
-	client_close(cl);
-}
-
-static void
-client_new(int fd)
-{
-	struct stats_client *cl;
-
-	if ((cl = malloc(sizeof(*cl))) == NULL) {
-		net_close(fd);
+	if ((sc = calloc(1, sizeof(*sc))) == NULL) {
+		log_warn("stats: client %s", cl->peer);
+		ctlsock_close(cl, "out of memory");
 		return;
 	}
-	cl->fd = fd;
-	cl->phase = SC_READ;
-	cl->reqlen = 0;
-	cl->req[0] = '\0';
-	cl->hdrlen = cl->bodylen = cl->sent = cl->drained = 0;
-	sbuf_init(&cl->body);
-	ev_io_init(&cl->io, client_io_cb, fd, EV_READ);
-	cl->io.data = cl;
-	ev_timer_init(&cl->timer, client_timer_cb, STATS_READ_TIMEOUT, 0);
-	cl->timer.data = cl;
-	LIST_INSERT_HEAD(&S.clients, cl, entry);
-	S.nclients++;
-	ev_io_start(S.c->loop, &cl->io);
-	ev_timer_start(S.c->loop, &cl->timer);
+	sc->phase = SC_READ;
+	sbuf_init(&sc->body);
+	cl->priv = sc;
+	ctlsock_deadline(cl, STATS_READ_TIMEOUT, false);
 }
 
 static void
-accept_retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
+stats_close(struct ctlsock_client *cl)
 {
-	(void)w;
-	(void)revents;
-	if (S.bound)
-		ev_io_start(loop, &S.accept_io);
+	struct stats_client *sc = cl->priv;
+
+	if (sc == NULL)
+		return;
+	sbuf_free(&sc->body);
+	free(sc);
+	cl->priv = NULL;
 }
 
-static void
-accept_cb(struct ev_loop *loop, ev_io *w, int revents)
-{
-	(void)revents;
-	for (int i = 0; i < STATS_ACCEPT_BATCH; i++) {
-		int fd = accept4(w->fd, NULL, NULL,
-		    SOCK_NONBLOCK | SOCK_CLOEXEC);
-
-		if (fd == -1) {
-			if (errno == EAGAIN || errno == EWOULDBLOCK ||
-			    errno == EINTR || errno == ECONNABORTED)
-				return;
-			if (errno == EMFILE || errno == ENFILE ||
-			    errno == ENOBUFS || errno == ENOMEM) {
-				/* Not a busy loop: pause, retry later. */
-				ev_io_stop(loop, w);
-				ev_timer_stop(loop, &S.accept_retry);
-				ev_timer_set(&S.accept_retry,
-				    STATS_EMFILE_RETRY, 0);
-				ev_timer_start(loop, &S.accept_retry);
-			}
-			if (log_ratelimit(&S.rl_accept, 1))
-				log_warn("stats: accept (%lu more suppressed)",
-				    log_ratelimit_suppressed(&S.rl_accept));
-			return;
-		}
-		if (S.nclients >= STATS_CLIENTS_MAX) {
-			net_close(fd);
-			if (log_ratelimit(&S.rl_full, 1))
-				log_warnx("stats: %d clients already, closing "
-				    "new ones (%lu more suppressed)",
-				    STATS_CLIENTS_MAX,
-				    log_ratelimit_suppressed(&S.rl_full));
-			continue;
-		}
-		client_new(fd);
-	}
-}
+static const struct ctlsock_ops stats_ops = {
+	.name = "stats",
+	.clients_max = STATS_CLIENTS_MAX,
+	.in_max = STATS_REQ_MAX,
+	.out_high = STATS_OUT_HIGH,
+	.backlog = STATS_BACKLOG,
+	.linger_s = STATS_LINGER_TIMEOUT,
+	.linger_max = STATS_LINGER_MAX,
+	.run = stats_run,
+	.open = stats_open,
+	.close = stats_close,
+};
 
 /* ---- listener ---------------------------------------------------------- */
 
-static int
-listener_open(const struct conf_addr *a)
-{
-	return net_listen((const struct sockaddr *)&a->ss, a->len, false,
-	    STATS_BACKLOG);
-}
-
-/* Take fd as the listener for a (the previous one, if any, is closed;
- * its clients finish). */
 static void
-listener_set(int fd, const struct conf_addr *a)
+listening_on(const struct conf_addr *a)
 {
 	char abuf[NET_ADDRSTRLEN];
 
-	if (S.bound) {
-		ev_io_stop(S.c->loop, &S.accept_io);
-		ev_timer_stop(S.c->loop, &S.accept_retry);
-		net_close(S.fd);
-	}
-	S.fd = fd;
-	S.bind = *a;
-	S.bound = true;
-	ev_io_init(&S.accept_io, accept_cb, fd, EV_READ);
-	ev_io_start(S.c->loop, &S.accept_io);
 	log_info("stats listening on %s", net_addr_str(
 	    (const struct sockaddr *)&a->ss, abuf, sizeof(abuf)));
-}
-
-static void
-listener_close(void)
-{
-	if (!S.bound)
-		return;
-	ev_io_stop(S.c->loop, &S.accept_io);
-	ev_timer_stop(S.c->loop, &S.accept_retry);
-	net_close(S.fd);
-	S.fd = -1;
-	S.bound = false;
 }
 
 int
@@ -1431,16 +1212,12 @@ stats_start(struct control *c)
 {
 	const struct conf_stats *cs = &c->conf->stats;
 	char			 abuf[NET_ADDRSTRLEN];
-	int			 fd;
 
 	S.c = c;
-	S.fd = -1;
-	S.bound = false;
-	LIST_INIT(&S.clients);
-	S.nclients = 0;
+	ctlsock_init(&S.cs, c->loop, &stats_ops);
+	S.l = NULL;
 	S.refresh_ms = cs->enabled && cs->refresh_ms > 0 ? cs->refresh_ms :
 	    5000;
-	ev_timer_init(&S.accept_retry, accept_retry_cb, STATS_EMFILE_RETRY, 0);
 	/* Rates are kept even without a listener: the admin socket shows
 	 * them too. */
 	S.rate_last = ev_now(c->loop);
@@ -1449,13 +1226,13 @@ stats_start(struct control *c)
 	rate_cb(c->loop, &S.rate_timer, 0);
 	if (!cs->enabled)
 		return 0;
-	if ((fd = listener_open(&cs->bind)) == -1) {
+	if ((S.l = ctlsock_listen_tcp(&S.cs, &cs->bind)) == NULL) {
 		log_error("stats: cannot listen on %s", net_addr_str(
 		    (const struct sockaddr *)&cs->bind.ss, abuf,
 		    sizeof(abuf)));
 		return -1;
 	}
-	listener_set(fd, &cs->bind);
+	listening_on(&cs->bind);
 	return 0;
 }
 
@@ -1464,17 +1241,18 @@ stats_reload(const struct conf *nc)
 {
 	const struct conf_stats *cs = &nc->stats;
 	char			 abuf[NET_ADDRSTRLEN];
-	int			 fd, saved;
+	bool			 had;
 
 	if (S.c == NULL)
 		return 0;
 	if (!cs->enabled) {
-		if (S.bound)
+		if (S.l != NULL)
 			log_info("stats: listener removed by reload");
-		listener_close();
+		ctlsock_listener_close(S.l);
+		S.l = NULL;
 		return 0;
 	}
-	if (S.bound && net_addr_equal((const struct sockaddr *)&S.bind.ss,
+	if (S.l != NULL && net_addr_equal((const struct sockaddr *)&S.l->addr.ss,
 	    (const struct sockaddr *)&cs->bind.ss)) {
 		refresh_set(cs->refresh_ms);
 		return 0;
@@ -1482,51 +1260,27 @@ stats_reload(const struct conf *nc)
 	net_addr_str((const struct sockaddr *)&cs->bind.ss, abuf,
 	    sizeof(abuf));
 	/* The new address first: on failure the old one keeps serving. */
-	if ((fd = listener_open(&cs->bind)) != -1) {
-		listener_set(fd, &cs->bind);
+	had = S.l != NULL;
+	if (ctlsock_move_tcp(&S.cs, &S.l, &cs->bind) == 0) {
+		listening_on(&cs->bind);
 		refresh_set(cs->refresh_ms);
 		return 0;
 	}
-	saved = errno;
-	if (saved == EADDRINUSE && S.bound &&
-	    net_port((const struct sockaddr *)&S.bind.ss) ==
-	    net_port((const struct sockaddr *)&cs->bind.ss)) {
-		/*
-		 * Same port, overlapping address (0.0.0.0:P -> 127.0.0.1:P):
-		 * only possible once the old one is closed. If the new one
-		 * still fails, take the old one back.
-		 */
-		struct conf_addr old = S.bind;
-
-		listener_close();
-		if ((fd = listener_open(&cs->bind)) != -1) {
-			listener_set(fd, &cs->bind);
-			refresh_set(cs->refresh_ms);
-			return 0;
-		}
-		saved = errno;
-		if ((fd = listener_open(&old)) != -1)
-			listener_set(fd, &old);
-		else
-			log_error("stats: cannot listen on the previous "
-			    "address again; stats are off");
-	}
-	errno = saved;
+	if (had && S.l == NULL)
+		log_error("stats: cannot listen on the previous address "
+		    "again; stats are off");
 	log_warn("stats: reload: cannot listen on %s%s", abuf,
-	    S.bound ? " (previous address kept)" : "");
+	    S.l != NULL ? " (previous address kept)" : "");
 	return -1;
 }
 
 void
 stats_stop(void)
 {
-	struct stats_client *cl;
-
 	if (S.c == NULL)
 		return;
-	while ((cl = LIST_FIRST(&S.clients)) != NULL)
-		client_close(cl);
-	listener_close();
+	ctlsock_fini(&S.cs);
+	S.l = NULL;
 	ev_timer_stop(S.c->loop, &S.rate_timer);
 	free(S.rates);
 	S.rates = NULL;
