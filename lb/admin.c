@@ -4,8 +4,9 @@
  * (ctlsock.c) accepts, reads, sends, times out and closes; this file only
  * turns lines into answers:
  *
- *   engine --input--> admin_run() --line--> run_line(): tokenise,
- *                                           dispatch to cmd_*(), frame
+ *   engine --input--> admin_run() --line--> run_line(): cmdline_split(),
+ *                                           cmdline_find() -> cmd_*(),
+ *                                           cmdline_frame()
  *          <--answer ending with an empty line--
  *
  * Each client has a bounded input buffer (one line, ADMIN_LINE_MAX); a
@@ -33,6 +34,7 @@
 
 #include "config.h"
 #include "admin.h"
+#include "cmdline.h"
 #include "control.h"
 #include "ctlsock.h"
 #include "health.h"
@@ -43,9 +45,7 @@
 #include "stats.h"
 #include "worker.h"
 
-#define ADMIN_ARGS_MAX		16	/* words per command line */
 #define ADMIN_BACKLOG		16
-#define ADMIN_ECHO_MAX		40	/* bytes of a bad word echoed back */
 #define ADMIN_LINGER_S		2.0	/* discard input this long at close */
 
 static struct {
@@ -59,36 +59,14 @@ static struct {
 	double			 idle_s;	/* [admin] timeout */
 } A;
 
-/* A command: its leading words, its argument count, its handler. */
-struct cmd {
-	const char	*words[3];
-	int		 nwords;
-	int		 minargs, maxargs;
-	const char	*usage;		/* "set server B/S ..." */
-	const char	*help;		/* one line */
-	int		(*fn)(int argc, char **argv, struct sbuf *out);
-};
-
 /* ------------------------------------------------------------------ */
 /* Small helpers. */
 
-/* Append s (n bytes) for an error message: printable ASCII as is, the
- * rest as \xNN, at most ADMIN_ECHO_MAX bytes of input. */
+/* Echo a bad word back in an error message (cmdline_echo). */
 static void
 put_echo(struct sbuf *out, const char *s, size_t n)
 {
-	size_t i;
-
-	for (i = 0; i < n && i < ADMIN_ECHO_MAX; i++) {
-		unsigned char ch = (unsigned char)s[i];
-
-		if (ch >= 0x20 && ch < 0x7f && ch != '\\')
-			sbuf_put(out, &s[i], 1);
-		else
-			sbuf_printf(out, "\\x%02x", ch);
-	}
-	if (n > ADMIN_ECHO_MAX)
-		sbuf_puts(out, "...");
+	cmdline_echo(out, s, n);
 }
 
 /* Append a label for a table cell: one word, "-" when empty. */
@@ -197,7 +175,7 @@ find_server(const char *arg, struct backend **bep, struct server **sp,
 /* Commands. Each appends its answer (no final empty line) to out and
  * returns 0, or -1 after appending "error: ..." (the table unchanged). */
 
-static const struct cmd cmds[];
+static const struct cmdline_cmd cmds[];
 static const size_t ncmds;
 
 static int
@@ -566,7 +544,7 @@ cmd_quit(int argc, char **argv, struct sbuf *out)
 	return 0;
 }
 
-static const struct cmd cmds[] = {
+static const struct cmdline_cmd cmds[] = {
 	{ { "help" }, 1, 0, 0, "help",
 	  "this list", cmd_help },
 	{ { "show", "info" }, 2, 0, 0, "show info",
@@ -598,90 +576,25 @@ static const struct cmd cmds[] = {
 static const size_t ncmds = sizeof(cmds) / sizeof(cmds[0]);
 
 /*
- * Run one command line (len bytes, no LF) and append its answer, ending
- * with the empty line, to out. Returns true if the connection should
- * close after the answer (quit).
+ * Run one command line (len bytes, no LF; line[len] is writable) and
+ * append its answer, ending with the empty line, to out: tokenise,
+ * dispatch, frame. Returns true if the connection should close after the
+ * answer (quit).
  */
 static bool
 run_line(char *line, size_t len, struct sbuf *out)
 {
-	struct sbuf		 ans;
-	char			*argv[ADMIN_ARGS_MAX + 1], *p, *save = NULL;
-	int			 argc = 0, rc;
-	const struct cmd	*best = NULL, *usage = NULL;
-	bool			 quit = false, wrote = false;
-	char			 last;
+	char				*argv[CMDLINE_ARGS_MAX + 1];
+	const struct cmdline_cmd	*cmd = NULL;
+	struct sbuf			 ans;
+	int				 argc, rc = -1;
 
 	A.commands++;
 	sbuf_init(&ans);
-	for (size_t i = 0; i < len; i++) {
-		unsigned char ch = (unsigned char)line[i];
-
-		if ((ch < 0x20 && ch != '\t') || ch == 0x7f) {
-			sbuf_puts(&ans, "error: unknown command '");
-			put_echo(&ans, line, len);
-			sbuf_puts(&ans, "' (control characters; try help)\n");
-			rc = -1;
-			goto done;
-		}
-	}
-	line[len] = '\0';
-	for (p = strtok_r(line, " \t", &save); p != NULL;
-	    p = strtok_r(NULL, " \t", &save)) {
-		if (argc == ADMIN_ARGS_MAX) {
-			rc = errorf(&ans, "too many words (at most %d)",
-			    ADMIN_ARGS_MAX);
-			goto done;
-		}
-		argv[argc++] = p;
-	}
-	argv[argc] = NULL;
-	if (argc == 0) {
-		rc = errorf(&ans, "empty command (try help)");
-		goto done;
-	}
-	for (size_t i = 0; i < ncmds; i++) {
-		const struct cmd *c = &cmds[i];
-		int k;
-
-		for (k = 0; k < c->nwords && k < argc; k++)
-			if (strcmp(c->words[k], argv[k]) != 0)
-				break;
-		if (k < c->nwords)
-			continue;
-		if (argc - k < c->minargs || argc - k > c->maxargs) {
-			if (usage == NULL)
-				usage = c;
-			continue;
-		}
-		best = c;
-		break;
-	}
-	if (best == NULL && usage != NULL) {
-		sbuf_puts(&ans, "error: usage:");
-		for (size_t i = 0; i < ncmds; i++)
-			if (cmds[i].fn == usage->fn)
-				sbuf_printf(&ans, " %s%s", cmds[i].usage,
-				    i + 1 < ncmds && cmds[i + 1].fn ==
-				    usage->fn ? ", or" : "");
-		sbuf_puts(&ans, "\n");
-		rc = -1;
-		goto done;
-	}
-	if (best == NULL) {
-		sbuf_puts(&ans, "error: unknown command '");
-		for (int i = 0; i < argc && i < 3; i++) {
-			if (i > 0)
-				sbuf_puts(&ans, " ");
-			put_echo(&ans, argv[i], strlen(argv[i]));
-		}
-		sbuf_puts(&ans, "' (try help)\n");
-		rc = -1;
-		goto done;
-	}
-	rc = best->fn(argc - best->nwords, argv + best->nwords, &ans);
-	quit = best->fn == cmd_quit;
-done:
+	argc = cmdline_split(line, len, argv, CMDLINE_ARGS_MAX, &ans);
+	if (argc != -1 &&
+	    (cmd = cmdline_find(cmds, ncmds, argc, argv, &ans)) != NULL)
+		rc = cmd->fn(argc - cmd->nwords, argv + cmd->nwords, &ans);
 	if (sbuf_failed(&ans)) {
 		sbuf_free(&ans);
 		sbuf_puts(&ans, "error: out of memory\n");
@@ -689,25 +602,9 @@ done:
 	}
 	if (rc == -1)
 		A.bad_commands++;
-	/* The answer ends at the first empty line: never put one inside. */
-	last = '\n';
-	for (size_t i = 0, j; i < ans.len; i = j) {
-		const char *lf = memchr(ans.data + i, '\n', ans.len - i);
-
-		j = lf != NULL ? (size_t)(lf - ans.data) + 1 : ans.len;
-		if (j - i == 1 && ans.data[i] == '\n')
-			continue;
-		sbuf_put(out, ans.data + i, j - i);
-		last = ans.data[j - 1];
-		wrote = true;
-	}
-	if (!wrote)
-		sbuf_puts(out, "ok");
-	if (!wrote || last != '\n')
-		sbuf_puts(out, "\n");
-	sbuf_puts(out, "\n");
+	cmdline_frame(&ans, out);
 	sbuf_free(&ans);
-	return quit;
+	return cmd != NULL && cmd->fn == cmd_quit;
 }
 
 /* ------------------------------------------------------------------ */
