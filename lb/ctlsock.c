@@ -21,6 +21,7 @@
 
 #define TRIM_DELAY_S	1.0	/* malloc_trim() this long after a big free */
 #define DISCARD_ROUNDS	16	/* recv() calls per wake-up while lingering */
+#define OUT_KEEP	(256 * 1024) /* output buffer kept between answers */
 
 static void	client_update(struct ctlsock_client *);
 
@@ -134,7 +135,12 @@ client_flush(struct ctlsock_client *cl)
 		cl->outoff += (size_t)n;
 		client_progress(cl);
 	}
-	sbuf_reset(&cl->out);
+	/* A big answer's buffer is not kept for the next small one. */
+	if (cl->out.cap > OUT_KEEP) {
+		sbuf_free(&cl->out);
+		ctlsock_trim_later(cl->cs->loop);
+	} else
+		sbuf_reset(&cl->out);
 	cl->outoff = 0;
 	return true;
 }
@@ -310,7 +316,12 @@ client_new(struct ctlsock *cs, int fd, const char *peer)
 	log_debug("%s: client %s connected", ops->name, peer);
 	if (ops->open != NULL)
 		ops->open(cl);
-	client_update(cl);
+	if (cl->fd == -1)
+		return;
+	/* A request that came with the connection is answered now, before
+	 * later accepts can take its slot. */
+	if (client_read(cl))
+		client_step(cl);
 }
 
 /* ------------------------------------------------------------------ */

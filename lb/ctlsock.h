@@ -13,8 +13,11 @@
  * Runs in the control loop only and never blocks it: every socket is
  * non-blocking, input is capped at in_max, run() is called only while
  * less than out_high bytes wait to be sent (a client that does not read
- * stops being served instead of growing shoal's memory), and a client
- * closed from a callback is freed before the next poll.
+ * stops being served instead of growing shoal's memory), an output buffer
+ * grown by a big answer is freed once sent, and a client closed from a
+ * callback is freed before the next poll. A new client is read once at
+ * accept: a request that came with the connection is answered in the
+ * same wake-up.
  */
 #ifndef SHOAL_CTLSOCK_H
 #define SHOAL_CTLSOCK_H
