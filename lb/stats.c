@@ -42,6 +42,9 @@
 #define STATS_LINGER_MAX	65536	/* bytes drained before giving up */
 #define STATS_OUT_HIGH		65536	/* reply bytes queued per client */
 #define STATS_SLICE		16384	/* body bytes queued at a time */
+#define STATS_SHARE_S		1.0	/* a document younger is shared */
+#define STATS_DOCS_PER_PATH	2	/* then the newest is shared anyway */
+#define STATS_TRIM_MIN		(1 << 20) /* freeing this much: trim */
 #define STATS_BACKLOG		128
 
 enum sc_phase {
@@ -49,11 +52,31 @@ enum sc_phase {
 	SC_WRITE,		/* feeding the reply to the engine */
 };
 
+/* What a request asks for: one of the documents. */
+enum stats_path {
+	SP_HTML,		/* "/" */
+	SP_JSON,		/* "/stats.json" */
+	SP_METRICS,		/* "/metrics" */
+	SP_NONE,		/* an error reply, never shared */
+};
+
+/*
+ * A rendered reply body, shared by the clients that send it: a slow
+ * reader pins a reference, not a copy. Freed with its last client.
+ */
+struct stats_doc {
+	int			 refs;
+	enum stats_path		 path;
+	ev_tstamp		 made;		/* ev_now() when rendered */
+	struct sbuf		 body;
+	LIST_ENTRY(stats_doc)	 entry;		/* S.docs, newest first */
+};
+
 /* A stats client's own state (the engine's client has the rest). */
 struct stats_client {
 	enum sc_phase		 phase;
 	size_t			 scanned;	/* head searched up to here */
-	struct sbuf		 body;		/* reply body */
+	struct stats_doc	*doc;		/* the reply body, or NULL */
 	size_t			 bodylen;	/* body to send (HEAD: 0) */
 	size_t			 bodyoff;	/* body queued so far */
 };
@@ -75,6 +98,7 @@ static struct {
 	ev_tstamp		 rate_last;	/* last rate sample */
 	struct stats_rate	*rates;		/* [nrates] */
 	size_t			 nrates;
+	LIST_HEAD(, stats_doc)	 docs;		/* shared reply bodies */
 } S;
 
 /* ---- small formatting helpers ------------------------------------------ */
@@ -987,8 +1011,92 @@ status_text(int code)
 	}
 }
 
+/* ---- shared documents ---- */
+
+static void (*const renderers[])(struct control *, struct sbuf *) = {
+	[SP_HTML] = stats_html,
+	[SP_JSON] = stats_json,
+	[SP_METRICS] = stats_metrics,
+};
+
+static void
+doc_put(struct stats_doc *d)
+{
+	bool big;
+
+	if (d == NULL || --d->refs > 0)
+		return;
+	if (d->path != SP_NONE)
+		LIST_REMOVE(d, entry);
+	big = d->body.cap >= STATS_TRIM_MIN;
+	sbuf_free(&d->body);
+	free(d);
+	if (big)
+		ctlsock_trim_later(S.c->loop);
+}
+
+/*
+ * The body for path: the newest rendering of it when that is younger than
+ * STATS_SHARE_S, or when STATS_DOCS_PER_PATH renderings are already being
+ * sent (so slow readers pin at most that many copies, and a shared one is
+ * never older than the write deadline plus STATS_SHARE_S); else a new
+ * rendering. NULL when out of memory.
+ */
+static struct stats_doc *
+doc_get(enum stats_path path)
+{
+	struct stats_doc	*d, *newest = NULL;
+	ev_tstamp		 now = ev_now(S.c->loop);
+	int			 live = 0;
+
+	LIST_FOREACH(d, &S.docs, entry) {
+		if (d->path != path)
+			continue;
+		if (newest == NULL)
+			newest = d;
+		live++;
+	}
+	if (newest != NULL && (now - newest->made < STATS_SHARE_S ||
+	    live >= STATS_DOCS_PER_PATH)) {
+		newest->refs++;
+		return newest;
+	}
+	if ((d = calloc(1, sizeof(*d))) == NULL)
+		return NULL;
+	d->refs = 1;
+	d->path = path;
+	d->made = now;
+	sbuf_init(&d->body);
+	renderers[path](S.c, &d->body);
+	if (sbuf_failed(&d->body)) {
+		sbuf_free(&d->body);
+		free(d);
+		return NULL;
+	}
+	LIST_INSERT_HEAD(&S.docs, d, entry);
+	return d;
+}
+
+/* An error reply's body, private to its client. */
+static struct stats_doc *
+doc_error(int code, const char *text)
+{
+	struct stats_doc *d;
+
+	if ((d = calloc(1, sizeof(*d))) == NULL)
+		return NULL;
+	d->refs = 1;
+	d->path = SP_NONE;
+	sbuf_init(&d->body);
+	sbuf_printf(&d->body, "%d %s\n", code, text);
+	return d;
+}
+
+/* ---- replies ---- */
+
 /* Copy the body into the output while it is below STATS_OUT_HIGH; when
- * all of it is there, finish. True while some is left. */
+ * all of it is there, let the document go and finish. True while some is
+ * left. */
 static bool
 client_body(struct ctlsock_client *cl)
 {
@@ -1000,36 +1108,42 @@ client_body(struct ctlsock_client *cl)
 
 		if (n > STATS_SLICE)
 			n = STATS_SLICE;
-		sbuf_put(ctlsock_out(cl), sc->body.data + sc->bodyoff, n);
+		sbuf_put(ctlsock_out(cl), sc->doc->body.data + sc->bodyoff, n);
 		sc->bodyoff += n;
 	}
 	if (sc->bodyoff < sc->bodylen)
 		return true;
-	sbuf_free(&sc->body);
+	doc_put(sc->doc);
+	sc->doc = NULL;
 	ctlsock_finish(cl);
 	return false;
 }
 
 /*
- * Put the reply head into the output (sc->body already holds the body, or
- * is empty for an error) and start sending the body. head_only: HEAD, the
- * body is not sent. True while some body is left.
+ * Answer: code 200 with the document for path, or an error code (path
+ * ignored). Puts the head into the output and starts sending the body;
+ * head_only: HEAD, the body is not sent. True while some body is left.
  */
 static bool
-client_reply(struct ctlsock_client *cl, int code, const char *ctype,
+client_reply(struct ctlsock_client *cl, int code, enum stats_path path,
     bool head_only)
 {
+	static const char *const ctypes[] = {
+		[SP_HTML] = "text/html; charset=utf-8",
+		[SP_JSON] = "application/json",
+		[SP_METRICS] = "text/plain; version=0.0.4; charset=utf-8",
+		[SP_NONE] = "text/plain; charset=utf-8",
+	};
 	struct stats_client *sc = cl->priv;
 
-	if (sbuf_failed(&sc->body)) {
-		sbuf_free(&sc->body);
+	if (code == 200 && (sc->doc = doc_get(path)) == NULL)
 		code = 500;
-		ctype = NULL;
-	}
 	if (code != 200) {
-		sbuf_reset(&sc->body);
-		sbuf_printf(&sc->body, "%d %s\n", code, status_text(code));
-		ctype = "text/plain; charset=utf-8";
+		path = SP_NONE;
+		if ((sc->doc = doc_error(code, status_text(code))) == NULL) {
+			ctlsock_close(cl, "out of memory");
+			return false;
+		}
 	}
 	sbuf_printf(ctlsock_out(cl),
 	    "HTTP/1.1 %d %s\r\n"
@@ -1041,55 +1155,80 @@ client_reply(struct ctlsock_client *cl, int code, const char *ctype,
 	    "%s%s"
 	    "Connection: close\r\n"
 	    "\r\n",
-	    code, status_text(code), SHOAL_VERSION, ctype, sc->body.len,
-	    code == 405 ? "Allow: GET, HEAD\r\n" : "",
-	    strncmp(ctype, "text/html", 9) == 0 ?
-	    "Content-Security-Policy: default-src 'none'; "
+	    code, status_text(code), SHOAL_VERSION, ctypes[path],
+	    sc->doc->body.len, code == 405 ? "Allow: GET, HEAD\r\n" : "",
+	    path == SP_HTML ? "Content-Security-Policy: default-src 'none'; "
 	    "style-src 'unsafe-inline'\r\n" : "");
-	sc->bodylen = head_only || sbuf_failed(&sc->body) ? 0 : sc->body.len;
+	sc->bodylen = head_only ? 0 : sc->doc->body.len;
 	sc->bodyoff = 0;
 	sc->phase = SC_WRITE;
 	ctlsock_deadline(cl, STATS_WRITE_TIMEOUT, false);
 	return client_body(cl);
 }
 
-/* Parse the request line in req (NUL-terminated) and answer it. */
-static bool
-client_request(struct ctlsock_client *cl, char *req, size_t reqlen)
+/*
+ * Parse a request line (NUL-terminated, no CR/LF; split in place): 0 with
+ * *method and *target set, or the status to answer (400, 505).
+ */
+static int
+parse_request_line(char *line, char **method, char **target)
 {
-	struct stats_client	*sc = cl->priv;
-	char			*line = req, *eol, *method, *target, *version;
-	char			*q;
-	bool			 head = false;
+	char *version;
 
-	if (memchr(req, '\0', reqlen) != NULL)
-		return client_reply(cl, 400, NULL, false);
-	/* Tolerate empty lines before the request line (RFC 9112 2.2). */
+	*method = line;
+	if ((*target = strchr(line, ' ')) == NULL)
+		return 400;		/* also HTTP/0.9: "GET /" */
+	*(*target)++ = '\0';
+	if ((version = strchr(*target, ' ')) == NULL)
+		return 400;
+	*version++ = '\0';
+	if (**method == '\0' || **target == '\0' ||
+	    strchr(version, ' ') != NULL)
+		return 400;
+	if (strncmp(version, "HTTP/", 5) != 0)
+		return 400;
+	if (strcmp(version, "HTTP/1.0") != 0 &&
+	    strcmp(version, "HTTP/1.1") != 0)
+		return 505;
+	return 0;
+}
+
+/*
+ * The request line of req, NUL-terminated in place (leading empty lines
+ * skipped, RFC 9112 2.2), or NULL while it is not complete.
+ */
+static char *
+request_line(char *req)
+{
+	char *line = req, *eol;
+
 	while (*line == '\r' || *line == '\n')
 		line++;
-	eol = strchr(line, '\n');
+	if ((eol = strchr(line, '\n')) == NULL)
+		return NULL;
 	*eol = '\0';
 	if (eol > line && eol[-1] == '\r')
 		eol[-1] = '\0';
-	method = line;
-	if ((target = strchr(method, ' ')) == NULL)
-		return client_reply(cl, 400, NULL, false);
-	*target++ = '\0';
-	if ((version = strchr(target, ' ')) == NULL)
-		return client_reply(cl, 400, NULL, false);
-	*version++ = '\0';
-	if (*method == '\0' || *target == '\0' ||
-	    strchr(version, ' ') != NULL)
-		return client_reply(cl, 400, NULL, false);
-	if (strncmp(version, "HTTP/", 5) != 0)
-		return client_reply(cl, 400, NULL, false);
-	if (strcmp(version, "HTTP/1.0") != 0 &&
-	    strcmp(version, "HTTP/1.1") != 0)
-		return client_reply(cl, 505, NULL, false);
+	return line;
+}
+
+/* Answer the request whose head is complete in req. */
+static bool
+client_request(struct ctlsock_client *cl, char *req, size_t reqlen)
+{
+	char	*method, *target, *q;
+	int	 code;
+	bool	 head = false;
+
+	if (memchr(req, '\0', reqlen) != NULL)
+		return client_reply(cl, 400, SP_NONE, false);
+	if ((code = parse_request_line(request_line(req), &method,
+	    &target)) != 0)
+		return client_reply(cl, code, SP_NONE, false);
 	if (strcmp(method, "HEAD") == 0)
 		head = true;
 	else if (strcmp(method, "GET") != 0)
-		return client_reply(cl, 405, NULL, false);
+		return client_reply(cl, 405, SP_NONE, false);
 	/* absolute-form: skip "http://authority". */
 	if (strncasecmp(target, "http://", 7) == 0) {
 		target = strchr(target + 7, '/');
@@ -1098,18 +1237,39 @@ client_request(struct ctlsock_client *cl, char *req, size_t reqlen)
 	}
 	if ((q = strpbrk(target, "?#")) != NULL)
 		*q = '\0';
-	if (strcmp(target, "/") == 0) {
-		stats_html(S.c, &sc->body);
-		return client_reply(cl, 200, "text/html; charset=utf-8", head);
-	} else if (strcmp(target, "/stats.json") == 0) {
-		stats_json(S.c, &sc->body);
-		return client_reply(cl, 200, "application/json", head);
-	} else if (strcmp(target, "/metrics") == 0) {
-		stats_metrics(S.c, &sc->body);
-		return client_reply(cl, 200,
-		    "text/plain; version=0.0.4; charset=utf-8", head);
-	}
-	return client_reply(cl, 404, NULL, head);
+	if (strcmp(target, "/") == 0)
+		return client_reply(cl, 200, SP_HTML, head);
+	if (strcmp(target, "/stats.json") == 0)
+		return client_reply(cl, 200, SP_JSON, head);
+	if (strcmp(target, "/metrics") == 0)
+		return client_reply(cl, 200, SP_METRICS, head);
+	return client_reply(cl, 404, SP_NONE, head);
+}
+
+/*
+ * A complete request line that cannot be answered 200 (HTTP/0.9, a bad
+ * line, an unknown version) is answered at once: no head will make it
+ * right. The status, or 0 while the line is fine or incomplete.
+ */
+static int
+early_status(const char *req, size_t reqlen)
+{
+	const char	*p = req, *end = req + reqlen, *eol;
+	char		 line[STATS_REQ_MAX + 1], *method, *target;
+	size_t		 n;
+
+	while (p < end && (*p == '\r' || *p == '\n'))
+		p++;
+	if ((eol = memchr(p, '\n', (size_t)(end - p))) == NULL)
+		return 0;
+	if (memchr(req, '\0', (size_t)(eol - req)) != NULL)
+		return 400;
+	n = (size_t)(eol - p);
+	memcpy(line, p, n);
+	line[n] = '\0';
+	if (n > 0 && line[n - 1] == '\r')
+		line[n - 1] = '\0';
+	return parse_request_line(line, &method, &target);
 }
 
 /* The end of the request head in req[0, reqlen), searching from `from`. */
@@ -1143,15 +1303,18 @@ stats_run(struct ctlsock_client *cl)
 	struct stats_client	*sc = cl->priv;
 	size_t			 reqlen;
 	char			*req;
+	int			 code;
 
 	if (sc->phase == SC_WRITE)
 		return client_body(cl);
 	req = ctlsock_in(cl, &reqlen);
 	if (head_complete(req, reqlen, sc->scanned))
 		return client_request(cl, req, reqlen);
+	if ((code = early_status(req, reqlen)) != 0)
+		return client_reply(cl, code, SP_NONE, false);
 	sc->scanned = reqlen > 2 ? reqlen - 2 : 0;
 	if (reqlen == STATS_REQ_MAX)
-		return client_reply(cl, 431, NULL, false);
+		return client_reply(cl, 431, SP_NONE, false);
 	return false;
 }
 
@@ -1166,7 +1329,6 @@ stats_open(struct ctlsock_client *cl)
 		return;
 	}
 	sc->phase = SC_READ;
-	sbuf_init(&sc->body);
 	cl->priv = sc;
 	ctlsock_deadline(cl, STATS_READ_TIMEOUT, false);
 }
@@ -1178,9 +1340,28 @@ stats_close(struct ctlsock_client *cl)
 
 	if (sc == NULL)
 		return;
-	sbuf_free(&sc->body);
+	doc_put(sc->doc);
 	free(sc);
 	cl->priv = NULL;
+}
+
+/*
+ * All slots taken and a new client waits: the oldest client still
+ * reading its head gives way (a slowloris loses its slot; a real request
+ * arrives whole and is answered at once). None: the new one is refused.
+ */
+static struct ctlsock_client *
+stats_evict(struct ctlsock *cs)
+{
+	struct ctlsock_client *cl;
+
+	TAILQ_FOREACH(cl, &cs->clients, entry) {
+		struct stats_client *sc = cl->priv;
+
+		if (sc != NULL && sc->phase == SC_READ)
+			return cl;
+	}
+	return NULL;
 }
 
 static const struct ctlsock_ops stats_ops = {
@@ -1194,6 +1375,7 @@ static const struct ctlsock_ops stats_ops = {
 	.run = stats_run,
 	.open = stats_open,
 	.close = stats_close,
+	.evict = stats_evict,
 };
 
 /* ---- listener ---------------------------------------------------------- */
@@ -1214,6 +1396,7 @@ stats_start(struct control *c)
 	char			 abuf[NET_ADDRSTRLEN];
 
 	S.c = c;
+	LIST_INIT(&S.docs);
 	ctlsock_init(&S.cs, c->loop, &stats_ops);
 	S.l = NULL;
 	S.refresh_ms = cs->enabled && cs->refresh_ms > 0 ? cs->refresh_ms :
