@@ -193,7 +193,8 @@ cmd_show_info(int argc, char **argv, struct sbuf *out)
 {
 	struct control	*c = A.ctl;
 	struct backend	*be;
-	size_t		 nservers = 0, nbackends = 0;
+	size_t		 nservers = 0, nbackends = 0, sclients;
+	uint64_t	 srefused, sevicted;
 	double		 up = ev_time() - c->started;
 
 	TAILQ_FOREACH(be, &c->backends, entry) {
@@ -221,6 +222,11 @@ cmd_show_info(int argc, char **argv, struct sbuf *out)
 	sbuf_printf(out, "admin_clients: %zu\n", A.cs.nclients);
 	sbuf_printf(out, "admin_commands: %" PRIu64 "\n", A.commands);
 	sbuf_printf(out, "bad_commands: %" PRIu64 "\n", A.bad_commands);
+	sbuf_printf(out, "admin_clients_refused: %" PRIu64 "\n", A.cs.refused);
+	stats_clients(&sclients, &srefused, &sevicted);
+	sbuf_printf(out, "stats_clients: %zu\n", sclients);
+	sbuf_printf(out, "stats_clients_refused: %" PRIu64 "\n", srefused);
+	sbuf_printf(out, "stats_clients_evicted: %" PRIu64 "\n", sevicted);
 	return 0;
 }
 

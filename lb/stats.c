@@ -496,6 +496,15 @@ stats_metrics(struct control *c, struct sbuf *b)
 	prom_family(b, "shoal_reloads_total", "counter",
 	    "Successful configuration reloads.");
 	sbuf_printf(b, "shoal_reloads_total %u\n", c->reloads);
+	prom_family(b, "shoal_stats_clients_refused_total", "counter",
+	    "Stats connections closed at accept: every slot was answering.");
+	sbuf_printf(b, "shoal_stats_clients_refused_total %llu\n",
+	    (unsigned long long)S.cs.refused);
+	prom_family(b, "shoal_stats_clients_evicted_total", "counter",
+	    "Stats connections closed before their request head was complete, "
+	    "to make room for a new one.");
+	sbuf_printf(b, "shoal_stats_clients_evicted_total %llu\n",
+	    (unsigned long long)S.cs.evicted);
 	prom_family(b, "shoal_workers", "gauge", "Worker threads.");
 	sbuf_printf(b, "shoal_workers %zu\n", c->nworkers);
 	prom_family(b, "shoal_maxconn", "gauge",
@@ -977,6 +986,14 @@ refresh_set(uint32_t ms)
 		return;
 	S.refresh_ms = ms;
 	rate_start();
+}
+
+void
+stats_clients(size_t *active, uint64_t *refused, uint64_t *evicted)
+{
+	*active = S.cs.nclients;
+	*refused = S.cs.refused;
+	*evicted = S.cs.evicted;
 }
 
 /* ---- HTTP -------------------------------------------------------------- */

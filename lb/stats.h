@@ -18,6 +18,10 @@ int	stats_reload(const struct conf *);
 /* Close the listener and every stats client. */
 void	stats_stop(void);
 
+/* Stats clients now, and those closed at accept (all slots busy
+ * answering) or evicted (an incomplete head giving way), since start. */
+void	stats_clients(size_t *active, uint64_t *refused, uint64_t *evicted);
+
 /* The documents, appended to out. Also used by the admin socket. */
 void	stats_json(struct control *, struct sbuf *out);
 void	stats_metrics(struct control *, struct sbuf *out);

@@ -603,6 +603,7 @@ def test_client_limit_and_a_client_that_does_not_read(start_peer,
     held.pop().close()
     ok = wait_for(lambda: _try_info(sh.sock), 3 * SLACK, what="a slot")
     assert ok.startswith("version: ")
+    assert "\nadmin_clients_refused: 1\n" in ok, ok
 
     # A client sends 300 commands and reads nothing: shoal stops reading
     # it (bounded output) and keeps serving everyone else.

@@ -494,6 +494,9 @@ def test_idle_stats_clients_do_not_block_relaying(start_shoal, start_peer):
     assert r.status == 200 and time.monotonic() - t0 < 0.5 * SLACK
     assert closed_by_peer(idle[36], 2.0)
     assert sh.fd_count() <= base + 64
+    fams = parse_prometheus(fetch(sp, "/metrics").text())
+    assert metric(fams, "shoal_stats_clients_evicted_total") >= 37
+    assert metric(fams, "shoal_stats_clients_refused_total") == 0
     # Relaying does not notice.
     for i in range(20):
         t0 = time.monotonic()
@@ -781,6 +784,8 @@ def test_slowloris_does_not_lock_out_real_requests(start_shoal, start_peer):
     assert sum(answered) == 45, sum(answered)
     assert sh.alive()
     assert http_get(sp, "/").status == 200
+    fams = parse_prometheus(fetch(sp, "/metrics").text())
+    assert metric(fams, "shoal_stats_clients_evicted_total") >= 500
     sh.check_nl3()
 
 
