@@ -633,6 +633,16 @@ def test_prometheus_parser_is_strict(why, text):
 # --------------------------------------------------------------------------
 # Hostile clients (issue 12: slow readers, slowloris, HTTP/0.9)
 
+def echo_stats_shoal(start_shoal, start_peer):
+    """shoal with one frontend to one echo server, and [stats]."""
+    s1 = start_peer("echo", name="s1")
+    fp = alloc_port()
+    return start_stats_shoal(
+        start_shoal,
+        [("web", [("bind", "127.0.0.1:%d" % fp), ("backend", "app")])],
+        [("app", [("server", "s1 %s" % s1.addr)])])
+
+
 def _rss_mb(sh):
     return sh.rss_kb() / 1024.0
 
@@ -741,12 +751,7 @@ def test_slowloris_does_not_lock_out_real_requests(start_shoal, start_peer):
     """500 connections send partial heads and reconnect when closed (the 64
     slots are always full of them); 45 real requests made meanwhile are all
     answered: an incomplete head loses its slot to a new client."""
-    s1 = start_peer("echo", name="s1")
-    fp = alloc_port()
-    sh = start_stats_shoal(
-        start_shoal,
-        [("web", [("bind", "127.0.0.1:%d" % fp), ("backend", "app")])],
-        [("app", [("server", "s1 %s" % s1.addr)])])
+    sh = echo_stats_shoal(start_shoal, start_peer)
     sp = sh.stats_port
     stop = threading.Event()
     counts = {"opened": 0, "closed": 0}
@@ -793,12 +798,7 @@ def test_http09_request_is_answered_at_once(start_shoal, start_peer):
     """A request line with no HTTP version (HTTP/0.9 "GET /") or a bad one
     is answered 400 (505 for an unknown version) as soon as the line is
     complete, without waiting for a head that will never come."""
-    s1 = start_peer("echo", name="s1")
-    fp = alloc_port()
-    sh = start_stats_shoal(
-        start_shoal,
-        [("web", [("bind", "127.0.0.1:%d" % fp), ("backend", "app")])],
-        [("app", [("server", "s1 %s" % s1.addr)])])
+    sh = echo_stats_shoal(start_shoal, start_peer)
     sp = sh.stats_port
     for raw, code in ((b"GET /\r\n", 400), (b"GET /\n", 400),
                       (b"HELLO\r\n", 400), (b"GET / HTTP/2.0\r\n", 505),
