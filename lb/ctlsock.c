@@ -53,10 +53,15 @@ reap_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 {
 	struct ctlsock		*cs = w->data;
 	struct ctlsock_client	*cl;
+	struct ctlsock_listener	*l;
 
 	while ((cl = TAILQ_FIRST(&cs->dead)) != NULL) {
 		TAILQ_REMOVE(&cs->dead, cl, entry);
 		free(cl);
+	}
+	while ((l = LIST_FIRST(&cs->dead_listeners)) != NULL) {
+		LIST_REMOVE(l, entry);
+		free(l);
 	}
 	ev_prepare_stop(loop, w);
 }
@@ -417,6 +422,8 @@ accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 			    sizeof(peer));
 		if (make_room(cs, fd, peer))
 			client_new(cs, fd, peer);
+		if (l->fd == -1)
+			return;		/* closed by what the client ran */
 	}
 }
 
@@ -447,16 +454,18 @@ ctlsock_listener_close(struct ctlsock_listener *l)
 {
 	struct stat st;
 
-	if (l == NULL)
+	if (l == NULL || l->fd == -1)
 		return;
 	ev_io_stop(l->cs->loop, &l->io);
 	net_close(l->fd);
+	l->fd = -1;
 	/* Remove the file only if it is still ours (not a newer shoal's). */
 	if (l->is_unix && stat(l->path, &st) == 0 && st.st_dev == l->dev &&
 	    st.st_ino == l->ino)
 		(void)unlink(l->path);
 	LIST_REMOVE(l, entry);
-	free(l);
+	LIST_INSERT_HEAD(&l->cs->dead_listeners, l, entry);
+	ev_prepare_start(l->cs->loop, &l->cs->reap);
 }
 
 struct ctlsock_listener *
@@ -634,6 +643,7 @@ ctlsock_init(struct ctlsock *cs, struct ev_loop *loop,
 	cs->ops = ops;
 	cs->loop = loop;
 	LIST_INIT(&cs->listeners);
+	LIST_INIT(&cs->dead_listeners);
 	TAILQ_INIT(&cs->clients);
 	TAILQ_INIT(&cs->dead);
 	ev_prepare_init(&cs->reap, reap_cb);

@@ -102,14 +102,14 @@ TAILQ_HEAD(ctlsock_client_list, ctlsock_client);
 /* One listening socket of a service. */
 struct ctlsock_listener {
 	struct ctlsock		*cs;
-	int			 fd;
+	int			 fd;		/* -1 once closed */
 	ev_io			 io;
 	bool			 is_unix;
 	char			 path[CTLSOCK_PATH_MAX]; /* unix: the file */
 	dev_t			 dev;		/* unix: our file, removed... */
 	ino_t			 ino;		/* ...only if it is still it */
 	struct conf_addr	 addr;		/* TCP: bound address */
-	LIST_ENTRY(ctlsock_listener) entry;
+	LIST_ENTRY(ctlsock_listener) entry;	/* listeners, or dead */
 };
 
 /* A service: its listeners and clients. */
@@ -120,6 +120,7 @@ struct ctlsock {
 	struct ctlsock_client_list clients;	/* oldest first */
 	size_t			 nclients;
 	struct ctlsock_client_list dead;	/* freed before the next poll */
+	LIST_HEAD(, ctlsock_listener) dead_listeners; /* the same */
 	ev_prepare		 reap;
 	ev_timer		 pause;		/* accept paused (EMFILE & co) */
 	uint64_t		 accepted;	/* clients ever accepted */
@@ -165,7 +166,8 @@ int	ctlsock_move_tcp(struct ctlsock *, struct ctlsock_listener **lp,
 	    const struct conf_addr *a);
 
 /* Close a listener (a unix one removes its file if it is still ours).
- * Its clients stay. NULL is ignored. */
+ * Its clients stay; its memory goes before the next poll (a command run
+ * from its accept callback may close it). NULL is ignored. */
 void	ctlsock_listener_close(struct ctlsock_listener *);
 
 /* The unread input (in_max at most, NUL-terminated) and its length. */
