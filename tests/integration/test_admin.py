@@ -603,7 +603,9 @@ def test_client_limit_and_a_client_that_does_not_read(start_peer,
     held.pop().close()
     ok = wait_for(lambda: _try_info(sh.sock), 3 * SLACK, what="a slot")
     assert ok.startswith("version: ")
-    assert "\nadmin_clients_refused: 1\n" in ok, ok
+    # Counted (a try before shoal saw the close may be refused too).
+    assert int(re.search(r"\nadmin_clients_refused: (\d+)\n", ok)
+               .group(1)) >= 1, ok
 
     # A client sends 300 commands and reads nothing: shoal stops reading
     # it (bounded output) and keeps serving everyone else.

@@ -21,7 +21,7 @@ import time
 import pytest
 
 import discovery_wire as w
-from conftest import SLACK, alloc_port, wait_for
+from conftest import SHOAL_BUILD, SLACK, alloc_port, wait_for
 from discovery_helpers import Sender, free_udp_port
 from peers import exchange, recv_all
 from stats_helpers import (ARTIFACTS, ROOT, PageDom, admin_command,
@@ -651,8 +651,11 @@ def test_slow_readers_do_not_pin_documents(start_shoal, tmp_path):
     """10 000 servers; 64 clients ask for / or /metrics and never read. The
     memory they hold is a couple of documents, not 64 of them, and it is
     given back once they leave; a normal client then gets the whole
-    document."""
-    n = 10000
+    document. (Sanitizer builds load 10 000 servers too slowly and keep
+    freed memory in quarantine: there 2000 servers, and the memory is not
+    measured.)"""
+    sanitized = "san" in os.path.basename(SHOAL_BUILD.rstrip("/"))
+    n = 2000 if sanitized else 10000
     fp = alloc_port()
     servers = [("server", "s%05d 127.0.0.1:%d" % (i, 20000 + i % 30000))
                for i in range(n)]
@@ -685,13 +688,14 @@ def test_slow_readers_do_not_pin_documents(start_shoal, tmp_path):
           "while 64 slow readers hold them" % (sizes["/"], sizes["/metrics"],
                                                r0, held))
     # At most two copies of each document, plus the clients' buffers.
-    assert held <= 2 * doc_mb + 16, (held, doc_mb)
+    assert sanitized or held <= 2 * doc_mb + 16, (held, doc_mb)
     for s in holders:
         s.close()
     # Given back once they are gone.
-    wait_for(lambda: _rss_mb(sh) <= r0 + 8, 5 * SLACK, 0.1,
-             "RSS back near %.0f MB (now %.0f)" % (r0, _rss_mb(sh)))
-    print("RSS %.0f MB after they left" % _rss_mb(sh))
+    if not sanitized:
+        wait_for(lambda: _rss_mb(sh) <= r0 + 8, 5 * SLACK, 0.1,
+                 "RSS back near %.0f MB (now %.0f)" % (r0, _rss_mb(sh)))
+        print("RSS %.0f MB after they left" % _rss_mb(sh))
     r = http_get(sp, "/metrics", timeout=20 * SLACK)
     assert r.status == 200 and int(r.headers["content-length"]) == len(r.body)
     fams = parse_prometheus(r.text())
