@@ -8,11 +8,17 @@
  *
  *   accept --> READ head (<= 8 KiB, 5 s) --> WRITE reply (10 s) --> LINGER
  *                 |  over 8 KiB: 431          fed STATS_SLICE      (drain
- *                 |  bad line: 400/405/404/505  at a time as the   until EOF,
- *                 +-- EOF, error, timeout: close  socket drains    2 s) close
+ *                 |  bad request line: 400/505  at a time as the   until EOF,
+ *                 |    at once; 405/404 at the  socket drains      2 s) close
+ *                 |    end of the head
+ *                 +-- EOF, error, timeout, evicted: close
  *
- * At most STATS_CLIENTS_MAX clients exist at once (more are closed at
- * accept); each holds its request head and one reply, nothing else. The
+ * At most STATS_CLIENTS_MAX clients exist at once; when all are taken a
+ * new one evicts the oldest still in READ (a slowloris cannot hold the
+ * slots), else it is closed at accept. A client holds its request head
+ * and a reference to one rendered document (struct stats_doc), shared
+ * with the clients that ask for the same one at about the same time, so
+ * slow readers pin a bounded number of copies. The
  * documents are built from the live server table: the table is written
  * only by this thread, the per-server counters are relaxed atomics written
  * by the workers. Frontend rates (sessions/s) are sampled by a timer every
