@@ -12,6 +12,7 @@
 
 #include "control.h"
 #include "health.h"
+#include "listen.h"
 #include "log.h"
 #include "notify.h"
 
@@ -130,7 +131,7 @@ control_start_workers(struct control *c)
 		return -1;
 	/* Bind everything first: a bind error stops startup cleanly. */
 	for (int i = 0; i < n; i++) {
-		c->workers[i] = worker_new(i, c->frontends, c->nfrontends);
+		c->workers[i] = worker_new(i, n, c->frontends, c->nfrontends);
 		if (c->workers[i] == NULL)
 			return -1;
 		c->nworkers++;
@@ -526,9 +527,9 @@ control_reload(struct control *c)
 			for (size_t w = 0; p->fds && w < c->nworkers; w++)
 				p->fds[w] = -1;
 			for (size_t w = 0; p->fds && w < c->nworkers; w++) {
-				p->fds[w] = net_listen((struct sockaddr *)&a->ss,
-				    a->len, true, 4096);
-				if (p->fds[w] == -1) {
+				if (listen_obtain(a, nc->frontends[i].name,
+				    (int)w, (int)c->nworkers, 4096, &p->fds[w],
+				    1) == -1) {
 					char abuf[NET_ADDRSTRLEN];
 
 					snprintf(err, sizeof(err),

@@ -15,6 +15,7 @@
 #include "conf.h"
 #include "control.h"
 #include "health.h"
+#include "listen.h"
 #include "log.h"
 #include "notify.h"
 #include "receiver.h"
@@ -30,6 +31,7 @@ usage(FILE *f)
 	    "                     (without it: the embedded default config)\n"
 	    "  -t, --check        check the configuration and exit\n"
 	    "                     (0 if good; else FILE:LINE: message)\n"
+
 	    "  -h, --help         this help\n"
 	    "  -V, --version      print the version\n"
 	    "\n"
@@ -50,7 +52,7 @@ main(int argc, char *argv[])
 	};
 	const char	*path = NULL;
 	bool		 check_only = false;
-	char		 err[CONF_ERR_MAX];
+	char		 err[CONF_ERR_MAX] = "";
 	struct conf	*conf;
 	struct control	 ctl;
 	int		 ch;
@@ -98,6 +100,9 @@ main(int argc, char *argv[])
 	if (path == NULL)
 		log_info("no -c given: running the embedded default "
 		    "configuration");
+	/* Listening sockets that outlive a restart: systemd's. */
+	if (listen_from_systemd(conf, err, sizeof(err)) == -1)
+		fatalx("socket activation: %s", err);
 
 	if (control_init(&ctl, conf, path) == -1)
 		fatal("control loop");
@@ -109,8 +114,12 @@ main(int argc, char *argv[])
 	    == -1)
 		fatalx("cannot start discovery");
 	/* Every listener is bound before the workers start and READY=1. */
+	err[0] = '\0';
 	if (stats_start(&ctl) == -1 || admin_start(&ctl) == -1 ||
-	    control_start_workers(&ctl) == -1) {
+	    control_start_workers(&ctl) == -1 ||
+	    listen_inherited_done(err, sizeof(err)) == -1) {
+		if (err[0] != '\0')
+			log_errorx("%s", err);
 		admin_stop();
 		stats_stop();
 		discovery_stop();

@@ -1,0 +1,177 @@
+"""
+test_restart.py - restarts and upgrades that refuse no client.
+
+  - systemd socket activation (systemd-socket-activate, no systemd as PID 1):
+    shoal takes its listener from LISTEN_FDS; while it restarts, clients
+    wait in the backlog of the socket the activator holds.
+  - an inherited socket that no bind line has is refused with a message.
+"""
+
+import os
+import signal
+import subprocess
+import time
+
+import peers
+from conftest import (PYTHON, SHOAL_BIN, SLACK, alloc_port, render_config,
+                      wait_for)
+
+ACTIVATE = "/usr/bin/systemd-socket-activate"
+
+# Restarts shoal RESTARTS times, as systemd does with Restart=always: each
+# shoal gets fd 3 and LISTEN_PID set to its own pid.
+RESTART_LOOP = r"""
+n=0
+while [ $n -le "$RESTARTS" ]; do
+  sh -c 'LISTEN_PID=$$ exec "$0" -c "$1"' "$SHOAL" "$CONF"
+  echo "exit $?" >&2
+  n=$((n + 1))
+done
+"""
+
+
+def echo_config(port, echo, extra_binds=()):
+    fe = [("bind", "127.0.0.1:%d" % port)]
+    fe += [("bind", b) for b in extra_binds]
+    fe += [("backend", "app"), ("timeout_client", "10s")]
+    be = [("server", "e1 %s" % echo.addr), ("check", "none"),
+          ("timeout_connect", "1s"), ("retries", 2)]
+    return render_config({"threads": 2, "grace": "3s"}, [("web", fe)],
+                         [("app", be)])
+
+
+class Supervised:
+    """A process group we started (activator + shells + shoal); its log."""
+
+    def __init__(self, cmd, tmp_path, env=None):
+        self.log_path = str(tmp_path / "supervised.log")
+        self.logf = open(self.log_path, "ab")
+        e = dict(os.environ)
+        e.update(env or {})
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
+                                     stdout=self.logf, stderr=self.logf,
+                                     env=e, start_new_session=True)
+
+    def log(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def ready_pids(self):
+        """pids of the shoal processes that logged "ready", in order."""
+        out = []
+        for line in self.log().splitlines():
+            if " info: ready: " in line:
+                out.append(int(line.rsplit("pid ", 1)[1]))
+        return out
+
+    def close(self):
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.proc.wait(10)
+        self.logf.close()
+
+
+def trigger(port):
+    """systemd-socket-activate starts its program at the first connection
+    (once it listens)."""
+    def once():
+        try:
+            peers.connect(("127.0.0.1", port), timeout=2).close()
+            return True
+        except OSError:
+            return False
+    wait_for(once, 10 * SLACK, what="the activator's socket")
+
+
+def test_socket_activation_restarts_refuse_nobody(start_peer, tmp_path):
+    """5 restarts under socket activation while 4 clients loop: every
+    exchange succeeds, each shoal says it took systemd's socket."""
+    echo = start_peer("echo")
+    port = alloc_port()
+    conf = tmp_path / "shoal.conf"
+    conf.write_text(echo_config(port, echo))
+    restarts = 5
+    # The activator passes only the variables named with -E.
+    sup = Supervised([ACTIVATE, "-l", "127.0.0.1:%d" % port, "--fdname=web",
+                      "-E", "SHOAL=" + SHOAL_BIN, "-E", "CONF=%s" % conf,
+                      "-E", "RESTARTS=%d" % restarts,
+                      "/bin/sh", "-c", RESTART_LOOP], tmp_path)
+    loops = []
+    try:
+        trigger(port)
+        wait_for(lambda: sup.ready_pids(), 10 * SLACK, what="first ready")
+        loops = [peers.ClientLoop(("127.0.0.1", port), gap=0.002,
+                                  limit=20000).start() for _ in range(4)]
+        for i in range(restarts):
+            pid = sup.ready_pids()[-1]
+            time.sleep(0.3)
+            os.kill(pid, signal.SIGTERM)
+            wait_for(lambda: len(sup.ready_pids()) >= i + 2,
+                     10 * SLACK, what="restart %d ready" % (i + 1))
+        time.sleep(0.3)
+        for lp in loops:
+            lp.stop()
+        results = [r for lp in loops for r in lp.results]
+        failures = [f for lp in loops for f in lp.failures()]
+        pids = sup.ready_pids()
+        assert len(set(pids)) == restarts + 1, pids
+        log = sup.log()
+        assert log.count("systemd passed 1 listening socket") == \
+            restarts + 1, log[-3000:]
+        assert failures == [], "%d of %d exchanges failed: %s" % (
+            len(failures), len(results), failures[:5])
+        assert len(results) > 200, "only %d exchanges" % len(results)
+        print("socket activation: %d exchanges, %d restarts, 0 failed"
+              % (len(results), restarts))
+        assert "exit 0" in log and "exit 1" not in log, log[-3000:]
+    finally:
+        for lp in loops:
+            lp.stop_ev.set()
+        sup.close()
+
+
+def test_socket_activation_unused_socket_refused(start_peer, tmp_path):
+    """A passed socket that no bind line has: shoal refuses to start and
+    names it (a forgotten bind must not leave a port nobody serves)."""
+    echo = start_peer("echo")
+    port, other = alloc_port(), alloc_port()
+    conf = tmp_path / "shoal.conf"
+    conf.write_text(echo_config(port, echo))
+    sup = Supervised([ACTIVATE, "-l", "127.0.0.1:%d" % port,
+                      "-l", "127.0.0.1:%d" % other, SHOAL_BIN, "-c",
+                      str(conf)], tmp_path)
+    try:
+        trigger(port)
+        rc = sup.proc.wait(10 * SLACK)
+        assert rc == 1
+        log = sup.log()
+        assert ("systemd socket 127.0.0.1:%d (fd 4): no bind line has "
+                "that address" % other) in log, log
+        assert "ready" not in log
+    finally:
+        sup.close()
+
+
+def test_socket_activation_named_and_unbound_binds(start_peer, tmp_path):
+    """A socket named after a frontend serves that frontend; a bind with no
+    passed socket is bound by shoal itself; both answer."""
+    echo = start_peer("echo")
+    port, own = alloc_port(), alloc_port()
+    conf = tmp_path / "shoal.conf"
+    conf.write_text(echo_config(port, echo,
+                                extra_binds=["127.0.0.1:%d" % own]))
+    sup = Supervised([ACTIVATE, "-l", "127.0.0.1:%d" % port, "--fdname=web",
+                      SHOAL_BIN, "-c", str(conf)], tmp_path)
+    try:
+        trigger(port)
+        wait_for(lambda: sup.ready_pids(), 10 * SLACK, what="ready")
+        for p in (port, own):
+            assert peers.echo_once(("127.0.0.1", p)) is None
+        pid = sup.ready_pids()[0]
+        os.kill(pid, signal.SIGTERM)
+        assert sup.proc.wait(10 * SLACK) == 0
+    finally:
+        sup.close()
