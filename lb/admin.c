@@ -35,6 +35,7 @@
 #include "admin.h"
 #include "control.h"
 #include "health.h"
+#include "listen.h"
 #include "log.h"
 #include "receiver.h"
 #include "sbuf.h"
@@ -48,6 +49,7 @@
 #define ADMIN_PAUSE_S		1.0	/* accept paused after EMFILE */
 #define ADMIN_ECHO_MAX		40	/* bytes of a bad word echoed back */
 #define ADMIN_LINGER_S		2.0	/* discard input this long at close */
+#define ADMIN_FDS_PER_MSG	200	/* SCM_RIGHTS per sendmsg (< SCM_MAX_FD) */
 
 #define SUN_PATH_MAX	sizeof(((struct sockaddr_un *)0)->sun_path)
 
@@ -75,6 +77,9 @@ struct admin_client {
 	bool			 eof;		/* the peer shut its side */
 	bool			 closing;	/* close once out is sent */
 	bool			 lingering;	/* FIN sent, discarding input */
+	bool			 is_unix;	/* may receive sockets */
+	int			*pass;		/* fds to send with the output */
+	size_t			 npass;
 	char			 peer[NET_ADDRSTRLEN]; /* "unix" or "IP:PORT" */
 	TAILQ_ENTRY(admin_client) entry;
 };
@@ -95,6 +100,7 @@ static struct {
 	uint64_t		 bad_commands;	/* answered with an error */
 	double			 idle_s;	/* [admin] timeout */
 	struct ratelimit	 rl_accept;
+	struct admin_client	*cur;		/* whose line runs now */
 } A;
 
 /* A command: its leading words, its argument count, its handler. */
@@ -599,6 +605,80 @@ cmd_reload(int argc, char **argv, struct sbuf *out)
 	return 0;
 }
 
+/*
+ * The hand-over (shoal -x): one line per frontend listening socket, each
+ * socket passed (SCM_RIGHTS) along the answer. Unix clients only: the
+ * file mode of the socket is what guards it.
+ */
+static int
+cmd_get_listeners(int argc, char **argv, struct sbuf *out)
+{
+	struct admin_client	 *c = A.cur;
+	struct control		 *ctl = A.ctl;
+	const struct conf_addr	**binds = NULL;
+	const char		**names = NULL;
+	size_t			 *which = NULL, nb = 0, k = 0;
+	int			 *fds = NULL, n;
+	char			  abuf[NET_ADDRSTRLEN];
+
+	if (c == NULL || !c->is_unix)
+		return errorf(out, "get listeners: only over the unix socket");
+	if (ctl->stopping)
+		return errorf(out, "shoal is stopping: its listeners are "
+		    "closed");
+	if (c->npass > 0)
+		return errorf(out, "get listeners: sockets still in flight");
+	for (size_t i = 0; i < ctl->nfrontends; i++)
+		nb += ctl->frontends[i]->nbinds;
+	binds = calloc(nb ? nb : 1, sizeof(*binds));
+	names = calloc(nb ? nb : 1, sizeof(*names));
+	which = calloc(LISTEN_FDS_MAX, sizeof(*which));
+	fds = calloc(LISTEN_FDS_MAX, sizeof(*fds));
+	if (binds == NULL || names == NULL || which == NULL || fds == NULL) {
+		n = errorf(out, "out of memory");
+		goto done;
+	}
+	for (size_t i = 0; i < ctl->nfrontends; i++)
+		for (size_t j = 0; j < ctl->frontends[i]->nbinds; j++) {
+			names[k] = ctl->frontends[i]->name;
+			binds[k++] = &ctl->frontends[i]->binds[j];
+		}
+	if ((n = listen_export(binds, nb, fds, which, LISTEN_FDS_MAX)) == -1) {
+		n = errorf(out, "get listeners: %s", strerror(errno));
+		goto done;
+	}
+	for (int i = 0; i < n; i++)
+		sbuf_printf(out, "listener %s %s\n", names[which[i]],
+		    net_addr_str((const struct sockaddr *)&binds[which[i]]->ss,
+		    abuf, sizeof(abuf)));
+	sbuf_printf(out, "pid %ld\n", (long)getpid());
+	log_info("admin: handing over %d listening socket%s", n, plural(
+	    (uint32_t)n));
+	c->pass = fds;
+	c->npass = (size_t)n;
+	fds = NULL;
+	n = 0;
+done:
+	free(binds);
+	free(names);
+	free(which);
+	free(fds);
+	return n;
+}
+
+static int
+cmd_stop(int argc, char **argv, struct sbuf *out)
+{
+	struct control *c = A.ctl;
+
+	sbuf_printf(out, "ok: stopping: %u session%s finish within %ums "
+	    "(pid %ld)\n", atomic_load(&proxy_limits.cur),
+	    plural(atomic_load(&proxy_limits.cur)), c->conf->global.grace_ms,
+	    (long)getpid());
+	control_stop(c, "admin stop");
+	return 0;
+}
+
 static int
 cmd_quit(int argc, char **argv, struct sbuf *out)
 {
@@ -632,6 +712,11 @@ static const struct cmd cmds[] = {
 	  cmd_shutdown_sessions },
 	{ { "reload" }, 1, 0, 0, "reload",
 	  "re-read the config file (as SIGHUP)", cmd_reload },
+	{ { "get", "listeners" }, 2, 0, 0, "get listeners",
+	  "pass the listening sockets (shoal -x; unix socket only)",
+	  cmd_get_listeners },
+	{ { "stop" }, 1, 0, 0, "stop",
+	  "stop accepting, drain for grace, exit (as SIGTERM)", cmd_stop },
 	{ { "quit" }, 1, 0, 0, "quit",
 	  "close this connection", cmd_quit },
 };
@@ -777,6 +862,10 @@ client_close(struct admin_client *c, const char *why)
 	net_close(c->fd);
 	c->fd = -1;
 	sbuf_free(&c->out);
+	while (c->npass > 0)
+		net_close(c->pass[--c->npass]);
+	free(c->pass);
+	c->pass = NULL;
 	TAILQ_REMOVE(&A.clients, c, entry);
 	A.nclients--;
 	TAILQ_INSERT_TAIL(&A.dead, c, entry);
@@ -789,13 +878,52 @@ client_pending(const struct admin_client *c)
 	return c->out.len - c->outoff;
 }
 
+/* Send one line of the output with up to ADMIN_FDS_PER_MSG of the fds
+ * waiting to be passed; as send(2). */
+static ssize_t
+client_send_fds(struct admin_client *c)
+{
+	union {
+		struct cmsghdr	h;
+		char		b[CMSG_SPACE(sizeof(int) * ADMIN_FDS_PER_MSG)];
+	}		 cbuf;
+	size_t		 k = c->npass < ADMIN_FDS_PER_MSG ? c->npass :
+			    ADMIN_FDS_PER_MSG;
+	const char	*p = c->out.data + c->outoff;
+	const char	*lf = memchr(p, '\n', client_pending(c));
+	struct iovec	 iov = { (void *)p, lf ? (size_t)(lf - p) + 1 :
+			    client_pending(c) };
+	struct msghdr	 msg;
+	struct cmsghdr	*cm;
+	ssize_t		 n;
+
+	memset(&msg, 0, sizeof(msg));
+	memset(&cbuf, 0, sizeof(cbuf));
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	msg.msg_control = cbuf.b;
+	msg.msg_controllen = CMSG_SPACE(sizeof(int) * k);
+	cm = CMSG_FIRSTHDR(&msg);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int) * k);
+	memcpy(CMSG_DATA(cm), c->pass + (c->npass - k), sizeof(int) * k);
+	if ((n = sendmsg(c->fd, &msg, MSG_NOSIGNAL)) == -1)
+		return -1;
+	/* Passed: the receiver holds them now. */
+	for (size_t i = 0; i < k; i++)
+		net_close(c->pass[--c->npass]);
+	return n;
+}
+
 /* Send what is pending; false if the client was closed. */
 static bool
 client_flush(struct admin_client *c)
 {
 	while (client_pending(c) > 0) {
-		ssize_t n = send(c->fd, c->out.data + c->outoff,
-		    client_pending(c), MSG_NOSIGNAL);
+		ssize_t n = c->npass > 0 ? client_send_fds(c) :
+		    send(c->fd, c->out.data + c->outoff, client_pending(c),
+		    MSG_NOSIGNAL);
 
 		if (n == -1) {
 			if (errno == EINTR)
@@ -843,8 +971,10 @@ client_run(struct admin_client *c)
 			memcpy(line, c->in, len);
 			memmove(c->in, c->in + used, c->inlen - used);
 			c->inlen -= used;
+			A.cur = c;
 			if (run_line(line, len, &c->out))
 				c->closing = true;
+			A.cur = NULL;
 		}
 		if (sbuf_failed(&c->out)) {
 			log_warnx("admin: client %s: out of memory", c->peer);
@@ -974,7 +1104,7 @@ client_idle_cb(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 static void
-client_new(int fd, const char *peer)
+client_new(int fd, const char *peer, bool is_unix)
 {
 	struct admin_client *c;
 
@@ -984,6 +1114,7 @@ client_new(int fd, const char *peer)
 		return;
 	}
 	c->fd = fd;
+	c->is_unix = is_unix;
 	sbuf_init(&c->out);
 	snprintf(c->peer, sizeof(c->peer), "%s", peer);
 	ev_io_init(&c->io, client_io_cb, fd, EV_READ);
@@ -1057,7 +1188,7 @@ accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 			net_close(fd);
 			continue;
 		}
-		client_new(fd, peer);
+		client_new(fd, peer, l->is_unix);
 	}
 }
 
@@ -1317,6 +1448,15 @@ admin_reload(const struct conf *nc)
 	/* New clients get the new idle timeout; connected ones keep theirs. */
 	A.idle_s = nc->admin.timeout_ms / 1000.0;
 	return listeners_apply(&nc->admin);
+}
+
+void
+admin_stop_listening(void)
+{
+	if (!A.running)
+		return;
+	listener_close(&A.unx);
+	listener_close(&A.tcp);
 }
 
 void

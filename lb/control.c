@@ -23,6 +23,8 @@ static struct control *the_control;	/* for the QSBR waker */
 #define RELOAD_HOOKS_MAX	8
 static int	(*reload_hooks[RELOAD_HOOKS_MAX])(const struct conf *);
 static size_t	nreload_hooks;
+static void	(*stop_hooks[RELOAD_HOOKS_MAX])(void);
+static size_t	nstop_hooks;
 
 static void
 wake_workers(void)
@@ -192,8 +194,15 @@ stop_cb(struct ev_loop *loop, ev_timer *t, int revents)
 	ev_break(loop, EVBREAK_ALL);
 }
 
-static void
-stop_begin(struct control *c, const char *why)
+void
+control_add_stop_hook(void (*fn)(void))
+{
+	if (nstop_hooks < RELOAD_HOOKS_MAX)
+		stop_hooks[nstop_hooks++] = fn;
+}
+
+void
+control_stop(struct control *c, const char *why)
 {
 	if (c->stopping) {
 		/* A second signal: do not wait for the grace period. */
@@ -207,6 +216,8 @@ stop_begin(struct control *c, const char *why)
 	    why, c->conf->global.grace_ms, atomic_load(&proxy_limits.cur));
 	for (size_t i = 0; i < c->nworkers; i++)
 		worker_command(c->workers[i], WCMD_CLOSE_LISTEN);
+	for (size_t i = 0; i < nstop_hooks; i++)
+		stop_hooks[i]();
 	c->stop_deadline = ev_now(c->loop) + c->conf->global.grace_ms / 1000.0;
 	ev_timer_init(&c->stop, stop_cb, STOP_POLL, STOP_POLL);
 	c->stop.data = c;
@@ -222,10 +233,10 @@ signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 	(void)revents;
 	switch (w->signum) {
 	case SIGTERM:
-		stop_begin(c, "SIGTERM");
+		control_stop(c, "SIGTERM");
 		break;
 	case SIGINT:
-		stop_begin(c, "SIGINT");
+		control_stop(c, "SIGINT");
 		break;
 	case SIGHUP:
 		if (!c->stopping)

@@ -57,6 +57,17 @@ int	control_reload(struct control *);
  */
 void	control_add_reload_hook(int (*)(const struct conf *));
 
+/*
+ * Modules with listening sockets of their own (stats, admin) install a
+ * hook that closes them when shoal starts to stop, so that its successor
+ * can bind them while this process drains. At most 8.
+ */
+void	control_add_stop_hook(void (*)(void));
+
+/* Stop accepting, release every port, let sessions finish for grace, then
+ * leave the loop (as SIGTERM; a second call cuts the grace short). */
+void	control_stop(struct control *, const char *why);
+
 /* Build the server table: one backend per [backend], static servers. */
 int	control_build_table(struct control *);
 

@@ -1,9 +1,10 @@
 /*
- * listen.c - listening sockets: inherited (systemd socket activation) or
- * new.
+ * listen.c - listening sockets: inherited (systemd socket activation, a
+ * running shoal's hand-over) or new.
  *
- *   systemd ($LISTEN_FDS) --> pool --> listen_obtain(bind, worker)
- *                                        (dups; else net_listen)
+ *   systemd ($LISTEN_FDS) --+
+ *                           +--> pool --> listen_obtain(bind, worker)
+ *   shoal -x (SCM_RIGHTS) --+               (dups; else net_listen)
  *
  * The pool lives only during start: listen_inherited_done() empties it.
  */
@@ -25,6 +26,10 @@
 #include "log.h"
 #include "net.h"
 
+#define HANDOVER_TIMEOUT_S	5	/* each read/write on the admin socket */
+#define HANDOVER_FDS_PER_MSG	200	/* below the kernel's SCM_MAX_FD */
+#define HANDOVER_ANSWER_MAX	(256 * 1024)
+
 struct inherited {
 	int			 fd;		/* ours; -1 once closed */
 	struct sockaddr_storage	 ss;		/* getsockname() */
@@ -37,6 +42,7 @@ struct inherited {
 
 static struct inherited	*pool;
 static size_t		 npool;
+static int		 handover_fd = -1;	/* admin socket of the old one */
 
 int
 listen_env_parse(const char *pid, const char *fds, const char *names,
@@ -197,6 +203,194 @@ listen_from_systemd(const struct conf *conf, char *err, size_t errlen)
 	return 0;
 }
 
+/* The answer to one admin command, up to its empty line, with any fds
+ * passed along it appended to fds. Blocking, with timeouts. */
+static int
+handover_read(int s, char *buf, size_t cap, int *fds, int *nfds, int maxfds,
+    char *err, size_t errlen)
+{
+	size_t len = 0;
+
+	for (;;) {
+		union {
+			struct cmsghdr	 h;
+			char		 b[CMSG_SPACE(sizeof(int) *
+					    HANDOVER_FDS_PER_MSG)];
+		}		 cbuf;
+		struct iovec	 iov = { buf + len, cap - 1 - len };
+		struct msghdr	 msg;
+		struct cmsghdr	*cm;
+		ssize_t		 n;
+
+		if (len + 1 >= cap) {
+			snprintf(err, errlen, "answer too long");
+			return -1;
+		}
+		memset(&msg, 0, sizeof(msg));
+		msg.msg_iov = &iov;
+		msg.msg_iovlen = 1;
+		msg.msg_control = cbuf.b;
+		msg.msg_controllen = sizeof(cbuf.b);
+		n = recvmsg(s, &msg, MSG_CMSG_CLOEXEC);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1) {
+			snprintf(err, errlen, "read: %s", strerror(errno));
+			return -1;
+		}
+		for (cm = CMSG_FIRSTHDR(&msg); cm != NULL;
+		    cm = CMSG_NXTHDR(&msg, cm)) {
+			int	 k;
+			int	*p = (int *)(void *)CMSG_DATA(cm);
+
+			if (cm->cmsg_level != SOL_SOCKET ||
+			    cm->cmsg_type != SCM_RIGHTS)
+				continue;
+			k = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+			for (int i = 0; i < k; i++) {
+				if (*nfds < maxfds)
+					fds[(*nfds)++] = p[i];
+				else
+					net_close(p[i]);
+			}
+		}
+		if (msg.msg_flags & MSG_CTRUNC) {
+			snprintf(err, errlen, "too many sockets at once");
+			return -1;
+		}
+		if (n == 0) {
+			snprintf(err, errlen, "connection closed");
+			return -1;
+		}
+		len += (size_t)n;
+		buf[len] = '\0';
+		if ((len == 1 && buf[0] == '\n') ||
+		    (len >= 2 && strcmp(buf + len - 2, "\n\n") == 0))
+			return (int)len;
+	}
+}
+
+static int
+handover_send(int s, const char *line, char *err, size_t errlen)
+{
+	size_t len = strlen(line), off = 0;
+
+	while (off < len) {
+		ssize_t n = send(s, line + off, len - off, MSG_NOSIGNAL);
+
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1) {
+			snprintf(err, errlen, "write: %s", strerror(errno));
+			return -1;
+		}
+		off += (size_t)n;
+	}
+	return 0;
+}
+
+int
+listen_from_shoal(const char *path, char *err, size_t errlen)
+{
+	struct sockaddr_un	 sun;
+	struct timeval		 tv = { HANDOVER_TIMEOUT_S, 0 };
+	char			*ans = NULL, why[256];
+	int			*fds = NULL, nfds = 0, s, n, lines = 0;
+
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof(sun.sun_path)) {
+		snprintf(err, errlen, "-x %s: path too long", path);
+		return -1;
+	}
+	memcpy(sun.sun_path, path, strlen(path) + 1);
+	if ((s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1) {
+		snprintf(err, errlen, "socket: %s", strerror(errno));
+		return -1;
+	}
+	(void)setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	(void)setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	if (connect(s, (struct sockaddr *)&sun, sizeof(sun)) == -1) {
+		snprintf(err, errlen, "-x %s: cannot reach the running shoal: "
+		    "%s", path, strerror(errno));
+		net_close(s);
+		return -1;
+	}
+	ans = malloc(HANDOVER_ANSWER_MAX);
+	fds = malloc(LISTEN_FDS_MAX * sizeof(*fds));
+	if (ans == NULL || fds == NULL) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	if (handover_send(s, "get listeners\n", why, sizeof(why)) == -1 ||
+	    (n = handover_read(s, ans, HANDOVER_ANSWER_MAX, fds, &nfds,
+	    LISTEN_FDS_MAX, why, sizeof(why))) == -1) {
+		snprintf(err, errlen, "-x %s: %s", path, why);
+		goto fail;
+	}
+	if (strncmp(ans, "error:", 6) == 0) {
+		ans[strcspn(ans, "\n")] = '\0';
+		snprintf(err, errlen, "-x %s: the running shoal answered: %s",
+		    path, ans);
+		goto fail;
+	}
+	for (char *p = ans; (p = strstr(p, "listener ")) != NULL; p++)
+		if (p == ans || p[-1] == '\n')
+			lines++;
+	if (lines != nfds) {
+		snprintf(err, errlen, "-x %s: %d sockets announced, %d "
+		    "received", path, lines, nfds);
+		goto fail;
+	}
+	for (int i = 0; i < nfds; i++) {
+		if (pool_add(fds[i], "", false, why, sizeof(why)) == -1) {
+			snprintf(err, errlen, "-x %s: %s", path, why);
+			for (int j = i; j < nfds; j++)
+				net_close(fds[j]);
+			nfds = 0;
+			goto fail;
+		}
+	}
+	log_info("took %d listening socket%s from the shoal at %s", nfds,
+	    nfds == 1 ? "" : "s", path);
+	free(ans);
+	free(fds);
+	handover_fd = s;
+	return 0;
+fail:
+	for (int i = 0; i < nfds; i++)
+		net_close(fds[i]);
+	free(ans);
+	free(fds);
+	net_close(s);
+	return -1;
+}
+
+int
+listen_handover_stop(void)
+{
+	char	ans[4096], why[256];
+	int	nfds = 0, fds[1];
+
+	if (handover_fd == -1)
+		return 0;
+	if (handover_send(handover_fd, "stop\n", why, sizeof(why)) == -1 ||
+	    handover_read(handover_fd, ans, sizeof(ans), fds, &nfds, 1, why,
+	    sizeof(why)) == -1) {
+		log_warnx("hand-over: cannot stop the previous shoal: %s", why);
+		net_close(handover_fd);
+		handover_fd = -1;
+		return -1;
+	}
+	for (int i = 0; i < nfds; i++)
+		net_close(fds[i]);
+	ans[strcspn(ans, "\n")] = '\0';
+	log_info("hand-over: previous shoal: %s", ans);
+	net_close(handover_fd);
+	handover_fd = -1;
+	return 0;
+}
+
 static bool
 pool_matches(const struct inherited *e, const struct conf_addr *a,
     const char *fe)
@@ -271,7 +465,9 @@ listen_inherited_done(char *err, size_t errlen)
 				    "address", abuf, e->fd, *e->name ?
 				    ", named " : "", e->name);
 			rc = -1;
-		}
+		} else if (!e->used)
+			log_info("hand-over: %s is not bound by this "
+			    "configuration: closed", abuf);
 		net_close(e->fd);
 		e->fd = -1;
 	}
@@ -279,4 +475,61 @@ listen_inherited_done(char *err, size_t errlen)
 	pool = NULL;
 	npool = 0;
 	return rc;
+}
+
+int
+listen_export(const struct conf_addr *const *binds, size_t nbinds, int *fds,
+    size_t *which, int max)
+{
+	DIR		*d;
+	struct dirent	*de;
+	ino_t		 seen[LISTEN_FDS_MAX];
+	int		 n = 0, saved;
+
+	if ((d = opendir("/proc/self/fd")) == NULL)
+		return -1;
+	while ((de = readdir(d)) != NULL && n < max && n < LISTEN_FDS_MAX) {
+		struct sockaddr_storage	 ss;
+		socklen_t		 len = sizeof(ss), vlen;
+		struct stat		 st;
+		char			*end;
+		long			 fd;
+		int			 v, dup;
+		bool			 dupe = false;
+		size_t			 b;
+
+		fd = strtol(de->d_name, &end, 10);
+		if (*end != '\0' || end == de->d_name || fd == dirfd(d))
+			continue;
+		/* A worker may close it meanwhile: look at a dup, which
+		 * cannot change under us. */
+		if ((dup = fcntl((int)fd, F_DUPFD_CLOEXEC, 0)) == -1)
+			continue;
+		vlen = sizeof(v);
+		if (fstat(dup, &st) == -1 || !S_ISSOCK(st.st_mode) ||
+		    getsockopt(dup, SOL_SOCKET, SO_ACCEPTCONN, &v, &vlen) ==
+		    -1 || v != 1 ||
+		    getsockname(dup, (struct sockaddr *)&ss, &len) == -1) {
+			net_close(dup);
+			continue;
+		}
+		for (int i = 0; i < n; i++)
+			if (seen[i] == st.st_ino)
+				dupe = true;
+		for (b = 0; b < nbinds; b++)
+			if (net_addr_equal((struct sockaddr *)&ss,
+			    (const struct sockaddr *)&binds[b]->ss))
+				break;
+		if (dupe || b == nbinds) {
+			net_close(dup);
+			continue;
+		}
+		seen[n] = st.st_ino;
+		which[n] = b;
+		fds[n++] = dup;
+	}
+	saved = errno;
+	closedir(d);
+	errno = saved;
+	return n;
 }

@@ -25,13 +25,15 @@ static void
 usage(FILE *f)
 {
 	fprintf(f,
-	    "usage: shoal [-t] [-c FILE]\n"
+	    "usage: shoal [-t] [-c FILE] [-x ADMIN_SOCKET]\n"
 	    "\n"
 	    "  -c, --config FILE  run with this configuration file\n"
 	    "                     (without it: the embedded default config)\n"
 	    "  -t, --check        check the configuration and exit\n"
 	    "                     (0 if good; else FILE:LINE: message)\n"
-
+	    "  -x, --takeover PATH  take the listening sockets of the shoal\n"
+	    "                     whose admin socket is PATH, then stop it\n"
+	    "                     (it drains its sessions for its grace)\n"
 	    "  -h, --help         this help\n"
 	    "  -V, --version      print the version\n"
 	    "\n"
@@ -46,24 +48,28 @@ main(int argc, char *argv[])
 	static const struct option longopts[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "check", no_argument, NULL, 't' },
+		{ "takeover", required_argument, NULL, 'x' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char	*path = NULL;
+	const char	*path = NULL, *takeover = NULL;
 	bool		 check_only = false;
 	char		 err[CONF_ERR_MAX] = "";
 	struct conf	*conf;
 	struct control	 ctl;
 	int		 ch;
 
-	while ((ch = getopt_long(argc, argv, "c:thV", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "c:thVx:", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'c':
 			path = optarg;
 			break;
 		case 't':
 			check_only = true;
+			break;
+		case 'x':
+			takeover = optarg;
 			break;
 		case 'h':
 			usage(stdout);
@@ -100,9 +106,13 @@ main(int argc, char *argv[])
 	if (path == NULL)
 		log_info("no -c given: running the embedded default "
 		    "configuration");
-	/* Listening sockets that outlive a restart: systemd's. */
+	/* Listening sockets that outlive a restart: systemd's, or those of
+	 * the shoal being replaced. */
 	if (listen_from_systemd(conf, err, sizeof(err)) == -1)
 		fatalx("socket activation: %s", err);
+	if (takeover != NULL && listen_from_shoal(takeover, err,
+	    sizeof(err)) == -1)
+		fatalx("%s", err);
 
 	if (control_init(&ctl, conf, path) == -1)
 		fatal("control loop");
@@ -110,6 +120,9 @@ main(int argc, char *argv[])
 		fatalx("cannot build the server table");
 	if (health_start(ctl.loop, &ctl.backends) == -1)
 		fatal("health checks");
+	/* The old shoal stops accepting and frees its other ports; clients
+	 * wait in the backlog of the sockets we now hold. */
+	(void)listen_handover_stop();
 	if (discovery_start(ctl.loop, &conf->discovery, &ctl.backends, conf)
 	    == -1)
 		fatalx("cannot start discovery");
@@ -130,6 +143,8 @@ main(int argc, char *argv[])
 	control_add_reload_hook(discovery_reload);
 	control_add_reload_hook(stats_reload);
 	control_add_reload_hook(admin_reload);
+	control_add_stop_hook(stats_stop_listening);
+	control_add_stop_hook(admin_stop_listening);
 	control_ready(&ctl);
 	ev_run(ctl.loop, 0);
 	admin_stop();

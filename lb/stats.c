@@ -1518,6 +1518,13 @@ stats_reload(const struct conf *nc)
 }
 
 void
+stats_stop_listening(void)
+{
+	if (S.c != NULL)
+		listener_close();
+}
+
+void
 stats_stop(void)
 {
 	struct stats_client *cl;

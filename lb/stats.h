@@ -18,6 +18,10 @@ int	stats_reload(const struct conf *);
 /* Close the listener and every stats client. */
 void	stats_stop(void);
 
+/* Stop hook: close the listener (its port is free for a successor);
+ * connected clients are answered. */
+void	stats_stop_listening(void);
+
 /* The documents, appended to out. Also used by the admin socket. */
 void	stats_json(struct control *, struct sbuf *out);
 void	stats_metrics(struct control *, struct sbuf *out);

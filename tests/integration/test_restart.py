@@ -5,6 +5,9 @@ test_restart.py - restarts and upgrades that refuse no client.
     shoal takes its listener from LISTEN_FDS; while it restarts, clients
     wait in the backlog of the socket the activator holds.
   - an inherited socket that no bind line has is refused with a message.
+  - hand-over without systemd: a new shoal takes the listening sockets of
+    the running one over its admin socket (shoal -x PATH), which then stops
+    accepting and drains.
 """
 
 import os
@@ -175,3 +178,80 @@ def test_socket_activation_named_and_unbound_binds(start_peer, tmp_path):
         assert sup.proc.wait(10 * SLACK) == 0
     finally:
         sup.close()
+
+
+def handover_config(port, echo, admin_path, stats_port, threads=2):
+    fe = [("bind", "127.0.0.1:%d" % port), ("backend", "app"),
+          ("timeout_client", "10s")]
+    be = [("server", "e1 %s" % echo.addr), ("check", "none"),
+          ("timeout_connect", "1s"), ("retries", 2)]
+    text = render_config({"threads": threads, "grace": "3s"}, [("web", fe)],
+                         [("app", be)])
+    return text + "\n[stats]\nbind = 127.0.0.1:%d\n\n[admin]\nsocket = %s\n" \
+        % (stats_port, admin_path)
+
+
+def takeover_prefix():
+    """Run shoal with -x $X appended to its usual arguments."""
+    return ["/bin/sh", "-c", 'exec "$0" "$@" -x "$X"']
+
+
+def test_handover_upgrades_refuse_nobody(start_peer, start_shoal, tmp_path):
+    """5 hand-overs (shoal -x ADMIN_SOCKET) while 4 clients loop: every
+    exchange succeeds; each old shoal stops accepting, frees its stats and
+    admin ports for the new one, drains and exits 0; threads change on the
+    way (2 -> 3 -> 1 -> 2 ...) and every passed socket stays served."""
+    echo = start_peer("echo")
+    port, stats_port = alloc_port(), alloc_port()
+    admin_path = str(tmp_path / "admin.sock")
+    old = start_shoal(config_text=handover_config(port, echo, admin_path,
+                                                  stats_port),
+                      binds=["127.0.0.1:%d" % port])
+    loops = [peers.ClientLoop(("127.0.0.1", port), gap=0.002,
+                              limit=20000).start() for _ in range(4)]
+    try:
+        for i, threads in enumerate((3, 1, 2, 4, 2)):
+            time.sleep(0.3)
+            new = start_shoal(
+                config_text=handover_config(port, echo, admin_path,
+                                            stats_port, threads),
+                binds=["127.0.0.1:%d" % port],
+                prefix=takeover_prefix(),
+                env={"X": admin_path})
+            assert old.wait_exit(10 * SLACK) == 0, old.log()[-2000:]
+            assert "admin stop: stopped accepting" in old.log()
+            log = new.log()
+            assert "took " in log and "from the shoal at" in log, log
+            assert "hand-over: previous shoal: ok: stopping" in log, log
+            old = new
+        time.sleep(0.3)
+    finally:
+        for lp in loops:
+            lp.stop()
+    results = [r for lp in loops for r in lp.results]
+    failures = [f for lp in loops for f in lp.failures()]
+    assert failures == [], "%d of %d exchanges failed: %s" % (
+        len(failures), len(results), failures[:5])
+    assert len(results) > 200, "only %d exchanges" % len(results)
+    print("hand-over: %d exchanges, 5 upgrades, 0 failed" % len(results))
+    # The last one serves alone, with its stats page.
+    assert peers.echo_once(("127.0.0.1", port)) is None
+    r = subprocess.run(["curl", "-sf", "-o", "/dev/null",
+                        "http://127.0.0.1:%d/stats.json" % stats_port],
+                       timeout=10)
+    assert r.returncode == 0
+
+
+def test_handover_errors_are_clear(start_peer, start_shoal, tmp_path):
+    """-x at a path where nothing answers: shoal refuses to start and says
+    so."""
+    echo = start_peer("echo")
+    port, stats_port = alloc_port(), alloc_port()
+    nowhere = str(tmp_path / "nothing.sock")
+    conf = tmp_path / "x.conf"
+    conf.write_text(handover_config(port, echo, str(tmp_path / "a.sock"),
+                                    stats_port))
+    r = subprocess.run([SHOAL_BIN, "-c", str(conf), "-x", nowhere],
+                       capture_output=True, text=True, timeout=10 * SLACK)
+    assert r.returncode == 1
+    assert "-x %s: cannot reach the running shoal" % nowhere in r.stderr
