@@ -13,6 +13,7 @@
  * entry in kinds[].
  */
 #include <sys/types.h>
+#include <sys/stat.h>
 #include <sys/socket.h>
 #include <net/if.h>
 #include <netinet/in.h>
@@ -1929,10 +1930,28 @@ conf_load_file(const char *path, char err[CONF_ERR_MAX])
 	size_t		 len = 0, cap = 0;
 	ssize_t		 r;
 	int		 fd, saved;
+	struct stat	 st;
 
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
+	/* O_NONBLOCK: opening a FIFO nobody writes to must not block the
+	 * control loop (a reload); only regular files are read. */
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)) ==
+	    -1) {
 		snprintf(err, CONF_ERR_MAX, "%s: cannot read: %s", path,
 		    strerror(errno));
+		return NULL;
+	}
+	if (fstat(fd, &st) == -1) {
+		snprintf(err, CONF_ERR_MAX, "%s: cannot read: %s", path,
+		    strerror(errno));
+		close(fd);
+		return NULL;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		snprintf(err, CONF_ERR_MAX, "%s: cannot read: %s", path,
+		    S_ISDIR(st.st_mode) ? "not a regular file (a directory)" :
+		    S_ISFIFO(st.st_mode) ? "not a regular file (a FIFO)" :
+		    "not a regular file");
+		close(fd);
 		return NULL;
 	}
 	for (;;) {

@@ -6,10 +6,12 @@ config makes `shoal -c` exit non-zero with a "FILE:LINE: message", and
 
 import os
 import re
+import signal
 
 import pytest
 
-from conftest import alloc_port, run_shoal_check, run_shoal_start
+import peers
+from conftest import SLACK, alloc_port, run_shoal_check, run_shoal_start
 
 MARK = "  #BAD"
 
@@ -140,12 +142,19 @@ def test_bad_config_refused(case, tmp_path):
     assert "LeakSanitizer" not in out_c + out_t
 
 
-@pytest.mark.parametrize("case", ["missing_file", "directory"])
+@pytest.mark.parametrize("case", ["missing_file", "directory", "fifo",
+                                  "chardev"])
 def test_unreadable_config(case, tmp_path):
     """S26: a file that cannot be read: exit != 0, the message names the
-    file, for -c and -t alike."""
+    file, for -c and -t alike. A FIFO (nobody writes to it) or a device is
+    refused at once instead of blocking open() or read() (issue 12 item 7)."""
     if case == "missing_file":
         path = str(tmp_path / "nosuch.conf")
+    elif case == "fifo":
+        path = str(tmp_path / "fifo.conf")
+        os.mkfifo(path)
+    elif case == "chardev":
+        path = "/dev/zero"
     else:
         path = str(tmp_path / "adir.conf")
         os.mkdir(path)
@@ -154,6 +163,25 @@ def test_unreadable_config(case, tmp_path):
     assert rc_t not in (0, None) and rc_c not in (0, None), (rc_t, rc_c)
     for out in (out_t, out_c):
         assert path in out, out
+    if case in ("fifo", "chardev", "directory"):
+        assert "not a regular file" in out_c, out_c
+
+
+def test_reload_from_a_fifo_never_blocks(start_peer, start_shoal, tmp_path):
+    """Issue 12 item 7: the config path replaced by a FIFO, then SIGHUP: the
+    reload is refused at once (the control loop does not block in open()),
+    the old config keeps serving, and SIGTERM still stops shoal."""
+    echo = start_peer("echo")
+    sh = start_shoal([echo], backend={"check": "none"},
+                     allow_errors=[r"reload refused: .*not a regular file"])
+    os.unlink(sh.conf_path)
+    os.mkfifo(sh.conf_path)
+    sh.send_signal(signal.SIGHUP)
+    sh.wait_for(lambda: "not a regular file" in sh.log(), 5,
+                what="reload refused")
+    assert "reload refused" in sh.log()
+    assert peers.echo_once(sh.addr) is None
+    assert sh.stop(timeout=5 * SLACK) == 0
 
 
 def test_good_configs_pass_check(tmp_path):
