@@ -519,8 +519,11 @@ test_files(void)
 	ok(c == NULL && strcmp(err, "/nonexistent/shoal.ini: cannot read: "
 	    "No such file or directory") == 0, "missing file: %s", err);
 	c = conf_load_file("/", err);
-	ok(c == NULL && strcmp(err, "/: cannot read: Is a directory") == 0,
-	    "directory: %s", err);
+	ok(c == NULL && strcmp(err, "/: cannot read: not a regular file "
+	    "(a directory)") == 0, "directory: %s", err);
+	c = conf_load_file("/dev/null", err);
+	ok(c == NULL && strcmp(err, "/dev/null: cannot read: not a regular "
+	    "file") == 0, "device: %s", err);
 
 	if ((fd = mkstemp(path)) == -1 || (f = fdopen(fd, "w")) == NULL) {
 		ok(0, "mkstemp");
