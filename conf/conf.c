@@ -301,6 +301,20 @@ static const struct kind kinds[] = {
 	  .init = admin_init, .finish = admin_finish },
 };
 
+/* An open-addressing set of server names: duplicate checks stay linear in
+ * the number of servers (100 000 servers load in well under a second). */
+struct name_slot {
+	uint32_t		 hash;
+	uint32_t		 section;	/* backend index + 1; 0 = empty */
+	uint32_t		 pos;		/* index in that backend's list */
+};
+
+struct name_set {
+	struct name_slot	*slots;		/* [cap], cap a power of two */
+	size_t			 cap;
+	size_t			 n;
+};
+
 struct parser {
 	const char		*file;		/* name for messages */
 	const char		*text;		/* the whole file */
@@ -319,6 +333,7 @@ struct parser {
 	int			 once[nitems(kinds)];	/* header line */
 	struct ref		*refs;
 	size_t			 nrefs;
+	struct name_set		 servers;	/* server names seen, per backend */
 };
 
 static int	set_value(struct parser *, const struct key *, char *,
@@ -794,11 +809,14 @@ static void *
 list_add(char *o, size_t off, size_t off2, size_t sz)
 {
 	size_t	*n = (size_t *)(void *)(o + off2);
-	char	*v;
+	char	*v = get_ptr(o, off);
 
-	if ((v = reallocarray(get_ptr(o, off), *n + 1, sz)) == NULL)
-		return NULL;
-	put_ptr(o, off, v);
+	/* Room for powers of two: linear in the list's final length. */
+	if (*n == 0 || (*n & (*n - 1)) == 0) {
+		if ((v = reallocarray(v, *n == 0 ? 1 : *n * 2, sz)) == NULL)
+			return NULL;
+		put_ptr(o, off, v);
+	}
 	memset(v + *n * sz, 0, sz);
 	return v + (*n)++ * sz;
 }
@@ -1111,6 +1129,72 @@ server_opt(struct parser *p, const char *opt, const char *val, long min,
 	return 0;
 }
 
+static uint32_t
+name_hash(size_t section, const char *s)
+{
+	uint32_t h = 2166136261u ^ (uint32_t)section;	/* FNV-1a */
+
+	for (; *s != '\0'; s++)
+		h = (h ^ (unsigned char)*s) * 16777619u;
+	return h;
+}
+
+/* Index in list of the server called name in section, or SIZE_MAX. */
+static size_t
+name_set_find(const struct name_set *ns, size_t section, const char *name,
+    const struct conf_server *list)
+{
+	uint32_t h = name_hash(section, name);
+
+	if (ns->cap == 0)
+		return SIZE_MAX;
+	for (size_t i = h & (ns->cap - 1); ns->slots[i].section != 0;
+	    i = (i + 1) & (ns->cap - 1)) {
+		const struct name_slot *sl = &ns->slots[i];
+
+		if (sl->hash == h && sl->section == section + 1 &&
+		    strcmp(list[sl->pos].name, name) == 0)
+			return sl->pos;
+	}
+	return SIZE_MAX;
+}
+
+static void
+name_set_put(struct name_set *ns, struct name_slot sl)
+{
+	size_t i = sl.hash & (ns->cap - 1);
+
+	while (ns->slots[i].section != 0)
+		i = (i + 1) & (ns->cap - 1);
+	ns->slots[i] = sl;
+}
+
+/* Record that section's server name sits at pos. 0 or -1 (ENOMEM). */
+static int
+name_set_add(struct name_set *ns, size_t section, const char *name,
+    size_t pos)
+{
+	struct name_slot sl = { name_hash(section, name),
+	    (uint32_t)section + 1, (uint32_t)pos };
+
+	if ((ns->n + 1) * 2 > ns->cap) {
+		struct name_set	 bigger = { NULL, ns->cap ? ns->cap * 2 : 64,
+				    ns->n };
+
+		if ((bigger.slots = calloc(bigger.cap, sizeof(*bigger.slots)))
+		    == NULL)
+			return -1;
+		for (size_t i = 0; i < ns->cap; i++)
+			if (ns->slots[i].section != 0)
+				name_set_put(&bigger, ns->slots[i]);
+		free(ns->slots);
+		*ns = bigger;
+	}
+	name_set_put(ns, sl);
+	ns->n++;
+	return 0;
+}
+
 static int
 set_server(struct parser *p, const struct key *k, char *o, const char *v)
 {
@@ -1192,14 +1276,13 @@ set_server(struct parser *p, const struct key *k, char *o, const char *v)
 
 	list = get_ptr(o, k->off);
 	n = *(const size_t *)(const void *)(o + k->off2);
-	for (i = 0; i < n; i++) {
-		if (strcmp(list[i].name, s.name) == 0) {
-			perr(p, p->line, "duplicate server name '%s' (first at "
-			    "line %d)", s.name, list[i].line);
-			goto out;
-		}
+	if ((i = name_set_find(&p->servers, p->idx, s.name, list)) != SIZE_MAX) {
+		perr(p, p->line, "duplicate server name '%s' (first at "
+		    "line %d)", s.name, list[i].line);
+		goto out;
 	}
-	if ((list = list_add(o, k->off, k->off2, sizeof(s))) == NULL) {
+	if (name_set_add(&p->servers, p->idx, s.name, n) == -1 ||
+	    (list = list_add(o, k->off, k->off2, sizeof(s))) == NULL) {
 		perr(p, p->line, "out of memory");
 		goto out;
 	}
@@ -1899,9 +1982,11 @@ load(const char *name, const char *text, size_t len, char err[CONF_ERR_MAX])
 	if (p.failed)
 		goto fail;
 	free(p.refs);
+	free(p.servers.slots);
 	return c;
 fail:
 	free(p.refs);
+	free(p.servers.slots);
 	conf_free(c);
 	return NULL;
 }

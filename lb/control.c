@@ -351,13 +351,46 @@ checks_changed(const struct conf_backend *a, const struct conf_backend *b)
 	    a->rise != b->rise || a->fall != b->fall;
 }
 
-static const struct conf_server *
-conf_server_find(const struct conf_backend *cb, const char *name)
+static int
+conf_server_cmp(const void *a, const void *b)
 {
+	const struct conf_server *const *x = a, *const *y = b;
+
+	return strcmp((*x)->name, (*y)->name);
+}
+
+/* cb's servers sorted by name, for conf_server_find(): a reload of a
+ * backend with 100 000 servers stays O(n log n). NULL if out of memory. */
+static const struct conf_server **
+conf_servers_by_name(const struct conf_backend *cb)
+{
+	const struct conf_server **v;
+
+	if ((v = calloc(cb->nservers ? cb->nservers : 1, sizeof(*v))) == NULL)
+		return NULL;
 	for (size_t i = 0; i < cb->nservers; i++)
-		if (strcmp(cb->servers[i].name, name) == 0)
-			return &cb->servers[i];
-	return NULL;
+		v[i] = &cb->servers[i];
+	qsort(v, cb->nservers, sizeof(*v), conf_server_cmp);
+	return v;
+}
+
+static const struct conf_server *
+conf_server_find(const struct conf_backend *cb,
+    const struct conf_server **byname, const char *name)
+{
+	struct conf_server		 key;
+	const struct conf_server	*kp = &key, **hit;
+
+	if (byname == NULL) {
+		for (size_t i = 0; i < cb->nservers; i++)
+			if (strcmp(cb->servers[i].name, name) == 0)
+				return &cb->servers[i];
+		return NULL;
+	}
+	snprintf(key.name, sizeof(key.name), "%s", name);
+	hit = bsearch(&kp, byname, cb->nservers, sizeof(*byname),
+	    conf_server_cmp);
+	return hit != NULL ? *hit : NULL;
 }
 
 /* Bring an existing backend to its new configuration, in place. */
@@ -366,6 +399,7 @@ backend_apply(struct backend *be, const struct conf_backend *nb)
 {
 	bool		 rechecks = checks_changed(&be->conf, nb);
 	struct server	*s, *next;
+	const struct conf_server **byname = conf_servers_by_name(nb);
 
 	if (rechecks)
 		TAILQ_FOREACH(s, &be->servers, entry)
@@ -382,7 +416,7 @@ backend_apply(struct backend *be, const struct conf_backend *nb)
 		next = TAILQ_NEXT(s, entry);
 		if (s->source != SRC_STATIC)
 			continue;
-		cs = conf_server_find(nb, s->name);
+		cs = conf_server_find(nb, byname, s->name);
 		if (cs == NULL || !net_addr_equal((struct sockaddr *)&s->addr,
 		    (const struct sockaddr *)&cs->addr.ss)) {
 			log_info("server %s/%s: removed by reload (%u sessions "
@@ -425,6 +459,7 @@ backend_apply(struct backend *be, const struct conf_backend *nb)
 				health_add(s);
 		}
 	}
+	free(byname);
 	server_republish(be);
 }
 

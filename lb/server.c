@@ -68,6 +68,7 @@ backend_free(struct backend *be)
 		server_remove(s);
 	if ((p = atomic_exchange(&be->pool, NULL)) != NULL)
 		pool_free(p);
+	free(be->names);
 	free(be);
 }
 
@@ -84,6 +85,37 @@ name_hash(const char *be, const char *name)
 	return h;
 }
 
+/* The name index keeps server_find() O(1): a table of 100 000 servers is
+ * built (start, reload) in linear time. s->name_hash keys it. */
+static struct server **
+names_chain(struct backend *be, uint32_t h)
+{
+	return &be->names[h & (be->nnames - 1)];
+}
+
+/* Make room for one more name; 0 or -1 (ENOMEM). */
+static int
+names_grow(struct backend *be)
+{
+	struct server	**t, *s, *next;
+	size_t		  n = be->nnames ? be->nnames * 2 : 16, old = be->nnames;
+
+	if (be->nservers + 1 <= be->nnames)
+		return 0;
+	if ((t = calloc(n, sizeof(*t))) == NULL)
+		return -1;
+	for (size_t i = 0; i < old; i++)
+		for (s = be->names[i]; s != NULL; s = next) {
+			next = s->name_next;
+			s->name_next = t[s->name_hash & (n - 1)];
+			t[s->name_hash & (n - 1)] = s;
+		}
+	free(be->names);
+	be->names = t;
+	be->nnames = n;
+	return 0;
+}
+
 struct server *
 server_add(struct backend *be, const char *name, const struct sockaddr *sa,
     socklen_t salen, int weight, int maxconn, bool backup,
@@ -95,7 +127,7 @@ server_add(struct backend *be, const char *name, const struct sockaddr *sa,
 		errno = EEXIST;
 		return NULL;
 	}
-	if ((s = calloc(1, sizeof(*s))) == NULL)
+	if (names_grow(be) == -1 || (s = calloc(1, sizeof(*s))) == NULL)
 		return NULL;
 	atomic_init(&s->refs, 1);	/* the table's */
 	s->be = be;
@@ -114,6 +146,8 @@ server_add(struct backend *be, const char *name, const struct sockaddr *sa,
 	s->in_table = true;
 	s->last_change = ev_time();
 	TAILQ_INSERT_TAIL(&be->servers, s, entry);
+	s->name_next = *names_chain(be, s->name_hash);
+	*names_chain(be, s->name_hash) = s;
 	be->nservers++;
 	if (source == SRC_ANNOUNCED)
 		be->ndiscovered++;
@@ -123,10 +157,14 @@ server_add(struct backend *be, const char *name, const struct sockaddr *sa,
 struct server *
 server_find(struct backend *be, const char *name)
 {
-	struct server *s;
+	struct server	*s;
+	uint32_t	 h;
 
-	TAILQ_FOREACH(s, &be->servers, entry)
-		if (strcmp(s->name, name) == 0)
+	if (be->nnames == 0)
+		return NULL;
+	h = name_hash(be->name, name);
+	for (s = *names_chain(be, h); s != NULL; s = s->name_next)
+		if (s->name_hash == h && strcmp(s->name, name) == 0)
 			return s;
 	return NULL;
 }
@@ -138,6 +176,13 @@ server_remove(struct server *s)
 
 	if (!s->in_table)
 		return;
+	for (struct server **pp = names_chain(be, s->name_hash); *pp != NULL;
+	    pp = &(*pp)->name_next)
+		if (*pp == s) {
+			*pp = s->name_next;
+			break;
+		}
+	s->name_next = NULL;
 	TAILQ_REMOVE(&be->servers, s, entry);
 	be->nservers--;
 	if (s->source == SRC_ANNOUNCED)

@@ -79,6 +79,7 @@ struct server {
 	double			 check_duration_ms; /* how long it took */
 	double			 last_check;	/* ev_time() of its end, 0 = never */
 	TAILQ_ENTRY(server)	 entry;		/* backend's list */
+	struct server		*name_next;	/* backend's name index chain */
 
 	/* Written by workers, relaxed atomics. */
 	_Atomic uint32_t	 cur;		/* active sessions */
@@ -126,6 +127,8 @@ struct backend {
 	struct conf_backend	 conf;		/* settings (servers not kept) */
 	struct server_list	 servers;
 	size_t			 nservers;
+	struct server		**names;	/* name index: [nnames] chains */
+	size_t			 nnames;	/* 0 or a power of two */
 	size_t			 ndiscovered;
 	_Atomic int		 fall;		/* passive threshold, for workers */
 	TAILQ_ENTRY(backend)	 entry;
