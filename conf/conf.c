@@ -1081,6 +1081,18 @@ set_addr(struct parser *p, const struct key *k, char *o, const char *v)
 		    "not allowed", v);
 		return -1;
 	}
+	if (a.ss.ss_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(
+	    &((const struct sockaddr_in6 *)(const void *)&a.ss)->sin6_addr)) {
+		const struct sockaddr_in6 *s6 = (const void *)&a.ss;
+		char v4[INET_ADDRSTRLEN];
+
+		inet_ntop(AF_INET, &s6->sin6_addr.s6_addr[12], v4, sizeof(v4));
+		/* IPv6 listeners are IPv6-only: such a bind would fail (or,
+		 * dual-stack, take IPv4 traffic behind the config's back). */
+		perr(p, p->line, "bad address '" VALFMT "': IPv4-mapped IPv6 "
+		    "address: write %s:%d", v, v4, ntohs(s6->sin6_port));
+		return -1;
+	}
 	a.line = p->line;
 	if (k->type == T_ADDR) {
 		*(struct conf_addr *)(void *)(o + k->off) = a;

@@ -959,6 +959,35 @@ cd_free(struct conf_discovery *d)
 }
 
 int
+discovery_check(const struct conf *conf, char *err, size_t errlen)
+{
+	const struct conf_discovery	*cd = &conf->discovery;
+	struct codec_key		 keys[KEYS_MAX];
+	char				 kerr[KEYS_ERR_MAX];
+	size_t				 nkeys = 0;
+
+	if (!cd->enabled)
+		return 0;
+	if (cd->key_file[0] != '\0') {
+		if (keys_load(cd->key_file, keys, KEYS_MAX, &nkeys, kerr) ==
+		    -1) {
+			snprintf(err, errlen, "%s:%d: [discovery] %s",
+			    conf->file, cd->line, kerr);
+			return -1;
+		}
+		keys_wipe(keys, nkeys);
+	}
+	if (nkeys == 0 && !cd->auth_none)
+		return 0;		/* the listener stays off */
+	if (cd->interface[0] != '\0' && if_nametoindex(cd->interface) == 0) {
+		snprintf(err, errlen, "%s:%d: [discovery] interface '%s': %s",
+		    conf->file, cd->line, cd->interface, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+int
 discovery_start(struct ev_loop *loop, const struct conf_discovery *cd,
     struct backend_list *backends, const struct conf *conf)
 {

@@ -39,6 +39,14 @@
 int	discovery_start(struct ev_loop *loop, const struct conf_discovery *cd,
 	    struct backend_list *backends, const struct conf *conf);
 
+/*
+ * What discovery_start() would refuse, short of opening the socket (for
+ * shoal -t): the key file loads (exists, regular, mode 0600, valid), the
+ * interface exists. 0, or -1 with "FILE:LINE: message" in err (the line
+ * of the [discovery] section).
+ */
+int	discovery_check(const struct conf *conf, char *err, size_t errlen);
+
 /* Stop the watchers, close the socket, forget every entry (the announced
  * servers stay in the table: the table is torn down after this). */
 void	discovery_stop(void);

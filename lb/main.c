@@ -94,6 +94,12 @@ main(int argc, char *argv[])
 		fprintf(stderr, "%s\n", err);
 		return 1;
 	}
+	/* -t checks what start checks, short of binding. */
+	if (check_only && discovery_check(conf, err, sizeof(err)) == -1) {
+		fprintf(stderr, "%s\n", err);
+		conf_free(conf);
+		return 1;
+	}
 	if (check_only) {
 		printf("%s: configuration is valid\n", path ? path : "(default)");
 		conf_free(conf);

@@ -273,3 +273,56 @@ def test_100k_servers_load_start_and_reload_fast(start_shoal, tmp_path):
     sh.wait_for(lambda: "reload done" in sh.log(), 60, what="reload done")
     took = time.monotonic() - t0
     assert took < 5.0 * SLACK, "reload took %.2fs" % took
+
+
+def _write(path, lines):
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("case", ["key_missing", "key_group_readable",
+                                  "key_fifo", "unknown_interface",
+                                  "v4mapped_bind", "v4mapped_stats"])
+def test_check_refuses_what_start_refuses(case, tmp_path):
+    """Issue 12 item 9: `shoal -t` says valid only when start would not
+    refuse the file: key_file missing, group-readable or not a regular file,
+    an unknown discovery interface, an IPv4-mapped IPv6 bind. Both -t and
+    -c exit non-zero with a FILE:LINE message."""
+    fport, sport, dport = alloc_port(), alloc_port(), alloc_port()
+    key = str(tmp_path / "disc.key")
+    _write(key, ["1 " + "ab" * 32])
+    os.chmod(key, 0o600)
+    bind = "127.0.0.1:%d" % fport
+    stats = []
+    iface = "lo"
+    if case == "key_missing":
+        key = str(tmp_path / "nokey")
+    elif case == "key_group_readable":
+        os.chmod(key, 0o640)
+    elif case == "key_fifo":
+        key = str(tmp_path / "fifo.key")
+        os.mkfifo(key, 0o600)
+    elif case == "unknown_interface":
+        iface = "nosuchif0"
+    elif case == "v4mapped_bind":
+        bind = "[::ffff:127.0.0.1]:%d" % fport
+    elif case == "v4mapped_stats":
+        stats = ["", "[stats]", "bind = [::ffff:127.0.0.1]:%d" % alloc_port()]
+    lines = base_lines(fport, sport)
+    lines[lines.index("bind = 127.0.0.1:%d" % fport)] = "bind = " + bind
+    lines += ["discovery = yes", "", "[discovery]", "group = 239.255.76.66",
+              "port = %d" % dport, "interface = " + iface,
+              "key_file = " + key, "allow = 127.0.0.0/8"] + stats
+    path = _write(str(tmp_path / "c.conf"), lines)
+    rc_t, out_t = run_shoal_check(path)
+    rc_c, out_c = run_shoal_start(path)
+    assert rc_t not in (0, None), out_t
+    assert rc_c not in (0, None), out_c
+    assert re.search(re.escape(path) + r":\d+: ", out_t), out_t
+    want = {"key_missing": "No such file", "key_group_readable": "too open",
+            "key_fifo": "not a regular file",
+            "unknown_interface": "interface 'nosuchif0'",
+            "v4mapped_bind": "IPv4-mapped IPv6 address: write 127.0.0.1:",
+            "v4mapped_stats": "IPv4-mapped IPv6 address"}[case]
+    assert want in out_t, out_t
