@@ -224,6 +224,34 @@ control_stop(struct control *c, const char *why)
 	ev_timer_start(c->loop, &c->stop);
 }
 
+static const int stray_signals[CONTROL_STRAY_SIGNALS] = {
+	SIGALRM, SIGUSR1, SIGUSR2, SIGVTALRM, SIGIO,
+};
+
+void
+control_ignore_signals(void)
+{
+	static const int quiet[] = { SIGPIPE, SIGTTIN, SIGTTOU, SIGXFSZ };
+
+	for (size_t i = 0; i < sizeof(quiet) / sizeof(quiet[0]); i++)
+		signal(quiet[i], SIG_IGN);
+	for (size_t i = 0; i < CONTROL_STRAY_SIGNALS; i++)
+		signal(stray_signals[i], SIG_IGN);
+}
+
+static void
+stray_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	static struct ratelimit rl;
+
+	(void)loop;
+	(void)revents;
+	if (log_ratelimit(&rl, 1))
+		log_warnx("SIG%s received: ignored (SIGTERM stops shoal, "
+		    "SIGHUP reloads it)", sigabbrev_np(w->signum) ?
+		    sigabbrev_np(w->signum) : "?");
+}
+
 static void
 signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 {
@@ -257,6 +285,10 @@ control_ready(struct control *c)
 	ev_signal_start(c->loop, &c->sig_term);
 	ev_signal_start(c->loop, &c->sig_int);
 	ev_signal_start(c->loop, &c->sig_hup);
+	for (size_t i = 0; i < CONTROL_STRAY_SIGNALS; i++) {
+		ev_signal_init(&c->sig_stray[i], stray_cb, stray_signals[i]);
+		ev_signal_start(c->loop, &c->sig_stray[i]);
+	}
 	ev_timer_init(&c->reclaim, reclaim_cb, RECLAIM_INTERVAL,
 	    RECLAIM_INTERVAL);
 	ev_timer_start(c->loop, &c->reclaim);

@@ -12,6 +12,8 @@
 #include "server.h"
 #include "worker.h"
 
+#define CONTROL_STRAY_SIGNALS	5	/* SIGALRM SIGUSR1 SIGUSR2 SIGVTALRM SIGIO */
+
 struct control {
 	struct ev_loop		*loop;		/* the default loop, main thread */
 	struct conf		*conf;		/* current configuration */
@@ -27,6 +29,7 @@ struct control {
 	struct worker		**workers;	/* [nworkers] */
 	size_t			 nworkers;
 	ev_signal		 sig_term, sig_int, sig_hup;
+	ev_signal		 sig_stray[CONTROL_STRAY_SIGNALS]; /* logged, ignored */
 	ev_timer		 reclaim;	/* QSBR reclamation */
 	ev_timer		 watchdog;	/* WATCHDOG=1 */
 	ev_timer		 stop;		/* graceful stop progress */
@@ -73,6 +76,14 @@ int	control_build_table(struct control *);
 
 /* Bind every listener in every worker and start the worker threads. */
 int	control_start_workers(struct control *);
+
+/*
+ * Signals an operator may send by mistake must not kill shoal: at the
+ * very start SIGPIPE, SIGTTIN, SIGTTOU, SIGXFSZ and the stray signals
+ * (SIGALRM, SIGUSR1, SIGUSR2, SIGVTALRM, SIGIO) are ignored; once the
+ * loop runs the stray ones are also logged (rate-limited).
+ */
+void	control_ignore_signals(void);
 
 /* Signals, timers, READY=1. Then ev_run(c->loop). */
 void	control_ready(struct control *);

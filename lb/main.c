@@ -87,6 +87,7 @@ main(int argc, char *argv[])
 		return 2;
 	}
 
+	control_ignore_signals();
 	/* Load the config: nothing starts on one not fully understood. */
 	conf = path ? conf_load_file(path, err) :
 	    conf_load_string("(default)", conf_default_text, err);
@@ -106,7 +107,6 @@ main(int argc, char *argv[])
 		return 0;
 	}
 	log_set_level(conf->global.log_level);
-	signal(SIGPIPE, SIG_IGN);
 	if (notify_init() == -1)
 		log_warn("NOTIFY_SOCKET");
 	if (path == NULL)
