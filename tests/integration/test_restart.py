@@ -255,3 +255,27 @@ def test_handover_errors_are_clear(start_peer, start_shoal, tmp_path):
                        capture_output=True, text=True, timeout=10 * SLACK)
     assert r.returncode == 1
     assert "-x %s: cannot reach the running shoal" % nowhere in r.stderr
+
+
+def test_get_listeners_only_over_unix(start_peer, start_shoal, tmp_path):
+    """The admin TCP listener has no file mode to guard it: get listeners
+    is refused there, and shoal keeps serving."""
+    echo = start_peer("echo")
+    port, stats_port, aport = alloc_port(), alloc_port(), alloc_port()
+    text = handover_config(port, echo, str(tmp_path / "a.sock"), stats_port)
+    text += "bind = 127.0.0.1:%d\n" % aport
+    sh = start_shoal(config_text=text, binds=["127.0.0.1:%d" % port])
+    s = peers.connect(("127.0.0.1", aport), timeout=5)
+    try:
+        s.sendall(b"get listeners\n")
+        got = b""
+        while not got.endswith(b"\n\n"):
+            b = s.recv(4096)
+            if not b:
+                break
+            got += b
+    finally:
+        s.close()
+    assert got.startswith(b"error: get listeners: only over the unix "
+                          b"socket"), got
+    assert peers.echo_once(sh.addr) is None
