@@ -33,7 +33,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "health.h"
 #include "keys.h"
 #include "log.h"
 #include "net.h"
@@ -104,47 +103,7 @@ static struct {
 	struct sockaddr_storage		 local[DISC_LOCAL_MAX];
 	size_t				 nlocal;
 	uint64_t			 local_at;	/* when local[] was read */
-	bool				 batching;	/* publish at batch end */
-	struct backend			*dirty[DISC_DIRTY_MAX];
-	size_t				 ndirty;
 } D = { .fd = -1 };
-
-/*
- * A backend's servers changed: publish its pool now, or, inside a batch
- * (a wake-up's datagrams, an expiry sweep), once at the end of it. A pool
- * is rebuilt whole, so 64 announcements cost one rebuild, not 64.
- */
-static void
-publish(struct backend *be)
-{
-	size_t i;
-
-	if (D.batching) {
-		for (i = 0; i < D.ndirty; i++)
-			if (D.dirty[i] == be)
-				return;
-		if (D.ndirty < DISC_DIRTY_MAX) {
-			D.dirty[D.ndirty++] = be;
-			return;
-		}
-	}
-	server_republish(be);
-}
-
-static void
-batch_begin(void)
-{
-	D.batching = true;
-}
-
-static void
-batch_end(void)
-{
-	D.batching = false;
-	for (size_t i = 0; i < D.ndirty; i++)
-		publish(D.dirty[i]);
-	D.ndirty = 0;
-}
 
 /* A clock in ms, or the unit tests' fake value. */
 static uint64_t
@@ -404,9 +363,7 @@ entry_retire(struct disc_entry *e, uint64_t now, const char *why)
 
 	if (s->in_table) {
 		log_info("server %s/%s: removed (%s)", be->name, s->name, why);
-		health_remove(s);
-		server_remove(s);
-		publish(be);
+		server_leave(s);
 	}
 	server_unref(s);
 	entry_bury(e, now);
@@ -526,11 +483,18 @@ apply_add(struct disc_entry *e, const struct codec_msg *m, const char **why)
 	struct backend	*be = e->be;
 	struct server	*s;
 
-	s = server_add(be, e->name, (const struct sockaddr *)&e->addr,
-	    e->addrlen, m->weight, m->has_maxconn ?
-	    (int)(m->maxconn > 1000000 ? 1000000 : m->maxconn) : 0, false,
-	    SRC_ANNOUNCED);
-	if (s == NULL) {
+	struct server_spec spec = {
+		.name = e->name,
+		.addr = (const struct sockaddr *)&e->addr,
+		.addrlen = e->addrlen,
+		.weight = m->weight,
+		.maxconn = m->has_maxconn ?
+		    (int)(m->maxconn > 1000000 ? 1000000 : m->maxconn) : 0,
+		.draining = m->state != CODEC_UP,
+		.label = m->label,
+	};
+
+	if ((s = server_join(be, &spec, SRC_ANNOUNCED)) == NULL) {
 		if (errno == EEXIST) {
 			*why = "a server of that name exists";
 			return DISC_POLICY;
@@ -538,12 +502,8 @@ apply_add(struct disc_entry *e, const struct codec_msg *m, const char **why)
 		*why = "cannot add server (out of memory)";
 		return DISC_CAP;
 	}
-	snprintf(s->label, sizeof(s->label), "%s", m->label);
-	s->announce_up = m->state == CODEC_UP;
 	server_ref(s);
 	e->srv = s;
-	health_add(s);
-	publish(be);
 	log_info("server %s/%s: added by announcement (%s, weight %u, ttl "
 	    "%ums, instance %016" PRIx64 "%s%s%s)", be->name, s->name,
 	    codec_state_name(m->state), m->weight, e->ttl_ms, m->instance,
@@ -556,28 +516,11 @@ apply_add(struct disc_entry *e, const struct codec_msg *m, const char **why)
 static void
 apply_update(struct disc_entry *e, const struct codec_msg *m)
 {
-	struct server	*s = e->srv;
-	bool		 up = m->state == CODEC_UP, changed = false;
-
-	if (s->announce_up != up) {
-		log_info("server %s/%s: announced %s (%s)", s->be->name,
-		    s->name, up ? "up" : "draining", up ?
-		    "back from draining" : "no new sessions");
-		s->announce_up = up;
-		s->last_change = ev_time();
-		changed = true;
-	}
+	server_set_announced(e->srv, m->state == CODEC_UP, m->label);
 	/* Only a change of the announced weight applies: a weight set by
 	 * the admin meanwhile stays until the announcer changes its own. */
-	if (e->weight != m->weight && s->weight != m->weight) {
-		log_info("server %s/%s: weight %d -> %u (announce)",
-		    s->be->name, s->name, s->weight, m->weight);
-		s->weight = m->weight;
-		changed = true;
-	}
-	snprintf(s->label, sizeof(s->label), "%s", m->label);
-	if (changed)
-		publish(s->be);
+	if (e->weight != m->weight)
+		server_set_weight(e->srv, m->weight, "announce");
 }
 
 static enum disc_verdict
@@ -772,7 +715,7 @@ discovery_tick(void)
 	}
 	D.last_tick = now;
 
-	batch_begin();
+	table_batch_begin();
 	TAILQ_FOREACH_SAFE(e, &D.live, entry, next) {
 		if (!e->srv->in_table) {
 			/* Deleted by the admin: keep it as a tombstone. */
@@ -786,7 +729,7 @@ discovery_tick(void)
 			entry_retire(e, now, why);
 		}
 	}
-	batch_end();
+	table_batch_end();
 	TAILQ_FOREACH_SAFE(e, &D.tombs, entry, next) {
 		if (now >= e->deadline) {
 			TAILQ_REMOVE(&D.tombs, e, entry);
@@ -809,7 +752,7 @@ io_cb(struct ev_loop *loop, ev_io *w, int revents)
 	int			 i;
 
 	(void)revents;
-	batch_begin();
+	table_batch_begin();
 	for (i = 0; i < DISC_BATCH; i++) {
 		srclen = sizeof(src);
 		/* MSG_TRUNC: the real size, so oversized ones are seen. */
@@ -824,7 +767,7 @@ io_cb(struct ev_loop *loop, ev_io *w, int revents)
 		discovery_input(buf, (size_t)r, (struct sockaddr *)&src,
 		    srclen);
 	}
-	batch_end();
+	table_batch_end();
 	if (i < DISC_BATCH)
 		return;
 	/* A full batch: maybe a flood. Let the rest of the loop run. */

@@ -2,10 +2,11 @@
  * receiver.h - shoal's side of discovery: the announcement socket, policy,
  * replay protection, tombstones, TTL expiry and the stall guard.
  *
- * Runs in the control loop only. Announced servers enter their backend
- * through server_add(..., SRC_ANNOUNCED) + health_add(), and leave through
- * health_remove() + server_remove(), like any other server: sessions in
- * flight keep their reference and finish untouched.
+ * Runs in the control loop only. Announced servers join their backend
+ * through the table's door (server_join(..., SRC_ANNOUNCED)) and leave
+ * through server_leave(), like any other server: health follows through
+ * the table, and sessions in flight keep their reference and finish
+ * untouched.
  */
 #ifndef SHOAL_RECEIVER_H
 #define SHOAL_RECEIVER_H
@@ -19,7 +20,6 @@
 #include "server.h"
 
 #define DISC_BATCH	64	/* datagrams handled per wake-up */
-#define DISC_DIRTY_MAX	16	/* backends republished once per batch */
 #define DISC_TTL_MIN	500	/* ms: announced ttl is clamped to this... */
 #define DISC_TTL_MAX	60000	/* ...and this */
 #define DISC_TICK_MS	100	/* expiry timer period */

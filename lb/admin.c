@@ -10,9 +10,9 @@
  * of earlier answers wait to be sent, so a client that does not read
  * stops being read instead of growing shoal's memory. Every socket is
  * non-blocking; nothing here waits. Commands change the server table
- * through the same calls as health checks and discovery (server_set_admin,
- * server_add + health_add, health_remove + server_remove, server_republish),
- * so workers see a change at their next pick.
+ * through its door, as the config and discovery do (server_join,
+ * server_leave, server_set_admin, server_set_weight), so workers see a
+ * change at their next pick and health follows through the table.
  */
 #include <sys/queue.h>
 #include <sys/socket.h>
@@ -34,7 +34,6 @@
 #include "config.h"
 #include "admin.h"
 #include "control.h"
-#include "health.h"
 #include "log.h"
 #include "receiver.h"
 #include "sbuf.h"
@@ -424,7 +423,6 @@ cmd_set_server(int argc, char **argv, struct sbuf *out)
 			return 0;
 		}
 		server_set_admin(s, a, "admin");
-		health_admin_changed(s);
 		cur = atomic_load(&s->cur);
 		sbuf_printf(out, "ok: %s/%s %s -> %s (%" PRIu32 " active "
 		    "session%s)\n", be->name, s->name, was,
@@ -438,12 +436,9 @@ cmd_set_server(int argc, char **argv, struct sbuf *out)
 		return -1;
 	}
 	if (s->weight != (int)w) {
-		log_info("server %s/%s: weight %d -> %ld (admin)", be->name,
-		    s->name, (int)s->weight, w);
 		sbuf_printf(out, "ok: %s/%s weight %d -> %ld\n", be->name,
 		    s->name, (int)s->weight, w);
-		s->weight = (int)w;
-		server_republish(be);
+		server_set_weight(s, (int)w, "admin");
 	} else
 		sbuf_printf(out, "ok: %s/%s weight is %ld already\n", be->name,
 		    s->name, w);
@@ -456,6 +451,7 @@ cmd_add_server(int argc, char **argv, struct sbuf *out)
 	struct backend		*be;
 	struct server		*s;
 	struct conf_addr	 a;
+	struct server_spec	 spec = { 0 };
 	const char		*name, *why;
 	long			 weight = 1, maxconn = 0;
 	bool			 backup = false, seen_w = false, seen_m = false;
@@ -516,16 +512,18 @@ cmd_add_server(int argc, char **argv, struct sbuf *out)
 			return -1;
 		}
 	}
-	s = server_add(be, name, (struct sockaddr *)&a.ss, a.len, (int)weight,
-	    (int)maxconn, backup, SRC_ADMIN);
-	if (s == NULL)
+	spec.name = name;
+	spec.addr = (struct sockaddr *)&a.ss;
+	spec.addrlen = a.len;
+	spec.weight = (int)weight;
+	spec.maxconn = (int)maxconn;
+	spec.backup = backup;
+	if ((s = server_join(be, &spec, SRC_ADMIN)) == NULL)
 		return errorf(out, "cannot add %s/%s: %s", be->name, name,
 		    strerror(errno));
 	log_info("server %s/%s: added (admin: %s, weight %ld%s%s)", be->name,
 	    s->name, s->addrstr, weight, maxconn ? ", maxconn" : "",
 	    backup ? ", backup" : "");
-	health_add(s);
-	server_republish(be);
 	sbuf_printf(out, "ok: %s/%s added (%s, weight %ld, %s)\n", be->name,
 	    s->name, s->addrstr, weight, server_state_name(s));
 	return 0;
@@ -551,9 +549,7 @@ cmd_del_server(int argc, char **argv, struct sbuf *out)
 	    "on it)", be->name, name, cur);
 	/* The pool and the sessions keep their references: it leaves
 	 * selection now and is freed by the last session. */
-	health_remove(s);
-	server_remove(s);
-	server_republish(be);
+	server_leave(s);
 	sbuf_printf(out, "ok: %s/%s removed (%" PRIu32 " active session%s "
 	    "finish%s on it)\n", be->name, name, cur, plural(cur),
 	    cur == 1 ? "es" : "");

@@ -11,7 +11,6 @@
 #include <unistd.h>
 
 #include "control.h"
-#include "health.h"
 #include "log.h"
 #include "notify.h"
 
@@ -320,25 +319,6 @@ struct prebind {
 	int			*fds;		/* [nworkers], -1 once handed over */
 };
 
-static bool
-checks_changed(const struct conf_backend *a, const struct conf_backend *b)
-{
-	return a->check != b->check ||
-	    strcmp(a->check_http_method, b->check_http_method) != 0 ||
-	    strcmp(a->check_http_path, b->check_http_path) != 0 ||
-	    strcmp(a->check_http_host, b->check_http_host) != 0 ||
-	    a->check_send_len != b->check_send_len ||
-	    memcmp(a->check_send, b->check_send, a->check_send_len) != 0 ||
-	    a->check_expect_len != b->check_expect_len ||
-	    memcmp(a->check_expect, b->check_expect, a->check_expect_len) != 0 ||
-	    strcmp(a->check_sni, b->check_sni) != 0 ||
-	    strcmp(a->check_ca_file, b->check_ca_file) != 0 ||
-	    a->check_port != b->check_port ||
-	    a->check_interval_ms != b->check_interval_ms ||
-	    a->check_timeout_ms != b->check_timeout_ms ||
-	    a->rise != b->rise || a->fall != b->fall;
-}
-
 static const struct conf_server *
 conf_server_find(const struct conf_backend *cb, const char *name)
 {
@@ -348,22 +328,18 @@ conf_server_find(const struct conf_backend *cb, const char *name)
 	return NULL;
 }
 
-/* Bring an existing backend to its new configuration, in place. */
+/*
+ * Bring an existing backend to its new configuration, in place: static
+ * servers that are gone or moved leave, the backend takes its settings
+ * (health follows through the table's observer), kept ones take their
+ * weight and limits, new ones join. Publishes once at the end.
+ */
 static void
 backend_apply(struct backend *be, const struct conf_backend *nb)
 {
-	bool		 rechecks = checks_changed(&be->conf, nb);
 	struct server	*s, *next;
 
-	if (rechecks)
-		TAILQ_FOREACH(s, &be->servers, entry)
-			health_remove(s);
-	be->conf = *nb;
-	be->conf.servers = NULL;
-	be->conf.nservers = 0;
-	atomic_store(&be->fall, nb->fall > 0 ? nb->fall : 3);
-
-	/* Static servers: gone or moved ones leave, the others are updated. */
+	table_batch_begin();
 	for (s = TAILQ_FIRST(&be->servers); s != NULL; s = next) {
 		const struct conf_server *cs;
 
@@ -371,49 +347,40 @@ backend_apply(struct backend *be, const struct conf_backend *nb)
 		if (s->source != SRC_STATIC)
 			continue;
 		cs = conf_server_find(nb, s->name);
-		if (cs == NULL || !net_addr_equal((struct sockaddr *)&s->addr,
-		    (const struct sockaddr *)&cs->addr.ss)) {
-			log_info("server %s/%s: removed by reload (%u sessions "
-			    "finish on it)", be->name, s->name,
-			    atomic_load(&s->cur));
-			health_remove(s);
-			server_remove(s);
+		if (cs != NULL && net_addr_equal((struct sockaddr *)&s->addr,
+		    (const struct sockaddr *)&cs->addr.ss))
+			continue;
+		log_info("server %s/%s: removed by reload (%u sessions "
+		    "finish on it)", be->name, s->name, atomic_load(&s->cur));
+		server_leave(s);
+	}
+	backend_set_conf(be, nb);
+	for (size_t i = 0; i < nb->nservers; i++) {
+		const struct conf_server	*cs = &nb->servers[i];
+		struct server_spec		 spec = {
+			.name = cs->name,
+			.addr = (const struct sockaddr *)&cs->addr.ss,
+			.addrlen = cs->addr.len,
+			.weight = cs->weight,
+			.maxconn = cs->maxconn,
+			.backup = cs->backup,
+		};
+
+		if ((s = server_find(be, cs->name)) != NULL) {
+			if (s->source != SRC_STATIC)
+				continue;
+			server_set_weight(s, cs->weight, "reload");
+			server_set_limits(s, cs->maxconn, cs->backup);
 			continue;
 		}
-		if (s->weight != cs->weight || s->maxconn != cs->maxconn ||
-		    s->backup != cs->backup)
-			log_info("server %s/%s: weight %d maxconn %d%s", be->name,
-			    s->name, cs->weight, cs->maxconn,
-			    cs->backup ? " backup" : "");
-		s->weight = cs->weight;
-		s->maxconn = cs->maxconn;
-		s->backup = cs->backup;
-	}
-	for (size_t i = 0; i < nb->nservers; i++) {
-		const struct conf_server *cs = &nb->servers[i];
-
-		if (server_find(be, cs->name) != NULL)
-			continue;
-		s = server_add(be, cs->name, (const struct sockaddr *)&cs->addr.ss,
-		    cs->addr.len, cs->weight, cs->maxconn, cs->backup,
-		    SRC_STATIC);
-		if (s == NULL) {
+		if ((s = server_join(be, &spec, SRC_STATIC)) == NULL) {
 			log_warn("server %s/%s: not added", be->name, cs->name);
 			continue;
 		}
 		log_info("server %s/%s: added by reload (%s)", be->name,
 		    s->name, s->addrstr);
-		health_add(s);
 	}
-	if (rechecks) {
-		TAILQ_FOREACH(s, &be->servers, entry) {
-			if (nb->check == CHECK_NONE)
-				server_set_health(s, HEALTH_UP, "check = none");
-			else
-				health_add(s);
-		}
-	}
-	server_republish(be);
+	table_batch_end();
 }
 
 static struct frontend *
@@ -579,22 +546,13 @@ control_reload(struct control *c)
 			continue;
 		}
 		TAILQ_INSERT_TAIL(&c->backends, be, entry);
-		{
-			struct server *s;
-
-			TAILQ_FOREACH(s, &be->servers, entry)
-				health_add(s);
-		}
 		log_info("backend %s: added by reload", be->name);
 	}
 	for (be = TAILQ_FIRST(&c->backends); be != NULL; be = next) {
 		next = TAILQ_NEXT(be, entry);
 		if (conf_backend_find(nc, be->name) != NULL)
 			continue;
-		struct server *s;
-
-		TAILQ_FOREACH(s, &be->servers, entry)
-			health_remove(s);
+		backend_retire(be);
 		TAILQ_REMOVE(&c->backends, be, entry);
 		TAILQ_INSERT_TAIL(&c->old_backends, be, entry);
 		log_info("backend %s: removed by reload (its sessions finish)",

@@ -101,6 +101,7 @@ main(int argc, char *argv[])
 
 	if (control_init(&ctl, conf, path) == -1)
 		fatal("control loop");
+	table_set_observer(&health_observer);
 	if (control_build_table(&ctl) == -1)
 		fatalx("cannot build the server table");
 	if (health_start(ctl.loop, &ctl.backends) == -1)
@@ -115,6 +116,7 @@ main(int argc, char *argv[])
 		stats_stop();
 		discovery_stop();
 		health_stop();
+		table_set_observer(NULL);
 		control_fini(&ctl);
 		return 1;
 	}
@@ -127,6 +129,7 @@ main(int argc, char *argv[])
 	stats_stop();
 	discovery_stop();
 	health_stop();
+	table_set_observer(NULL);
 	control_fini(&ctl);
 	notify_fini();
 	log_info("exiting");
