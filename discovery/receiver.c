@@ -12,10 +12,12 @@
  * Entries remember the announcer instance, the last seq and timestamp, so
  * a replayed datagram can never bring back a server that left.
  *
- *   datagram -> codec_decode -> policy -> freshness -> order -> apply
- *                   |              |          |          |        |
- *           malformed/unknown   policy/     stale      replay    ok
- *             _key/bad_mac        cap
+ *   datagram -> decode -> policy -> cap -> freshness -> order -> apply
+ *                 |         |        |        |            |        |
+ *         malformed/unknown policy  cap     stale       replay    ok
+ *           _key/bad_mac
+ *
+ * Each stage is one function (stage_*) and handle() calls them in order.
  */
 #include <sys/types.h>
 #include <sys/socket.h>
@@ -523,114 +525,173 @@ apply_update(struct disc_entry *e, const struct codec_msg *m)
 		server_set_weight(e->srv, m->weight, "announce");
 }
 
-static enum disc_verdict
-handle(const uint8_t *buf, size_t n, const struct sockaddr *src,
-    const char **why, char pool[CODEC_POOL_MAX + 1])
-{
-	const struct conf_discovery	*cd = D.cd;
-	struct codec_msg		 m;
-	struct sockaddr_storage		 ss;
-	struct sockaddr_in		*sin = (struct sockaddr_in *)&ss;
-	struct sockaddr_in6		*sin6 = (struct sockaddr_in6 *)&ss;
-	struct disc_entry		*e;
-	struct backend			*be;
-	socklen_t			 sslen;
-	char				 name[NET_ADDRSTRLEN];
-	enum disc_verdict		 v;
-	uint64_t			 now, wall, skew;
-	uint32_t			 ttl;
-	bool				 live, tomb, created;
+/* One datagram on its way through the stages. */
+struct disc_msg {
+	const struct sockaddr	*src;		/* datagram source, or NULL */
+	struct codec_msg	 m;		/* decoded */
+	struct sockaddr_storage	 addr;		/* announced address:port */
+	socklen_t		 addrlen;
+	char			 name[NET_ADDRSTRLEN]; /* "IP:PORT" */
+	struct backend		*be;		/* the pool */
+	struct disc_entry	*e;		/* its entry, or NULL */
+	bool			 tomb;		/* e is a tombstone */
+	bool			 live;		/* e's server is in the table */
+	char			 pool[CODEC_POOL_MAX + 1]; /* "" until decoded */
+	const char		*why;		/* reason of a rejection */
+};
 
-	v = codec_decode(buf, n, D.keys, D.nkeys, cd->realm, cd->auth_none,
-	    &m, why);
+/* Decode: size, header, key, tag, field rules (the codec); then the
+ * announced address as a sockaddr and its name. */
+static enum disc_verdict
+stage_decode(struct disc_msg *d, const uint8_t *buf, size_t n)
+{
+	struct sockaddr_in	*sin = (struct sockaddr_in *)&d->addr;
+	struct sockaddr_in6	*sin6 = (struct sockaddr_in6 *)&d->addr;
+	enum disc_verdict	 v;
+
+	v = codec_decode(buf, n, D.keys, D.nkeys, D.cd->realm,
+	    D.cd->auth_none, &d->m, &d->why);
 	if (v != DISC_OK)
 		return v;
-	memcpy(pool, m.pool, sizeof(m.pool));
-
-	memset(&ss, 0, sizeof(ss));
-	if (m.ipv6) {
+	memcpy(d->pool, d->m.pool, sizeof(d->m.pool));
+	memset(&d->addr, 0, sizeof(d->addr));
+	if (d->m.ipv6) {
 		sin6->sin6_family = AF_INET6;
-		sin6->sin6_port = htons(m.port);
-		memcpy(&sin6->sin6_addr, m.addr, 16);
-		sslen = sizeof(*sin6);
+		sin6->sin6_port = htons(d->m.port);
+		memcpy(&sin6->sin6_addr, d->m.addr, 16);
+		d->addrlen = sizeof(*sin6);
 	} else {
 		sin->sin_family = AF_INET;
-		sin->sin_port = htons(m.port);
-		memcpy(&sin->sin_addr, m.addr, 4);
-		sslen = sizeof(*sin);
+		sin->sin_port = htons(d->m.port);
+		memcpy(&sin->sin_addr, d->m.addr, 4);
+		d->addrlen = sizeof(*sin);
 	}
-	net_addr_str((struct sockaddr *)&ss, name, sizeof(name));
+	net_addr_str((struct sockaddr *)&d->addr, d->name, sizeof(d->name));
+	return DISC_OK;
+}
 
-	/* Policy. */
-	be = backend_by_name(m.pool);
-	v = check_policy(be, (struct sockaddr *)&ss, name, src, why);
+/* Policy: the backend takes announcements, the address may be one of its
+ * servers; then find the entry this datagram is about. */
+static enum disc_verdict
+stage_policy(struct disc_msg *d)
+{
+	const struct sockaddr	*sa = (const struct sockaddr *)&d->addr;
+	enum disc_verdict	 v;
+
+	d->be = backend_by_name(d->m.pool);
+	v = check_policy(d->be, sa, d->name, d->src, &d->why);
 	if (v != DISC_OK)
 		return v;
-	e = entry_find(&D.live, be, (struct sockaddr *)&ss);
-	tomb = false;
-	if (e == NULL && (e = entry_find(&D.tombs, be,
-	    (struct sockaddr *)&ss)) != NULL)
-		tomb = true;
-	live = e != NULL && !tomb && e->srv->in_table;
-	if (!live && m.state != CODEC_LEAVING &&
-	    be->ndiscovered >= (size_t)be->conf.max_discovered) {
-		*why = "backend has max_discovered announced servers";
+	d->e = entry_find(&D.live, d->be, sa);
+	if (d->e == NULL && (d->e = entry_find(&D.tombs, d->be, sa)) != NULL)
+		d->tomb = true;
+	d->live = d->e != NULL && !d->tomb && d->e->srv->in_table;
+	return DISC_OK;
+}
+
+/* Cap: a server not in the table yet needs room under max_discovered. */
+static enum disc_verdict
+stage_cap(struct disc_msg *d)
+{
+	if (!d->live && d->m.state != CODEC_LEAVING &&
+	    d->be->ndiscovered >= (size_t)d->be->conf.max_discovered) {
+		d->why = "backend has max_discovered announced servers";
 		return DISC_CAP;
 	}
+	return DISC_OK;
+}
 
-	/* Freshness. */
-	wall = wall_ms();
-	skew = m.timestamp_ms > wall ? m.timestamp_ms - wall :
-	    wall - m.timestamp_ms;
-	if (skew > cd->max_skew_ms) {
-		*why = "timestamp outside max_skew";
+/* Freshness: |now - timestamp| <= max_skew. */
+static enum disc_verdict
+stage_freshness(struct disc_msg *d)
+{
+	uint64_t wall = wall_ms(), ts = d->m.timestamp_ms;
+
+	if ((ts > wall ? ts - wall : wall - ts) > D.cd->max_skew_ms) {
+		d->why = "timestamp outside max_skew";
 		return DISC_STALE;
 	}
+	return DISC_OK;
+}
 
-	/* Order. */
-	if (e != NULL) {
-		if (m.instance == e->instance && m.seq <= e->seq) {
-			*why = "seq not newer for this instance";
-			return DISC_REPLAY;
-		}
-		if (m.instance != e->instance && m.timestamp_ms <= e->ts) {
-			*why = "new instance with an older timestamp";
-			return DISC_REPLAY;
-		}
+/* Order: the same instance must count up; a new one must be newer. */
+static enum disc_verdict
+stage_order(struct disc_msg *d)
+{
+	const struct disc_entry *e = d->e;
+
+	if (e == NULL)
+		return DISC_OK;
+	if (d->m.instance == e->instance && d->m.seq <= e->seq) {
+		d->why = "seq not newer for this instance";
+		return DISC_REPLAY;
 	}
+	if (d->m.instance != e->instance && d->m.timestamp_ms <= e->ts) {
+		d->why = "new instance with an older timestamp";
+		return DISC_REPLAY;
+	}
+	return DISC_OK;
+}
 
-	/* Accepted: apply. */
-	now = mono_ms();
-	ttl = m.ttl_ms < DISC_TTL_MIN ? DISC_TTL_MIN :
-	    m.ttl_ms > DISC_TTL_MAX ? DISC_TTL_MAX : m.ttl_ms;
-	created = false;
+/* The entry an accepted datagram applies to: a new one (in no list until
+ * the end of apply), or the one found, buried first if the admin deleted
+ * its server. NULL when out of memory. */
+static struct disc_entry *
+apply_entry(struct disc_msg *d, uint64_t now, bool *created)
+{
+	struct disc_entry *e = d->e;
+
+	*created = false;
 	if (e == NULL) {
-		/* A new entry, in no list until the end. */
-		if ((e = calloc(1, sizeof(*e))) == NULL) {
-			*why = "out of memory";
-			return DISC_CAP;
-		}
-		e->be = be;
-		memcpy(&e->addr, &ss, sslen);
-		e->addrlen = sslen;
-		snprintf(e->name, sizeof(e->name), "%s", name);
-		created = tomb = true;
-	} else if (!tomb && !live) {
+		if ((e = calloc(1, sizeof(*e))) == NULL)
+			return NULL;
+		e->be = d->be;
+		memcpy(&e->addr, &d->addr, d->addrlen);
+		e->addrlen = d->addrlen;
+		snprintf(e->name, sizeof(e->name), "%s", d->name);
+		*created = d->tomb = true;
+	} else if (!d->tomb && !d->live) {
 		/* Removed behind our back (admin): it is a tombstone now. */
 		server_unref(e->srv);
 		entry_bury(e, now);
-		tomb = true;
+		d->tomb = true;
 	}
-	e->ttl_ms = ttl;
-	if (m.state == CODEC_LEAVING) {
-		if (!tomb)
-			entry_retire(e, now, "leave");
-		else if (created)
-			tomb_insert(e, now);
-		else
-			e->deadline = now + tomb_lifetime();
-	} else if (tomb) {
-		if ((v = apply_add(e, &m, why)) != DISC_OK) {
+	return e;
+}
+
+/* LEAVING: the server leaves; the entry is (or stays) a tombstone. */
+static void
+apply_leave(struct disc_msg *d, struct disc_entry *e, bool created,
+    uint64_t now)
+{
+	if (!d->tomb)
+		entry_retire(e, now, "leave");
+	else if (created)
+		tomb_insert(e, now);
+	else
+		e->deadline = now + tomb_lifetime();
+}
+
+/* Accepted: change the table and remember the announcer. */
+static enum disc_verdict
+stage_apply(struct disc_msg *d)
+{
+	const struct codec_msg	*m = &d->m;
+	struct disc_entry	*e;
+	enum disc_verdict	 v;
+	uint64_t		 now = mono_ms();
+	bool			 created;
+
+	if ((e = apply_entry(d, now, &created)) == NULL) {
+		d->why = "out of memory";
+		return DISC_CAP;
+	}
+	e->ttl_ms = m->ttl_ms < DISC_TTL_MIN ? DISC_TTL_MIN :
+	    m->ttl_ms > DISC_TTL_MAX ? DISC_TTL_MAX : m->ttl_ms;
+	if (m->state == CODEC_LEAVING) {
+		apply_leave(d, e, created, now);
+	} else if (d->tomb) {
+		if ((v = apply_add(e, m, &d->why)) != DISC_OK) {
 			if (created)
 				free(e);
 			return v;
@@ -640,19 +701,34 @@ handle(const uint8_t *buf, size_t n, const struct sockaddr *src,
 			D.ntombs--;
 		}
 		TAILQ_INSERT_TAIL(&D.live, e, entry);
-		e->deadline = now + ttl;
+		e->deadline = now + e->ttl_ms;
 	} else {
-		apply_update(e, &m);
-		e->deadline = now + ttl;
+		apply_update(e, m);
+		e->deadline = now + e->ttl_ms;
 	}
-	e->instance = m.instance;
-	e->seq = m.seq;
-	e->ts = m.timestamp_ms;
+	e->instance = m->instance;
+	e->seq = m->seq;
+	e->ts = m->timestamp_ms;
 	e->last_ms = now;
-	e->draining = m.state == CODEC_DRAINING;
-	e->weight = m.weight;
-	snprintf(e->label, sizeof(e->label), "%s", m.label);
+	e->draining = m->state == CODEC_DRAINING;
+	e->weight = m->weight;
+	snprintf(e->label, sizeof(e->label), "%s", m->label);
 	return DISC_OK;
+}
+
+/* The pipeline: the first stage that says no gives the verdict. */
+static enum disc_verdict
+handle(struct disc_msg *d, const uint8_t *buf, size_t n)
+{
+	enum disc_verdict v;
+
+	if ((v = stage_decode(d, buf, n)) != DISC_OK ||
+	    (v = stage_policy(d)) != DISC_OK ||
+	    (v = stage_cap(d)) != DISC_OK ||
+	    (v = stage_freshness(d)) != DISC_OK ||
+	    (v = stage_order(d)) != DISC_OK)
+		return v;
+	return stage_apply(d);
 }
 
 enum disc_verdict
@@ -660,26 +736,25 @@ discovery_input(const uint8_t *buf, size_t n, const struct sockaddr *src,
     socklen_t srclen)
 {
 	struct sockaddr_storage	 ss;
-	const struct sockaddr	*sp = NULL;
-	const char		*why = "?";
-	char			 pool[CODEC_POOL_MAX + 1];
+	struct disc_msg		 d;
 	enum disc_verdict	 v;
 
 	if (!D.running)
 		return DISC_POLICY;
+	memset(&d, 0, sizeof(d));
+	d.why = "?";
 	if (src != NULL && srclen <= sizeof(ss)) {
 		memset(&ss, 0, sizeof(ss));
 		memcpy(&ss, src, srclen);
 		sa_unmap(&ss);
-		sp = (const struct sockaddr *)&ss;
+		d.src = (const struct sockaddr *)&ss;
 	}
-	pool[0] = '\0';
-	v = handle(buf, n, sp, &why, pool);
+	v = handle(&d, buf, n);
 	D.counters[v]++;
 	if (v != DISC_OK)
-		reject_log(v, sp, why, pool[0] != '\0' ? pool : NULL);
+		reject_log(v, d.src, d.why, d.pool[0] != '\0' ? d.pool : NULL);
 	if (log_enabled(LOG_LVL_DEBUG))
-		debug_log(v, sp, why, pool);
+		debug_log(v, d.src, d.why, d.pool);
 	return v;
 }
 
