@@ -1192,3 +1192,13 @@ discovery_foreach(void (*fn)(const struct discovery_entry_info *, void *),
 		}
 	}
 }
+
+_Static_assert(DISC_NVERDICTS <= DISCOVERY_VERDICTS_MAX,
+    "discovery_view: too many verdicts");
+
+const struct discovery_view discovery_view = {
+	.nverdicts = DISC_NVERDICTS,
+	.verdict_name = codec_verdict_name,
+	.counters = discovery_counters,
+	.foreach = discovery_foreach,
+};

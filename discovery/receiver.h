@@ -17,6 +17,7 @@
 
 #include "codec.h"
 #include "conf.h"
+#include "discovery_view.h"
 #include "server.h"
 
 #define DISC_BATCH	64	/* datagrams handled per wake-up */
@@ -54,21 +55,12 @@ void	discovery_stop(void);
  */
 int	discovery_reload(const struct conf *nc);
 
+/* What stats and the admin socket show: these counters and entries
+ * (lb/main.c hands it to the control loop). */
+extern const struct discovery_view discovery_view;
+
 /* The verdict counters since start, indexed by enum disc_verdict. */
 void	discovery_counters(uint64_t out[DISC_NVERDICTS]);
-
-/* One entry of the announcement table, for `show discovery`. */
-struct discovery_entry_info {
-	const char	*backend;	/* pool = backend name */
-	const char	*name;		/* "IP:PORT", the server's name */
-	const char	*label;		/* label TLV, "" if none */
-	const char	*state;		/* "up", "draining" or "gone" */
-	uint64_t	 instance;	/* current announcer instance */
-	uint32_t	 seq;		/* last accepted seq */
-	uint32_t	 ttl_ms;	/* clamped ttl of the last datagram */
-	double		 age_s;		/* since the last accepted datagram */
-	double		 expires_s;	/* until expiry (gone: until forgotten) */
-};
 
 /*
  * Call fn once per entry (live servers first, then tombstones), with arg.

@@ -35,7 +35,6 @@
 #include "admin.h"
 #include "control.h"
 #include "log.h"
-#include "receiver.h"
 #include "sbuf.h"
 #include "server.h"
 #include "stats.h"
@@ -373,16 +372,19 @@ discovery_row(const struct discovery_entry_info *e, void *arg)
 static int
 cmd_show_discovery(int argc, char **argv, struct sbuf *out)
 {
-	uint64_t n[DISC_NVERDICTS];
+	const struct discovery_view	*dv = A.ctl->discovery;
+	uint64_t			 n[DISCOVERY_VERDICTS_MAX];
 
 	sbuf_printf(out, "%-12s %-23s %-16s %10s %8s %9s %8s %-8s %s\n",
 	    "pool", "address", "instance", "seq", "age", "ttl", "expires",
 	    "state", "label");
-	discovery_foreach(discovery_row, out);
-	discovery_counters(n);
+	if (dv != NULL) {
+		dv->foreach(discovery_row, out);
+		dv->counters(n);
+	}
 	sbuf_puts(out, "verdicts:");
-	for (int i = 0; i < DISC_NVERDICTS; i++)
-		sbuf_printf(out, " %s=%" PRIu64, codec_verdict_name(i), n[i]);
+	for (int i = 0; dv != NULL && i < dv->nverdicts; i++)
+		sbuf_printf(out, " %s=%" PRIu64, dv->verdict_name(i), n[i]);
 	sbuf_puts(out, "\n");
 	return 0;
 }

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 
 #include "conf.h"
+#include "discovery_view.h"
 #include "server.h"
 #include "worker.h"
 
@@ -33,6 +34,7 @@ struct control {
 	ev_tstamp		 stop_deadline;
 	bool			 stopping;
 	ev_tstamp		 started;
+	const struct discovery_view *discovery;	/* wired by main.c, or NULL */
 };
 
 /* Take the config (owned from now on) and set up the control loop. path

@@ -102,6 +102,7 @@ main(int argc, char *argv[])
 	if (control_init(&ctl, conf, path) == -1)
 		fatal("control loop");
 	table_set_observer(&health_observer);
+	ctl.discovery = &discovery_view;
 	if (control_build_table(&ctl) == -1)
 		fatalx("cannot build the server table");
 	if (health_start(ctl.loop, &ctl.backends) == -1)
