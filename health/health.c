@@ -869,8 +869,12 @@ health_add(struct server *s)
 
 		(void)tls_ctx(s->be, &why);
 	}
+	/* A server that starts up or down (init_state) is checked at once:
+	 * its state is a guess until then. One that is `checking`, or that
+	 * was checked before (new check settings), within one interval. */
 	if (s->admin != ADM_MAINT)
-		hcheck_schedule_first(h, interval_s(s->be));
+		hcheck_schedule_first(h, s->health != HEALTH_CHECKING &&
+		    s->last_check == 0 ? 0 : interval_s(s->be));
 }
 
 void

@@ -357,14 +357,7 @@ backend_apply(struct backend *be, const struct conf_backend *nb)
 	backend_set_conf(be, nb);
 	for (size_t i = 0; i < nb->nservers; i++) {
 		const struct conf_server	*cs = &nb->servers[i];
-		struct server_spec		 spec = {
-			.name = cs->name,
-			.addr = (const struct sockaddr *)&cs->addr.ss,
-			.addrlen = cs->addr.len,
-			.weight = cs->weight,
-			.maxconn = cs->maxconn,
-			.backup = cs->backup,
-		};
+		struct server_spec		 spec;
 
 		if ((s = server_find(be, cs->name)) != NULL) {
 			if (s->source != SRC_STATIC)
@@ -373,6 +366,7 @@ backend_apply(struct backend *be, const struct conf_backend *nb)
 			server_set_limits(s, cs->maxconn, cs->backup);
 			continue;
 		}
+		server_spec_conf(&spec, cs);
 		if ((s = server_join(be, &spec, SRC_STATIC)) == NULL) {
 			log_warn("server %s/%s: not added", be->name, cs->name);
 			continue;

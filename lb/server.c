@@ -49,16 +49,9 @@ backend_new(const struct conf_backend *cb)
 	atomic_init(&be->fall, cb->fall > 0 ? cb->fall : 3);
 	TAILQ_INIT(&be->servers);
 	for (size_t i = 0; i < cb->nservers; i++) {
-		const struct conf_server	*cs = &cb->servers[i];
-		struct server_spec		 spec = {
-			.name = cs->name,
-			.addr = (const struct sockaddr *)&cs->addr.ss,
-			.addrlen = cs->addr.len,
-			.weight = cs->weight,
-			.maxconn = cs->maxconn,
-			.backup = cs->backup,
-		};
+		struct server_spec spec;
 
+		server_spec_conf(&spec, &cb->servers[i]);
 		if (join_quiet(be, &spec, SRC_STATIC) == NULL) {
 			backend_retire(be);
 			backend_free(be);
@@ -184,12 +177,34 @@ join_quiet(struct backend *be, const struct server_spec *spec,
 	    spec->weight, spec->maxconn, spec->backup, source);
 	if (s == NULL)
 		return NULL;
+	if (be->conf.check != CHECK_NONE)
+		s->health = spec->health;
 	s->announce_up = !spec->draining;
 	if (spec->label != NULL)
 		snprintf(s->label, sizeof(s->label), "%s", spec->label);
 	if (observer != NULL && observer->joined != NULL)
 		observer->joined(s);
 	return s;
+}
+
+void
+server_spec_conf(struct server_spec *spec, const struct conf_server *cs)
+{
+	static const enum server_health init[] = {
+		[INIT_UP] = HEALTH_UP,
+		[INIT_CHECKING] = HEALTH_CHECKING,
+		[INIT_DOWN] = HEALTH_DOWN,
+	};
+
+	memset(spec, 0, sizeof(*spec));
+	spec->name = cs->name;
+	spec->addr = (const struct sockaddr *)&cs->addr.ss;
+	spec->addrlen = cs->addr.len;
+	spec->weight = cs->weight;
+	spec->maxconn = cs->maxconn;
+	spec->backup = cs->backup;
+	spec->health = (size_t)cs->init_state < sizeof(init) / sizeof(init[0]) ?
+	    init[cs->init_state] : HEALTH_CHECKING;
 }
 
 struct server *

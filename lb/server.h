@@ -163,11 +163,16 @@ struct server_spec {
 	bool			 backup;
 	bool			 draining;	/* announced as draining */
 	const char		*label;		/* announced label, NULL = none */
+	enum server_health	 health;	/* with checks; 0 = checking */
 };
 
+/* The spec of a server line of the config (its init_state included). */
+void		 server_spec_conf(struct server_spec *,
+		    const struct conf_server *);
+
 /*
- * Add a server: its health starts as `checking` when the backend has
- * checks, else `up`. The observer hears `joined`, then the pool is
+ * Add a server: its health starts as the spec says (`checking` unless it
+ * says otherwise) when the backend has checks, else `up`. The observer hears `joined`, then the pool is
  * republished. Returns the server (owned by the table; take a reference
  * to keep it past server_leave()) or NULL with errno: EEXIST for a name
  * already in the backend, ENOMEM.
