@@ -56,8 +56,6 @@
 
 #define DISC_RCVBUF		(256 * 1024)	/* absorbs a short stall */
 #define DISC_PAUSE		0.002	/* s: after a full batch, let others run */
-#define DISC_LOCAL_REFRESH	5000	/* ms: local address cache lifetime */
-#define DISC_LOCAL_MAX		64	/* local addresses remembered */
 
 struct disc_entry {
 	TAILQ_ENTRY(disc_entry)	 entry;
@@ -102,9 +100,6 @@ static struct {
 	struct ratelimit		 rl_sock;	/* socket errors */
 	bool				 fake_clock;
 	uint64_t			 fake_mono, fake_wall;
-	struct sockaddr_storage		 local[DISC_LOCAL_MAX];
-	size_t				 nlocal;
-	uint64_t			 local_at;	/* when local[] was read */
 } D = { .fd = -1 };
 
 /* A clock in ms, or the unit tests' fake value. */
@@ -151,17 +146,6 @@ sa_is_loopback(const struct sockaddr *sa)
 	if (sa->sa_family == AF_INET)
 		return (ntohl(sin->sin_addr.s_addr) >> 24) == 127;
 	return IN6_IS_ADDR_LOOPBACK(&sin6->sin6_addr);
-}
-
-static bool
-sa_is_unspecified(const struct sockaddr *sa)
-{
-	const struct sockaddr_in	*sin = (const void *)sa;
-	const struct sockaddr_in6	*sin6 = (const void *)sa;
-
-	if (sa->sa_family == AF_INET)
-		return sin->sin_addr.s_addr == htonl(INADDR_ANY);
-	return IN6_IS_ADDR_UNSPECIFIED(&sin6->sin6_addr);
 }
 
 /* The address bytes of an AF_INET or AF_INET6 sockaddr, and their count. */
@@ -241,65 +225,6 @@ sa_unmap(struct sockaddr_storage *ss)
 	memcpy(&sin.sin_addr, &sin6->sin6_addr.s6_addr[12], 4);
 	memset(ss, 0, sizeof(*ss));
 	memcpy(ss, &sin, sizeof(sin));
-}
-
-/* Refresh the cache of this host's addresses (for wildcard binds). */
-static void
-local_refresh(void)
-{
-	struct ifaddrs	*ifa, *i;
-	uint64_t	 now = mono_ms();
-
-	if (D.local_at != 0 && now - D.local_at < DISC_LOCAL_REFRESH)
-		return;
-	D.local_at = now;
-	D.nlocal = 0;
-	if (getifaddrs(&ifa) == -1)
-		return;
-	for (i = ifa; i != NULL && D.nlocal < DISC_LOCAL_MAX; i = i->ifa_next) {
-		if (i->ifa_addr == NULL)
-			continue;
-		if (i->ifa_addr->sa_family == AF_INET)
-			memcpy(&D.local[D.nlocal++], i->ifa_addr,
-			    sizeof(struct sockaddr_in));
-		else if (i->ifa_addr->sa_family == AF_INET6)
-			memcpy(&D.local[D.nlocal++], i->ifa_addr,
-			    sizeof(struct sockaddr_in6));
-	}
-	freeifaddrs(ifa);
-}
-
-/* Whether sa (address and port) is one of shoal's own listen addresses. */
-static bool
-is_own_listener(const struct sockaddr *sa)
-{
-	const struct conf_frontend	*fe;
-	const struct sockaddr		*b;
-	size_t				 i, j, k;
-
-	if (D.conf == NULL)
-		return false;
-	for (i = 0; i < D.conf->nfrontends; i++) {
-		fe = &D.conf->frontends[i];
-		for (j = 0; j < fe->nbinds; j++) {
-			b = (const struct sockaddr *)&fe->binds[j].ss;
-			if (b->sa_family != sa->sa_family ||
-			    net_port(b) != net_port(sa))
-				continue;
-			if (sa_same_host(b, sa))
-				return true;
-			if (!sa_is_unspecified(b))
-				continue;
-			if (sa_is_loopback(sa))
-				return true;
-			local_refresh();
-			for (k = 0; k < D.nlocal; k++)
-				if (sa_same_host((const struct sockaddr *)
-				    &D.local[k], sa))
-					return true;
-		}
-	}
-	return false;
 }
 
 /* ------------------------------------------------------------------ */
@@ -461,7 +386,7 @@ check_policy(struct backend *be, const struct sockaddr *sa, const char *name,
 		    "(require_source_match)";
 		return DISC_POLICY;
 	}
-	if (is_own_listener(sa)) {
+	if (server_addr_loops(D.conf, sa) != NULL) {
 		*why = "address is one of shoal's own listen addresses";
 		return DISC_POLICY;
 	}
@@ -993,7 +918,6 @@ discovery_start(struct ev_loop *loop, const struct conf_discovery *cd,
 	TAILQ_INIT(&D.tombs);
 	D.ntombs = 0;
 	D.last_tick = 0;
-	D.local_at = 0;
 	D.fd = -1;
 	D.loop = NULL;
 	D.conf = conf;

@@ -454,6 +454,7 @@ cmd_add_server(int argc, char **argv, struct sbuf *out)
 	struct server		*s;
 	struct conf_addr	 a;
 	struct server_spec	 spec = { 0 };
+	const struct conf_addr	*loop;
 	const char		*name, *why;
 	long			 weight = 1, maxconn = 0;
 	bool			 backup = false, seen_w = false, seen_m = false;
@@ -479,6 +480,11 @@ cmd_add_server(int argc, char **argv, struct sbuf *out)
 		    why);
 		return -1;
 	}
+	if ((loop = server_addr_loops(A.ctl->conf,
+	    (const struct sockaddr *)&a.ss)) != NULL)
+		return errorf(out, "%s is shoal's own listen address (bind at "
+		    "%s:%d): every session would loop", argv[1],
+		    A.ctl->conf->file, loop->line);
 	for (int i = 2; i < argc; i++) {
 		char	*eq = strchr(argv[i], '=');
 		bool	 isw = eq != NULL && eq - argv[i] == 6 &&

@@ -77,6 +77,33 @@ control_backend(struct control *c, const char *name)
 }
 
 int
+control_check_conf(const struct conf *conf, char err[CONF_ERR_MAX])
+{
+	for (size_t i = 0; i < conf->nbackends; i++) {
+		const struct conf_backend *cb = &conf->backends[i];
+
+		for (size_t j = 0; j < cb->nservers; j++) {
+			const struct conf_server	*cs = &cb->servers[j];
+			const struct conf_addr		*b;
+			char				 abuf[NET_ADDRSTRLEN];
+
+			b = server_addr_loops(conf, (const struct sockaddr *)
+			    &cs->addr.ss);
+			if (b == NULL)
+				continue;
+			snprintf(err, CONF_ERR_MAX, "%s:%d: server %s/%s %s is "
+			    "shoal's own listen address (bind at line %d): "
+			    "every session would loop", conf->file, cs->line,
+			    cb->name, cs->name, net_addr_str((const struct
+			    sockaddr *)&cs->addr.ss, abuf, sizeof(abuf)),
+			    b->line);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+int
 control_build_table(struct control *c)
 {
 	struct conf *conf = c->conf;
@@ -475,6 +502,8 @@ reload_parse(struct control *c, struct reload *r)
 static int
 reload_validate(struct control *c, struct reload *r)
 {
+	if (control_check_conf(r->nc, r->err) == -1)
+		return -1;
 	if (r->nc->global.threads != c->conf->global.threads)
 		log_warnx("reload: threads changes take effect at the next "
 		    "restart");

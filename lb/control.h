@@ -59,6 +59,13 @@ int	control_reload(struct control *);
  */
 void	control_add_reload_hook(int (*)(const struct conf *));
 
+/*
+ * What a configuration cannot say alone: a server line that is one of its
+ * own binds (it would loop) is refused as FILE:LINE in err. Start, -t and
+ * reload call it. 0, or -1 with err filled.
+ */
+int	control_check_conf(const struct conf *, char err[CONF_ERR_MAX]);
+
 /* Build the server table: one backend per [backend], static servers. */
 int	control_build_table(struct control *);
 

@@ -82,8 +82,9 @@ main(int argc, char *argv[])
 	/* Load the config: nothing starts on one not fully understood. */
 	conf = path ? conf_load_file(path, err) :
 	    conf_load_string("(default)", conf_default_text, err);
-	if (conf == NULL) {
+	if (conf == NULL || control_check_conf(conf, err) == -1) {
 		fprintf(stderr, "%s\n", err);
+		conf_free(conf);
 		return 1;
 	}
 	if (check_only) {

@@ -50,4 +50,15 @@ void		 net_close_rst(int fd);
 /* close(2) that keeps errno. */
 void		 net_close(int fd);
 
+/*
+ * Whether a connect to sa (address and port) would reach a socket
+ * listening on bind: the same address and port, or a wildcard bind
+ * (0.0.0.0, [::]) of the same family on that port with sa a loopback
+ * address or one of this host's addresses (read with getifaddrs, cached
+ * for 5 s). Control loop only. A server for which this holds for one of
+ * shoal's own binds would forward every session to shoal itself.
+ */
+bool		 net_reaches(const struct sockaddr *sa,
+		    const struct sockaddr *bind);
+
 #endif /* SHOAL_NET_H */

@@ -131,6 +131,17 @@ server_add(struct backend *be, const char *name, const struct sockaddr *sa,
 	return s;
 }
 
+const struct conf_addr *
+server_addr_loops(const struct conf *conf, const struct sockaddr *sa)
+{
+	for (size_t i = 0; conf != NULL && i < conf->nfrontends; i++)
+		for (size_t j = 0; j < conf->frontends[i].nbinds; j++)
+			if (net_reaches(sa, (const struct sockaddr *)
+			    &conf->frontends[i].binds[j].ss))
+				return &conf->frontends[i].binds[j];
+	return NULL;
+}
+
 struct server *
 server_find(struct backend *be, const char *name)
 {

@@ -256,6 +256,15 @@ struct server	*server_add(struct backend *, const char *name,
 		    bool backup, enum server_source);
 void		 server_remove(struct server *);
 
+/*
+ * A server at sa would forward every session to shoal itself: the bind of
+ * conf's frontends it reaches (net_reaches), or NULL. Sources refuse such
+ * a server (the config with FILE:LINE, the admin socket with an error,
+ * discovery as `policy`).
+ */
+const struct conf_addr *server_addr_loops(const struct conf *,
+		    const struct sockaddr *sa);
+
 /* Find a server of a backend by name, or NULL. */
 struct server	*server_find(struct backend *, const char *name);
 
