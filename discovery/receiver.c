@@ -1005,6 +1005,7 @@ discovery_stop(void)
 		free(e);
 	}
 	D.ntombs = 0;
+	discovery_reload_abort();
 	keys_wipe(D.keys, D.nkeys);
 	D.nkeys = 0;
 	D.running = false;
@@ -1013,16 +1014,72 @@ discovery_stop(void)
 	D.conf = NULL;
 }
 
+/* A reload's discovery part, made by discovery_reload_prepare() before
+ * anything changes, taken by discovery_reload() or dropped. */
+static struct {
+	bool			 ready;		/* prepared, not yet taken */
+	bool			 resock;	/* fd replaces the socket */
+	int			 fd;
+	struct conf_discovery	 cdc;		/* the new settings' copy */
+	struct codec_key	 keys[KEYS_MAX];
+	size_t			 nkeys;
+} R = { .fd = -1 };
+
+void
+discovery_reload_abort(void)
+{
+	if (!R.ready)
+		return;
+	net_close(R.fd);
+	R.fd = -1;
+	keys_wipe(R.keys, R.nkeys);
+	R.nkeys = 0;
+	cd_free(&R.cdc);
+	R.ready = false;
+}
+
+int
+discovery_reload_prepare(const struct conf *nc, char err[CONF_ERR_MAX])
+{
+	const struct conf_discovery	*ncd = &nc->discovery;
+	char				 kerr[KEYS_ERR_MAX];
+
+	discovery_reload_abort();
+	if (!D.running || !ncd->enabled)
+		return 0;	/* nothing to take: discovery_reload() says why */
+	if (ncd->key_file[0] != '\0' && keys_load(ncd->key_file, R.keys,
+	    KEYS_MAX, &R.nkeys, kerr) == -1) {
+		snprintf(err, CONF_ERR_MAX, "discovery: %.480s", kerr);
+		return -1;
+	}
+	if (R.nkeys == 0 && !ncd->auth_none) {
+		snprintf(err, CONF_ERR_MAX, "discovery: no key_file, and auth "
+		    "is not none");
+		return -1;
+	}
+	R.ready = true;	/* from here on, abort cleans up */
+	R.resock = D.loop != NULL && (D.cd->port != ncd->port ||
+	    strcmp(D.cd->interface, ncd->interface) != 0 ||
+	    !net_addr_equal((const struct sockaddr *)&D.cd->group.ss,
+	    (const struct sockaddr *)&ncd->group.ss));
+	if (R.resock && (R.fd = open_socket(ncd)) == -1) {
+		snprintf(err, CONF_ERR_MAX, "discovery: cannot open the socket "
+		    "on port %d: %s", ncd->port, strerror(errno));
+		discovery_reload_abort();
+		return -1;
+	}
+	if (cd_copy(&R.cdc, ncd) == -1) {
+		snprintf(err, CONF_ERR_MAX, "discovery: out of memory");
+		discovery_reload_abort();
+		return -1;
+	}
+	return 0;
+}
+
 int
 discovery_reload(const struct conf *nc)
 {
-	const struct conf_discovery	*ncd = &nc->discovery;
-	struct conf_discovery		 copy;
-	struct codec_key		 keys[KEYS_MAX];
-	size_t				 nkeys = 0;
-	char				 err[KEYS_ERR_MAX];
-	bool				 resock;
-	int				 fd = -1;
+	const struct conf_discovery *ncd = &nc->discovery;
 
 	D.conf = nc;
 	if (!D.running) {
@@ -1036,47 +1093,30 @@ discovery_reload(const struct conf *nc)
 		    "listener keeps its settings until the next restart");
 		return -1;
 	}
-	if (ncd->key_file[0] != '\0' && keys_load(ncd->key_file, keys,
-	    KEYS_MAX, &nkeys, err) == -1) {
-		log_errorx("discovery: %s", err);
-		return -1;
-	}
-	if (nkeys == 0 && !ncd->auth_none) {
-		log_warnx("discovery: no key_file, and auth is not none: "
-		    "keeping the previous keys");
-		return -1;
-	}
-	resock = D.loop != NULL && (D.cd->port != ncd->port ||
-	    strcmp(D.cd->interface, ncd->interface) != 0 ||
-	    !net_addr_equal((const struct sockaddr *)&D.cd->group.ss,
-	    (const struct sockaddr *)&ncd->group.ss));
-	if (resock && (fd = open_socket(ncd)) == -1) {
-		keys_wipe(keys, nkeys);
-		return -1;
-	}
-	if (cd_copy(&copy, ncd) == -1) {
-		net_close(fd);
-		keys_wipe(keys, nkeys);
-		return -1;
-	}
-	if (resock) {
+	if (!R.ready)
+		return -1;	/* not prepared: keep the settings */
+	if (R.resock) {
 		ev_io_stop(D.loop, &D.io);
 		close(D.fd);
-		D.fd = fd;
+		D.fd = R.fd;
+		R.fd = -1;
 		ev_io_set(&D.io, D.fd, EV_READ);
 		if (!ev_is_active(&D.pause))
 			ev_io_start(D.loop, &D.io);
 	}
 	keys_wipe(D.keys, D.nkeys);
-	memcpy(D.keys, keys, sizeof(keys));
-	D.nkeys = nkeys;
-	keys_wipe(keys, nkeys);
+	memcpy(D.keys, R.keys, sizeof(R.keys));
+	D.nkeys = R.nkeys;
+	keys_wipe(R.keys, R.nkeys);
+	R.nkeys = 0;
 	cd_free(&D.cdc);
-	D.cdc = copy;
+	D.cdc = R.cdc;
+	memset(&R.cdc, 0, sizeof(R.cdc));
 	D.cd = &D.cdc;
+	R.ready = false;
 	log_info("discovery: reloaded: %zu key%s%s%s", D.nkeys,
 	    D.nkeys == 1 ? "" : "s", ncd->auth_none ? ", unsigned accepted" :
-	    "", resock ? ", socket reopened" : "");
+	    "", R.resock ? ", socket reopened" : "");
 	return 0;
 }
 

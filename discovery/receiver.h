@@ -45,15 +45,23 @@ int	discovery_start(struct ev_loop *loop, const struct conf_discovery *cd,
 void	discovery_stop(void);
 
 /*
- * After a reload (control loop): follow the new configuration. Re-reads
- * the key file (keys rotate without a restart), takes the new allow list,
- * realm and policy settings, and reopens the socket if the group, port or
- * interface changed. Entries and counters stay. On any error (bad key
- * file, cannot bind) the previous settings stay and -1 is returned; the
- * listen addresses always follow nc, which must live until the next call
- * or discovery_stop().
+ * A reload, in two steps (control loop). discovery_reload_prepare()
+ * checks and makes everything the new configuration needs, changing
+ * nothing: it re-reads the key file (keys rotate without a restart) and
+ * opens a new socket if the group, port or interface changed. On any
+ * error (key file missing, unreadable, group-readable or bad; no key and
+ * auth not none; cannot bind) it returns -1 with the reason in err, and
+ * the reload is refused. discovery_reload() then takes what was prepared
+ * (keys, allow list, realm, policy, socket); entries and counters stay.
+ * discovery_reload_abort() drops it when another part refused the
+ * reload. The listen addresses always follow nc, which must live until
+ * the next call or discovery_stop(). discovery_reload() returns -1 when
+ * it keeps its settings ([discovery] removed: logged).
  */
+int	discovery_reload_prepare(const struct conf *nc,
+	    char err[CONF_ERR_MAX]);
 int	discovery_reload(const struct conf *nc);
+void	discovery_reload_abort(void);
 
 /* What stats and the admin socket show: these counters and entries
  * (lb/main.c hands it to the control loop). */

@@ -19,7 +19,7 @@
 
 static struct control *the_control;	/* for the QSBR waker */
 #define RELOAD_HOOKS_MAX	8
-static int	(*reload_hooks[RELOAD_HOOKS_MAX])(const struct conf *);
+static const struct reload_hook *reload_hooks[RELOAD_HOOKS_MAX];
 static size_t	nreload_hooks;
 
 static void
@@ -334,10 +334,10 @@ control_fini(struct control *c)
 /* ---- reload ---------------------------------------------------------- */
 
 void
-control_add_reload_hook(int (*fn)(const struct conf *))
+control_add_reload_hook(const struct reload_hook *h)
 {
 	if (nreload_hooks < RELOAD_HOOKS_MAX)
-		reload_hooks[nreload_hooks++] = fn;
+		reload_hooks[nreload_hooks++] = h;
 }
 
 /* New sockets for one bind address, one per worker. */
@@ -558,11 +558,29 @@ reload_prebind(struct control *c, struct reload *r)
 	return 0;
 }
 
+/* Prepare, modules: each hook's prepare in order; on a refusal, the ones
+ * prepared before drop their work. Last, so that nothing fails after. */
+static int
+reload_prepare_modules(struct reload *r)
+{
+	for (size_t i = 0; i < nreload_hooks; i++) {
+		if (reload_hooks[i]->prepare == NULL ||
+		    reload_hooks[i]->prepare(r->nc, r->err) == 0)
+			continue;
+		while (i-- > 0)
+			if (reload_hooks[i]->abort != NULL)
+				reload_hooks[i]->abort();
+		return -1;
+	}
+	return 0;
+}
+
 /*
  * Prepare: the listeners, then every object commit needs: new frontends
  * (their backend is set at commit), the kept frontends' bind arrays, the
  * owner of each address before the change, room among the old
- * frontends. 0, or -1 with r->err (or errno).
+ * frontends; last, the modules (key files, sockets). 0, or -1 with r->err
+ * (empty: out of memory).
  */
 static int
 reload_prepare(struct control *c, struct reload *r)
@@ -603,7 +621,7 @@ reload_prepare(struct control *c, struct reload *r)
 	if (o == NULL)
 		return -1;
 	c->old_frontends = o;
-	return 0;
+	return reload_prepare_modules(r);
 }
 
 /* Commit, backends: update in place, add new ones, retire removed ones.
@@ -737,7 +755,7 @@ reload_commit(struct control *c, struct reload *r)
 	globals_apply(c, &nc->global);
 	log_set_level(nc->global.log_level);
 	for (size_t i = 0; i < nreload_hooks; i++)
-		(void)reload_hooks[i](nc);
+		(void)reload_hooks[i]->commit(nc);
 	r->nc = c->conf;	/* the old config goes with the reload */
 	c->conf = nc;
 	c->reloads++;

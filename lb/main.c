@@ -38,6 +38,15 @@ usage(FILE *f)
 	    "See shoal(8) and docs/configuration.md.\n");
 }
 
+/* Who follows a reload, and how (control.h). */
+static const struct reload_hook discovery_hook = {
+	.prepare = discovery_reload_prepare,
+	.commit = discovery_reload,
+	.abort = discovery_reload_abort,
+};
+static const struct reload_hook stats_hook = { .commit = stats_reload };
+static const struct reload_hook admin_hook = { .commit = admin_reload };
+
 int
 main(int argc, char *argv[])
 {
@@ -122,9 +131,9 @@ main(int argc, char *argv[])
 		control_fini(&ctl);
 		return 1;
 	}
-	control_add_reload_hook(discovery_reload);
-	control_add_reload_hook(stats_reload);
-	control_add_reload_hook(admin_reload);
+	control_add_reload_hook(&discovery_hook);
+	control_add_reload_hook(&stats_hook);
+	control_add_reload_hook(&admin_hook);
 	control_ready(&ctl);
 	ev_run(ctl.loop, 0);
 	admin_stop();
