@@ -55,7 +55,7 @@
 #endif
 
 #define DISC_RCVBUF		(256 * 1024)	/* absorbs a short stall */
-#define DISC_PAUSE		0.002	/* s: after a full batch, let others run */
+#define DISC_BUDGET_S		0.005	/* s of reading per wake-up, then yield */
 
 struct disc_entry {
 	TAILQ_ENTRY(disc_entry)	 entry;
@@ -742,38 +742,60 @@ discovery_tick(void)
 /* ------------------------------------------------------------------ */
 /* Socket and watchers. */
 
+/*
+ * Read while there is data and budget: DISC_BATCH datagrams per recvmmsg,
+ * until the socket is empty or DISC_BUDGET_S of this wake-up went by;
+ * then yield to the rest of the control loop for one turn and go on. Junk
+ * is refused by the codec's cheap header checks before any MAC, so the
+ * socket is drained faster than a flood can fill it and a real
+ * announcement is not dropped by the kernel behind the junk.
+ */
 static void
 io_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
-	uint8_t			 buf[CODEC_MAX + 1];
-	struct sockaddr_storage	 src;
-	socklen_t		 srclen;
-	ssize_t			 r;
-	int			 i;
+	static uint8_t		 buf[DISC_BATCH][CODEC_MAX + 1];
+	struct sockaddr_storage	 src[DISC_BATCH];
+	struct mmsghdr		 msg[DISC_BATCH];
+	struct iovec		 iov[DISC_BATCH];
+	ev_tstamp		 start = ev_time();
+	int			 n, i;
 
 	(void)revents;
 	table_batch_begin();
-	for (i = 0; i < DISC_BATCH; i++) {
-		srclen = sizeof(src);
-		/* MSG_TRUNC: the real size, so oversized ones are seen. */
-		r = recvfrom(w->fd, buf, sizeof(buf), MSG_TRUNC,
-		    (struct sockaddr *)&src, &srclen);
-		if (r == -1) {
+	for (;;) {
+		for (i = 0; i < DISC_BATCH; i++) {
+			iov[i].iov_base = buf[i];
+			iov[i].iov_len = sizeof(buf[i]);
+			memset(&msg[i], 0, sizeof(msg[i]));
+			msg[i].msg_hdr.msg_name = &src[i];
+			msg[i].msg_hdr.msg_namelen = sizeof(src[i]);
+			msg[i].msg_hdr.msg_iov = &iov[i];
+			msg[i].msg_hdr.msg_iovlen = 1;
+		}
+		/* A datagram over CODEC_MAX fills its buffer (CODEC_MAX + 1
+		 * bytes) and is refused as oversized. */
+		n = recvmmsg(w->fd, msg, DISC_BATCH, MSG_DONTWAIT, NULL);
+		if (n == -1) {
 			if (errno != EAGAIN && errno != EWOULDBLOCK &&
 			    errno != EINTR && log_ratelimit(&D.rl_sock, 1))
-				log_warn("discovery: recvfrom");
+				log_warn("discovery: recvmmsg");
 			break;
 		}
-		discovery_input(buf, (size_t)r, (struct sockaddr *)&src,
-		    srclen);
+		for (i = 0; i < n; i++)
+			discovery_input(buf[i], msg[i].msg_len,
+			    (struct sockaddr *)&src[i],
+			    msg[i].msg_hdr.msg_namelen);
+		if (n < DISC_BATCH)
+			break;		/* drained */
+		if (ev_time() - start >= DISC_BUDGET_S) {
+			/* A flood: let the loop's other work run, then on. */
+			ev_io_stop(loop, w);
+			ev_timer_set(&D.pause, 0, 0);
+			ev_timer_start(loop, &D.pause);
+			break;
+		}
 	}
 	table_batch_end();
-	if (i < DISC_BATCH)
-		return;
-	/* A full batch: maybe a flood. Let the rest of the loop run. */
-	ev_io_stop(loop, w);
-	ev_timer_set(&D.pause, DISC_PAUSE, 0);
-	ev_timer_start(loop, &D.pause);
 }
 
 static void
@@ -966,7 +988,7 @@ discovery_start(struct ev_loop *loop, const struct conf_discovery *cd,
 		D.loop = loop;
 		ev_io_init(&D.io, io_cb, D.fd, EV_READ);
 		ev_io_start(loop, &D.io);
-		ev_timer_init(&D.pause, pause_cb, DISC_PAUSE, 0);
+		ev_timer_init(&D.pause, pause_cb, 0, 0);
 		ev_timer_init(&D.tick, tick_cb, DISC_TICK_MS / 1000.0,
 		    DISC_TICK_MS / 1000.0);
 		ev_timer_start(loop, &D.tick);

@@ -20,7 +20,7 @@
 #include "discovery_view.h"
 #include "server.h"
 
-#define DISC_BATCH	64	/* datagrams handled per wake-up */
+#define DISC_BATCH	64	/* datagrams read per recvmmsg */
 #define DISC_TTL_MIN	500	/* ms: announced ttl is clamped to this... */
 #define DISC_TTL_MAX	60000	/* ...and this */
 #define DISC_TICK_MS	100	/* expiry timer period */
