@@ -138,46 +138,6 @@ discovery_set_clock(uint64_t mono, uint64_t wall)
 /* Addresses. */
 
 static bool
-sa_is_loopback(const struct sockaddr *sa)
-{
-	const struct sockaddr_in	*sin = (const void *)sa;
-	const struct sockaddr_in6	*sin6 = (const void *)sa;
-
-	if (sa->sa_family == AF_INET)
-		return (ntohl(sin->sin_addr.s_addr) >> 24) == 127;
-	return IN6_IS_ADDR_LOOPBACK(&sin6->sin6_addr);
-}
-
-/* The address bytes of an AF_INET or AF_INET6 sockaddr, and their count. */
-static const uint8_t *
-sa_bytes(const struct sockaddr *sa, size_t *len)
-{
-	if (sa->sa_family == AF_INET) {
-		*len = 4;
-		return (const uint8_t *)
-		    &((const struct sockaddr_in *)(const void *)sa)->sin_addr;
-	}
-	*len = 16;
-	return (const uint8_t *)
-	    &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
-}
-
-/* Same family and address; ports ignored. */
-static bool
-sa_same_host(const struct sockaddr *a, const struct sockaddr *b)
-{
-	const uint8_t	*ab, *bb;
-	size_t		 al, bl;
-
-	if (a->sa_family != b->sa_family ||
-	    (a->sa_family != AF_INET && a->sa_family != AF_INET6))
-		return false;
-	ab = sa_bytes(a, &al);
-	bb = sa_bytes(b, &bl);
-	return memcmp(ab, bb, al) == 0;
-}
-
-static bool
 cidr_contains(const struct conf_cidr *c, const struct sockaddr *sa)
 {
 	const uint8_t	*net, *a;
@@ -186,8 +146,8 @@ cidr_contains(const struct conf_cidr *c, const struct sockaddr *sa)
 
 	if (c->ss.ss_family != sa->sa_family)
 		return false;
-	net = sa_bytes((const struct sockaddr *)&c->ss, &nl);
-	a = sa_bytes(sa, &al);
+	net = net_addr_bytes((const struct sockaddr *)&c->ss, &nl);
+	a = net_addr_bytes(sa, &al);
 	full = c->prefix / 8;
 	rest = c->prefix % 8;
 	if (memcmp(net, a, (size_t)full) != 0)
@@ -204,9 +164,9 @@ cidr_is_loopback(const struct conf_cidr *c)
 {
 	if (c->ss.ss_family == AF_INET)
 		return c->prefix >= 8 &&
-		    sa_is_loopback((const struct sockaddr *)&c->ss);
+		    net_is_loopback((const struct sockaddr *)&c->ss);
 	return c->prefix == 128 &&
-	    sa_is_loopback((const struct sockaddr *)&c->ss);
+	    net_is_loopback((const struct sockaddr *)&c->ss);
 }
 
 /* A v4-mapped IPv6 source (dual-stack socket) as plain IPv4, in place. */
@@ -376,12 +336,12 @@ check_policy(struct backend *be, const struct sockaddr *sa, const char *name,
 		*why = "address outside allow";
 		return DISC_POLICY;
 	}
-	if (sa_is_loopback(sa) && !loop_ok) {
+	if (net_is_loopback(sa) && !loop_ok) {
 		*why = "loopback address, and allow names no loopback range";
 		return DISC_POLICY;
 	}
 	if (cd->require_source_match && (src == NULL ||
-	    !sa_same_host(sa, src))) {
+	    !net_same_host(sa, src))) {
 		*why = "announced address is not the datagram source "
 		    "(require_source_match)";
 		return DISC_POLICY;

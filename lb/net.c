@@ -168,9 +168,8 @@ net_close(int fd)
 	errno = saved;
 }
 
-/* The address bytes of an AF_INET or AF_INET6 sockaddr, and their count. */
-static const void *
-addr_bytes(const struct sockaddr *sa, size_t *len)
+const void *
+net_addr_bytes(const struct sockaddr *sa, size_t *len)
 {
 	if (sa->sa_family == AF_INET) {
 		*len = 4;
@@ -180,8 +179,8 @@ addr_bytes(const struct sockaddr *sa, size_t *len)
 	return &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
 }
 
-static bool
-same_host(const struct sockaddr *a, const struct sockaddr *b)
+bool
+net_same_host(const struct sockaddr *a, const struct sockaddr *b)
 {
 	const void	*ab, *bb;
 	size_t		 al, bl;
@@ -189,13 +188,13 @@ same_host(const struct sockaddr *a, const struct sockaddr *b)
 	if (a->sa_family != b->sa_family ||
 	    (a->sa_family != AF_INET && a->sa_family != AF_INET6))
 		return false;
-	ab = addr_bytes(a, &al);
-	bb = addr_bytes(b, &bl);
+	ab = net_addr_bytes(a, &al);
+	bb = net_addr_bytes(b, &bl);
 	return memcmp(ab, bb, al) == 0;
 }
 
-static bool
-is_loopback(const struct sockaddr *sa)
+bool
+net_is_loopback(const struct sockaddr *sa)
 {
 	const struct sockaddr_in	*sin = (const void *)sa;
 	const struct sockaddr_in6	*sin6 = (const void *)sa;
@@ -248,7 +247,7 @@ is_local(const struct sockaddr *sa)
 		}
 	}
 	for (size_t k = 0; k < nlocal; k++)
-		if (same_host((const struct sockaddr *)&local[k], sa))
+		if (net_same_host((const struct sockaddr *)&local[k], sa))
 			return true;
 	return false;
 }
@@ -260,9 +259,9 @@ net_reaches(const struct sockaddr *sa, const struct sockaddr *bind)
 	    (sa->sa_family != AF_INET && sa->sa_family != AF_INET6) ||
 	    net_port(bind) != net_port(sa))
 		return false;
-	if (same_host(bind, sa))
+	if (net_same_host(bind, sa))
 		return true;
 	if (!is_unspecified(bind))
 		return false;
-	return is_loopback(sa) || is_local(sa);
+	return net_is_loopback(sa) || is_local(sa);
 }

@@ -50,6 +50,15 @@ void		 net_close_rst(int fd);
 /* close(2) that keeps errno. */
 void		 net_close(int fd);
 
+/* The address bytes of an AF_INET (4) or AF_INET6 (16) sockaddr. */
+const void	*net_addr_bytes(const struct sockaddr *, size_t *len);
+
+/* Same family and address; ports ignored. */
+bool		 net_same_host(const struct sockaddr *, const struct sockaddr *);
+
+/* 127.0.0.0/8 or ::1. */
+bool		 net_is_loopback(const struct sockaddr *);
+
 /*
  * Whether a connect to sa (address and port) would reach a socket
  * listening on bind: the same address and port, or a wildcard bind
