@@ -45,7 +45,8 @@
 #define NAME_RULE	"1-63 characters from A-Z a-z 0-9 . _ -"
 #define DURATION_RULE	"expected a number with a unit ms, s, m or h"
 #define SERVER_RULE	\
-	"expected 'NAME ADDR:PORT [weight=N] [maxconn=N] [backup]'"
+	"expected 'NAME ADDR:PORT [weight=N] [maxconn=N] [backup] " \
+	"[init_state=up|checking|down]'"
 #define SYNTAX_RULE	"syntax error: expected 'key = value' or '[section]'"
 
 enum ktype {
@@ -132,6 +133,13 @@ static const char *const balance_words[] = {
 	NULL
 };
 
+static const char *const init_state_words[] = {
+	[INIT_UP] = "up",
+	[INIT_CHECKING] = "checking",
+	[INIT_DOWN] = "down",
+	NULL
+};
+
 static const char *const check_words[] = {
 	[CHECK_NONE] = "none",
 	[CHECK_TCP] = "tcp",
@@ -154,6 +162,7 @@ static const char *const http_methods[] = { "GET", "HEAD", "OPTIONS", NULL };
 _Static_assert(sizeof(enum conf_balance) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum conf_check) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum log_level) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum conf_init_state) == sizeof(int), "enum size");
 _Static_assert(fsize(conf_backend, check_http_method) > sizeof("OPTIONS"),
     "method size");
 
@@ -220,6 +229,7 @@ static const struct key backend_keys[] = {
 	KDUR(conf_backend, "check_timeout", check_timeout_ms, 10),
 	KINT(conf_backend, "rise", rise, 1, 100),
 	KINT(conf_backend, "fall", fall, 1, 100),
+	KENUM(conf_backend, "init_state", init_state, init_state_words),
 	KBOOL(conf_backend, "discovery", discovery),
 	KINT(conf_backend, "max_discovered", max_discovered, 0, 100000),
 };
@@ -1224,6 +1234,7 @@ set_server(struct parser *p, const struct key *k, char *o, const char *v)
 	}
 	memset(&s, 0, sizeof(s));
 	s.weight = 1;
+	s.init_state = INIT_UNSET;
 	s.line = p->line;
 	name = strtok_r(copy, blanks, &save);
 	addr = name != NULL ? strtok_r(NULL, blanks, &save) : NULL;
@@ -1279,9 +1290,27 @@ set_server(struct parser *p, const struct key *k, char *o, const char *v)
 				    "no value");
 				goto out;
 			}
+		} else if (strcmp(tok, "init_state") == 0) {
+			int st;
+
+			if (s.init_state != INIT_UNSET) {
+				perr(p, p->line, "server option 'init_state' "
+				    "given twice");
+				goto out;
+			}
+			if (eq == NULL || (st = word_index(init_state_words,
+			    eq)) == -1) {
+				perr(p, p->line, "bad server option "
+				    "'init_state%s" VALFMT "': expected "
+				    "init_state=up, checking or down",
+				    eq != NULL ? "=" : "", eq != NULL ? eq : "");
+				goto out;
+			}
+			s.init_state = (enum conf_init_state)st;
 		} else {
 			perr(p, p->line, "unknown server option '" VALFMT "' "
-			    "(expected weight=N, maxconn=N or backup)", tok);
+			    "(expected weight=N, maxconn=N, backup or "
+			    "init_state=STATE)", tok);
 			goto out;
 		}
 	}
@@ -1562,6 +1591,7 @@ backend_init(void *v)
 	b->check_timeout_ms = 1000;
 	b->rise = 2;
 	b->fall = 3;
+	b->init_state = INIT_UP;
 	b->discovery = false;
 	b->max_discovered = 64;
 }
@@ -1573,6 +1603,9 @@ backend_finish(struct parser *p, void *v)
 
 	if (seen_line(p, "timeout_queue") == 0)
 		b->timeout_queue_ms = b->timeout_connect_ms;
+	for (size_t i = 0; i < b->nservers; i++)
+		if (b->servers[i].init_state == INIT_UNSET)
+			b->servers[i].init_state = b->init_state;
 	if (b->nservers == 0 && !b->discovery) {
 		perr(p, b->line, "backend %s has no servers and discovery is "
 		    "off", b->name);

@@ -10,9 +10,9 @@
  * of earlier answers wait to be sent, so a client that does not read
  * stops being read instead of growing shoal's memory. Every socket is
  * non-blocking; nothing here waits. Commands change the server table
- * through the same calls as health checks and discovery (server_set_admin,
- * server_add + health_add, health_remove + server_remove, server_republish),
- * so workers see a change at their next pick.
+ * through its door, as the config and discovery do (server_join,
+ * server_leave, server_set_admin, server_set_weight), so workers see a
+ * change at their next pick and health follows through the table.
  */
 #include <sys/queue.h>
 #include <sys/socket.h>
@@ -34,10 +34,8 @@
 #include "config.h"
 #include "admin.h"
 #include "control.h"
-#include "health.h"
 #include "listen.h"
 #include "log.h"
-#include "receiver.h"
 #include "sbuf.h"
 #include "server.h"
 #include "stats.h"
@@ -380,16 +378,19 @@ discovery_row(const struct discovery_entry_info *e, void *arg)
 static int
 cmd_show_discovery(int argc, char **argv, struct sbuf *out)
 {
-	uint64_t n[DISC_NVERDICTS];
+	const struct discovery_view	*dv = A.ctl->discovery;
+	uint64_t			 n[DISCOVERY_VERDICTS_MAX];
 
 	sbuf_printf(out, "%-12s %-23s %-16s %10s %8s %9s %8s %-8s %s\n",
 	    "pool", "address", "instance", "seq", "age", "ttl", "expires",
 	    "state", "label");
-	discovery_foreach(discovery_row, out);
-	discovery_counters(n);
+	if (dv != NULL) {
+		dv->foreach(discovery_row, out);
+		dv->counters(n);
+	}
 	sbuf_puts(out, "verdicts:");
-	for (int i = 0; i < DISC_NVERDICTS; i++)
-		sbuf_printf(out, " %s=%" PRIu64, codec_verdict_name(i), n[i]);
+	for (int i = 0; dv != NULL && i < dv->nverdicts; i++)
+		sbuf_printf(out, " %s=%" PRIu64, dv->verdict_name(i), n[i]);
 	sbuf_puts(out, "\n");
 	return 0;
 }
@@ -430,7 +431,6 @@ cmd_set_server(int argc, char **argv, struct sbuf *out)
 			return 0;
 		}
 		server_set_admin(s, a, "admin");
-		health_admin_changed(s);
 		cur = atomic_load(&s->cur);
 		sbuf_printf(out, "ok: %s/%s %s -> %s (%" PRIu32 " active "
 		    "session%s)\n", be->name, s->name, was,
@@ -444,12 +444,9 @@ cmd_set_server(int argc, char **argv, struct sbuf *out)
 		return -1;
 	}
 	if (s->weight != (int)w) {
-		log_info("server %s/%s: weight %d -> %ld (admin)", be->name,
-		    s->name, (int)s->weight, w);
 		sbuf_printf(out, "ok: %s/%s weight %d -> %ld\n", be->name,
 		    s->name, (int)s->weight, w);
-		s->weight = (int)w;
-		server_republish(be);
+		server_set_weight(s, (int)w, "admin");
 	} else
 		sbuf_printf(out, "ok: %s/%s weight is %ld already\n", be->name,
 		    s->name, w);
@@ -462,6 +459,8 @@ cmd_add_server(int argc, char **argv, struct sbuf *out)
 	struct backend		*be;
 	struct server		*s;
 	struct conf_addr	 a;
+	struct server_spec	 spec = { 0 };
+	const struct conf_addr	*loop;
 	const char		*name, *why;
 	long			 weight = 1, maxconn = 0;
 	bool			 backup = false, seen_w = false, seen_m = false;
@@ -487,6 +486,11 @@ cmd_add_server(int argc, char **argv, struct sbuf *out)
 		    why);
 		return -1;
 	}
+	if ((loop = server_addr_loops(A.ctl->conf,
+	    (const struct sockaddr *)&a.ss)) != NULL)
+		return errorf(out, "%s is shoal's own listen address (bind at "
+		    "%s:%d): every session would loop", argv[1],
+		    A.ctl->conf->file, loop->line);
 	for (int i = 2; i < argc; i++) {
 		char	*eq = strchr(argv[i], '=');
 		bool	 isw = eq != NULL && eq - argv[i] == 6 &&
@@ -522,16 +526,18 @@ cmd_add_server(int argc, char **argv, struct sbuf *out)
 			return -1;
 		}
 	}
-	s = server_add(be, name, (struct sockaddr *)&a.ss, a.len, (int)weight,
-	    (int)maxconn, backup, SRC_ADMIN);
-	if (s == NULL)
+	spec.name = name;
+	spec.addr = (struct sockaddr *)&a.ss;
+	spec.addrlen = a.len;
+	spec.weight = (int)weight;
+	spec.maxconn = (int)maxconn;
+	spec.backup = backup;
+	if ((s = server_join(be, &spec, SRC_ADMIN)) == NULL)
 		return errorf(out, "cannot add %s/%s: %s", be->name, name,
 		    strerror(errno));
 	log_info("server %s/%s: added (admin: %s, weight %ld%s%s)", be->name,
 	    s->name, s->addrstr, weight, maxconn ? ", maxconn" : "",
 	    backup ? ", backup" : "");
-	health_add(s);
-	server_republish(be);
 	sbuf_printf(out, "ok: %s/%s added (%s, weight %ld, %s)\n", be->name,
 	    s->name, s->addrstr, weight, server_state_name(s));
 	return 0;
@@ -557,9 +563,7 @@ cmd_del_server(int argc, char **argv, struct sbuf *out)
 	    "on it)", be->name, name, cur);
 	/* The pool and the sessions keep their references: it leaves
 	 * selection now and is freed by the last session. */
-	health_remove(s);
-	server_remove(s);
-	server_republish(be);
+	server_leave(s);
 	sbuf_printf(out, "ok: %s/%s removed (%" PRIu32 " active session%s "
 	    "finish%s on it)\n", be->name, name, cur, plural(cur),
 	    cur == 1 ? "es" : "");

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 
 #include "conf.h"
+#include "discovery_view.h"
 #include "server.h"
 #include "worker.h"
 
@@ -36,6 +37,7 @@ struct control {
 	ev_tstamp		 stop_deadline;
 	bool			 stopping;
 	ev_tstamp		 started;
+	const struct discovery_view *discovery;	/* wired by main.c, or NULL */
 };
 
 /* Take the config (owned from now on) and set up the control loop. path
@@ -53,12 +55,32 @@ int	control_init(struct control *, struct conf *, const char *path);
 int	control_reload(struct control *);
 
 /*
- * Modules that follow a reload (discovery, stats, admin) install a hook,
- * called in installation order with the new config once the table and the
- * listeners were updated, before the old config is freed. A hook returning
- * -1 keeps its module's previous settings (it logs why). At most 8.
+ * A module that follows a reload (discovery, stats, admin) installs a
+ * hook; lb/main.c does the wiring. At most 8, called in installation order.
+ *  - prepare (may be NULL): in the prepare stage, before anything live
+ *    changes: check the new config and make what it needs (read files,
+ *    open sockets). 0, or -1 with FILE:LINE or "module: why" in err: the
+ *    reload is refused and the hooks prepared before get abort.
+ *  - commit: once the table and the listeners were updated, before the
+ *    old config is freed: take the new config (and what prepare made).
+ *    A module without prepare may still return -1 to keep its previous
+ *    settings (it logs why).
+ *  - abort (may be NULL): drop what prepare made.
  */
-void	control_add_reload_hook(int (*)(const struct conf *));
+struct reload_hook {
+	int	(*prepare)(const struct conf *, char err[CONF_ERR_MAX]);
+	int	(*commit)(const struct conf *);
+	void	(*abort)(void);
+};
+
+void	control_add_reload_hook(const struct reload_hook *);
+
+/*
+ * What a configuration cannot say alone: a server line that is one of its
+ * own binds (it would loop) is refused as FILE:LINE in err. Start, -t and
+ * reload call it. 0, or -1 with err filled.
+ */
+int	control_check_conf(const struct conf *, char err[CONF_ERR_MAX]);
 
 /*
  * Modules with listening sockets of their own (stats, admin) install a

@@ -42,6 +42,15 @@ usage(FILE *f)
 	    "See shoal(8) and docs/configuration.md.\n");
 }
 
+/* Who follows a reload, and how (control.h). */
+static const struct reload_hook discovery_hook = {
+	.prepare = discovery_reload_prepare,
+	.commit = discovery_reload,
+	.abort = discovery_reload_abort,
+};
+static const struct reload_hook stats_hook = { .commit = stats_reload };
+static const struct reload_hook admin_hook = { .commit = admin_reload };
+
 int
 main(int argc, char *argv[])
 {
@@ -91,8 +100,9 @@ main(int argc, char *argv[])
 	/* Load the config: nothing starts on one not fully understood. */
 	conf = path ? conf_load_file(path, err) :
 	    conf_load_string("(default)", conf_default_text, err);
-	if (conf == NULL) {
+	if (conf == NULL || control_check_conf(conf, err) == -1) {
 		fprintf(stderr, "%s\n", err);
+		conf_free(conf);
 		return 1;
 	}
 	/* -t checks what start checks, short of binding. */
@@ -122,6 +132,8 @@ main(int argc, char *argv[])
 
 	if (control_init(&ctl, conf, path) == -1)
 		fatal("control loop");
+	table_set_observer(&health_observer);
+	ctl.discovery = &discovery_view;
 	if (control_build_table(&ctl) == -1)
 		fatalx("cannot build the server table");
 	if (health_start(ctl.loop, &ctl.backends) == -1)
@@ -143,12 +155,13 @@ main(int argc, char *argv[])
 		stats_stop();
 		discovery_stop();
 		health_stop();
+		table_set_observer(NULL);
 		control_fini(&ctl);
 		return 1;
 	}
-	control_add_reload_hook(discovery_reload);
-	control_add_reload_hook(stats_reload);
-	control_add_reload_hook(admin_reload);
+	control_add_reload_hook(&discovery_hook);
+	control_add_reload_hook(&stats_hook);
+	control_add_reload_hook(&admin_hook);
 	control_add_stop_hook(stats_stop_listening);
 	control_add_stop_hook(admin_stop_listening);
 	control_ready(&ctl);
@@ -157,6 +170,7 @@ main(int argc, char *argv[])
 	stats_stop();
 	discovery_stop();
 	health_stop();
+	table_set_observer(NULL);
 	control_fini(&ctl);
 	notify_fini();
 	log_info("exiting");

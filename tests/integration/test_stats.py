@@ -132,7 +132,7 @@ def test_page_in_chromium(start_shoal, start_peer, start_hpeer, tmp_path):
                    ("server", "cache2 %s" % echo["cache2"].addr),
                    ("server", "cache3 127.0.0.1:%d" % dead[1]),
                    ("check", "tcp"), ("check_interval", "1s"),
-                   ("rise", 60), ("fall", 1)]),
+                   ("init_state", "checking"), ("rise", 60), ("fall", 1)]),
     ]
     admin_sock = str(tmp_path / "admin.sock")
     sh = start_stats_shoal(start_shoal, frontends, backends, refresh="2s",
