@@ -27,6 +27,7 @@
 # Environment: SHOAL_LAB_STATE (default /tmp/shoal-lab; where state, logs
 # and the key are kept), SHOAL_BUILD, SHOAL_LAB_CACHE (default
 # ~/.cache/shoal-lab), SHOAL_LAB_KEY (default: a fresh key made by keygen),
+# SHOAL_LAB_HOSTS (extra /etc/hosts lines for boxes plugged in from now on),
 # and what the run scripts read (SHOAL_TARGET, SHOAL_INTERVAL,
 # SHOAL_DRAIN_TIMEOUT, PORT, TAG ...), passed to every node.
 set -eu
@@ -87,6 +88,7 @@ plug() {
         echo "$subnet.42 ha"
         echo "$subnet.2 client"
         echo "$addr $name"
+        [ -z "${SHOAL_LAB_HOSTS:-}" ] || printf '%s\n' "$SHOAL_LAB_HOSTS"
     } >"/etc/netns/$n/hosts"
     echo "nameserver 127.0.0.1" >"/etc/netns/$n/resolv.conf"
 }
