@@ -67,7 +67,8 @@ def setup(start_shoal, tmp_path):
     sh = start_shoal(config_text=cfg, binds=[bind])
     made = []
 
-    def announcer(port, extra=(), child_args=(), env=None, target=None):
+    def announcer(port, extra=(), child_args=(), env=None, target=None,
+                  prefix=()):
         rec = os.path.join(str(tmp_path), "child-%d.rec" % port)
         args = ["--pool", "app", "--port", port, "--interval", "300ms",
                 "--target", target or "127.0.0.1:%d" % dport,
@@ -80,7 +81,7 @@ def setup(start_shoal, tmp_path):
         if env:
             os.environ.update(env)
         try:
-            a = Announcer(args, tmp_path, "w%d" % port)
+            a = Announcer(args, tmp_path, "w%d" % port, prefix=prefix)
         finally:
             os.environ.clear()
             os.environ.update(old)
@@ -193,9 +194,16 @@ def test_target_name_resolved_again(setup, tmp_path):
     hosts = os.path.join(str(tmp_path), "hosts")
     with open(hosts, "w") as f:
         f.write("127.0.0.1 localhost\n")
+    # DNS questions for the name go to loopback, not to the host's servers.
+    resolv = os.path.join(str(tmp_path), "resolv.conf")
+    with open(resolv, "w") as f:
+        f.write("nameserver 127.0.0.1\n")
     port = alloc_port()
     a = announcer(port, target="balancer.test:%d" % dport,
-                  env={"CARES_HOSTS": hosts})
+                  env={"CARES_HOSTS": hosts},
+                  prefix=["unshare", "--mount", "sh", "-c",
+                          'mount --bind "$0" /etc/resolv.conf && exec "$@"',
+                          resolv])
     name = "127.0.0.1:%d" % port
     wait_for(lambda: "does not resolve" in a.log(), 3 * SLACK,
              what="the failed lookup logged")
