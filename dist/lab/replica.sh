@@ -194,10 +194,11 @@ servers_up() {
         grep -o '"servers_up":[0-9]*' | head -1 | cut -d: -f2
 }
 
+# Wait until shoal has $1 nodes up; $2: when the change started (ns).
 wait_up() {
     local want i t0
     want=$1 i=0
-    t0=$(date +%s%N)
+    t0=${2:-$(date +%s%N)}
     while [ "$(servers_up)" != "$want" ]; do
         i=$((i + 1))
         [ $i -le 300 ] || die "after 30 s shoal has $(servers_up) node(s)" \
@@ -238,20 +239,22 @@ cmd_up() {
     net_up
     plug ha "$subnet.42"
     box_start ha "$here/ha/service"
+    t0=$(date +%s%N)
     i=1
     while [ $i -le "$want" ]; do
         node_start "node$i"
         i=$((i + 1))
     done
-    wait_up "$want"
+    wait_up "$want" "$t0"
     trap - EXIT
     say "lab up in $state: ha $subnet.42 (80, stats 1936, admin 9999)," \
         "client $subnet.2; try: $0 client curl -s ha/"
 }
 
 cmd_scale() {
-    local want have i n
+    local want have i n t0
     want=$1
+    t0=$(date +%s%N)
     have=$(running_nodes | wc -l)
     if [ "$have" -lt "$want" ]; then
         i=1
@@ -265,7 +268,7 @@ cmd_scale() {
         done
         wait
     fi
-    wait_up "$want"
+    wait_up "$want" "$t0"
 }
 
 cmd_crash() {
@@ -309,7 +312,8 @@ cmd_status() {
         "$build/shoalctl" -s "$subnet.42:9999" show servers
 }
 
-[ $# -ge 1 ] || { sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1' "$0" | sed 's/^# \{0,1\}//'; }
+[ $# -ge 1 ] || { usage; exit 2; }
 cmd=$1
 shift
 case "$cmd" in
@@ -327,6 +331,6 @@ exec)   [ $# -ge 2 ] || die "usage: exec ha|NODE CMD..."
 status) cmd_status ;;
 down)   cmd_down ;;
 _boot)  boot "$1" "$2" ;;
--h|--help|help) sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//' ;;
+-h|--help|help) usage ;;
 *)      die "unknown command '$cmd' (--help)" ;;
 esac
