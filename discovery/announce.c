@@ -11,6 +11,14 @@
  * answers: one failed check announces draining, three in a row leaving,
  * the next success announces up again.
  *
+ * --target NAME:PORT sends to every address NAME resolves to, looked up
+ * through c-ares on the loop (resolve.c) at start and every 5 s.
+ *
+ * Wrapper mode (-- CMD ARGS): CMD runs as our child. SIGTERM/SIGINT send
+ * LEAVING, then wait until CMD has no connection on --port (drain_cb,
+ * bounded by --drain-timeout), then SIGTERM CMD and exit with its status;
+ * if CMD exits by itself we leave and exit with its status.
+ *
  * See docs/shoal-announce.1 and docs/discovery-protocol.md.
  */
 #include <sys/types.h>
