@@ -272,11 +272,17 @@ cmd_scale() {
 }
 
 cmd_crash() {
+    local n p u i
     n=$(node_name "$1")
     p=$(init_pid "$n")
     [ -n "$p" ] || die "$n is not running"
     kill -KILL "$p"
-    # The container and its veth go away with it: no RST, no answer.
+    # As with docker kill: every process dies (the kernel closes their
+    # sockets), then the container's veth goes: later connects get no
+    # answer at all.
+    u=$(cat "$state/$n/unshare.pid")
+    i=0
+    while [ -d "/proc/$u" ] && [ $i -lt 100 ]; do sleep 0.02; i=$((i + 1)); done
     ip -n "$(ns "$n")" link set eth0 down
     say "$n crashed (SIGKILL to every process)"
 }
