@@ -42,6 +42,14 @@ enum log_level {
 	LOG_LVL_DEBUG,
 };
 
+/* The health a server starts with when its backend has checks. */
+enum conf_init_state {
+	INIT_UP = 0,		/* eligible at once; the first check runs at once */
+	INIT_CHECKING,		/* no traffic until `rise` checks pass */
+	INIT_DOWN,		/* down until `rise` checks pass (first at once) */
+	INIT_UNSET = -1,	/* server line without one, while parsing */
+};
+
 struct conf_addr {
 	struct sockaddr_storage	 ss;		/* AF_INET or AF_INET6, port set */
 	socklen_t		 len;		/* sizeof the family's sockaddr */
@@ -54,6 +62,7 @@ struct conf_server {
 	int			 weight;	/* 0..256, default 1 */
 	int			 maxconn;	/* 0 = unlimited */
 	bool			 backup;	/* only used when no primary is */
+	enum conf_init_state	 init_state;	/* default: the backend's */
 	int			 line;
 };
 
@@ -82,6 +91,7 @@ struct conf_backend {
 	uint32_t		 check_timeout_ms;  /* default 1s */
 	int			 rise;		/* default 2 */
 	int			 fall;		/* default 3 */
+	enum conf_init_state	 init_state;	/* static servers; default up */
 	/* discovery (discovery/) */
 	bool			 discovery;	/* accept announced servers */
 	int			 max_discovered; /* default 64 */

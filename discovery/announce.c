@@ -11,11 +11,21 @@
  * answers: one failed check announces draining, three in a row leaving,
  * the next success announces up again.
  *
+ * --target NAME:PORT sends to every address NAME resolves to, looked up
+ * through c-ares on the loop (resolve.c) at start and every 5 s.
+ *
+ * Wrapper mode (-- CMD ARGS): CMD runs as our child. SIGTERM/SIGINT send
+ * LEAVING, then wait until CMD has no connection on --port (drain_cb,
+ * bounded by --drain-timeout), then SIGTERM CMD and exit with its status;
+ * if CMD exits by itself we leave and exit with its status.
+ *
  * See docs/shoal-announce.1 and docs/discovery-protocol.md.
  */
 #include <sys/types.h>
+#include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <arpa/inet.h>
 #include <net/if.h>
 #include <netinet/in.h>
@@ -40,13 +50,22 @@
 #include "keys.h"
 #include "log.h"
 #include "net.h"
+#include "resolve.h"
 
 #define ANNOUNCE_GROUP		"239.255.76.66"
 #define ANNOUNCE_PORT		7466
 #define ANNOUNCE_SECOND_SEND	0.25	/* s: the second datagram at start */
 #define ANNOUNCE_LEAVES		3	/* LEAVING datagrams on exit */
 #define ANNOUNCE_TARGETS_MAX	16
-#define ANNOUNCE_RESOLVE_EVERY	30.0	/* s: re-resolve --target names */
+/*
+ * Re-resolve --target names every 5 s: a balancer replica that appears
+ * (Swarm's tasks.ha during a start-first update, docker compose --scale)
+ * hears from every node within one period plus one interval, for the
+ * price of one cached DNS query per node every 5 s.
+ */
+#define ANNOUNCE_RESOLVE_EVERY	5.0
+#define DRAIN_POLL		0.05	/* s: connection count while draining */
+#define DRAIN_QUIET		0.5	/* s: no connection this long = drained */
 #define CHECK_FALL		3	/* failed checks before leaving */
 
 enum check_kind {
@@ -66,9 +85,19 @@ enum gate {
 struct target {
 	char			 spec[300];	/* "HOST:PORT" as given */
 	char			 host[256];
-	char			 port[8];
-	struct sockaddr_storage	 ss;
-	socklen_t		 len;		/* 0 = not resolved */
+	uint16_t		 port;
+	bool			 numeric;	/* host is an address: never
+						   looked up */
+	bool			 resolving;	/* a lookup is running */
+	bool			 failing;	/* the last lookup failed */
+	struct sockaddr_storage	 addrs[RESOLVE_ADDRS_MAX]; /* last known */
+	size_t			 naddrs;	/* 0 = never resolved */
+};
+
+/* What happens once the LEAVING datagrams are out. */
+enum after_leave {
+	AFTER_EXIT = 0,		/* exit (no child, or the child is gone) */
+	AFTER_DRAIN,		/* wait for the child's connections, stop it */
 };
 
 static struct {
@@ -91,6 +120,8 @@ static struct {
 	uint32_t		 maxconn;
 	enum check_kind		 check;
 	char			 check_path[256];
+	char			**cmd;		/* wrapper mode: the child */
+	uint32_t		 drain_timeout_ms;
 
 	/* State. */
 	struct ev_loop		*loop;
@@ -107,7 +138,8 @@ static struct {
 	enum gate		 gate;
 	int			 check_fails;	/* consecutive */
 	uint64_t		 rng;
-	double			 resolved_at;
+	struct resolver		*resolver;
+	ev_timer		 resolve_t;
 	ev_timer		 announce_t, second_t, leave_t, check_t;
 	ev_timer		 check_timeout_t;
 	ev_io			 check_io;
@@ -116,7 +148,17 @@ static struct {
 	size_t			 check_got;
 	bool			 check_sent;
 	ev_signal		 sig_term, sig_int, sig_hup, sig_usr1;
+	ev_signal		 sig_usr2, sig_quit, sig_winch;
 	struct ratelimit	 rl_send;
+
+	/* Wrapper mode. */
+	pid_t			 child;		/* 0 = none or reaped */
+	int			 child_status;	/* exit code to return */
+	enum after_leave	 after_leave;
+	ev_child		 child_w;
+	ev_timer		 drain_t;	/* polls the connections */
+	double			 drain_start, quiet_since;
+	bool			 child_termed;	/* SIGTERM sent to it */
 } A = { .fd4 = -1, .fd6 = -1, .check_fd = -1 };
 
 static void	usage(FILE *);
@@ -194,6 +236,13 @@ parse_ip(const char *s, struct sockaddr_storage *ss, socklen_t *len)
 		return 0;
 	}
 	return -1;
+}
+
+static socklen_t
+addr_len(const struct sockaddr_storage *ss)
+{
+	return ss->ss_family == AF_INET ? sizeof(struct sockaddr_in) :
+	    sizeof(struct sockaddr_in6);
 }
 
 static void
@@ -282,7 +331,12 @@ add_target(const char *s)
 	t->host[hl] = '\0';
 	if (conf_parse_int(colon + 1, 1, 65535, &pn, &why) == -1)
 		usage_error("--target %s: port: %s", s, why);
-	snprintf(t->port, sizeof(t->port), "%ld", pn);
+	t->port = (uint16_t)pn;
+	if (parse_ip(t->host, &t->addrs[0], &(socklen_t){ 0 }) == 0) {
+		set_port(&t->addrs[0], t->port);
+		t->naddrs = 1;
+		t->numeric = true;
+	}
 	A.ntargets++;
 }
 
@@ -337,7 +391,7 @@ parse_args(int argc, char *argv[])
 	enum {
 		O_POOL = 256, O_PORT, O_ADDR, O_WEIGHT, O_INTERVAL, O_IFACE,
 		O_GROUP, O_TARGET, O_KEYFILE, O_KEYID, O_REALM, O_LABEL,
-		O_CHECK, O_MAXCONN,
+		O_CHECK, O_MAXCONN, O_DRAIN_TIMEOUT,
 	};
 	static const struct option longopts[] = {
 		{ "pool", required_argument, NULL, O_POOL },
@@ -354,6 +408,7 @@ parse_args(int argc, char *argv[])
 		{ "label", required_argument, NULL, O_LABEL },
 		{ "check", required_argument, NULL, O_CHECK },
 		{ "maxconn", required_argument, NULL, O_MAXCONN },
+		{ "drain-timeout", required_argument, NULL, O_DRAIN_TIMEOUT },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -366,8 +421,11 @@ parse_args(int argc, char *argv[])
 
 	A.weight = 1;
 	A.interval_ms = 1000;
+	A.drain_timeout_ms = 8000;
 	snprintf(A.realm, sizeof(A.realm), "shoal");
-	while ((ch = getopt_long(argc, argv, "vhV", longopts, NULL)) != -1) {
+	/* "+": stop at the first non-option, so the command's own options
+	 * after "--" stay its own. */
+	while ((ch = getopt_long(argc, argv, "+vhV", longopts, NULL)) != -1) {
 		switch (ch) {
 		case O_POOL:
 			if (!codec_pool_valid(optarg, strlen(optarg)))
@@ -450,6 +508,12 @@ parse_args(int argc, char *argv[])
 			A.has_maxconn = true;
 			A.maxconn = (uint32_t)v;
 			break;
+		case O_DRAIN_TIMEOUT:
+			if (conf_parse_duration(optarg, &A.drain_timeout_ms,
+			    &why) == -1)
+				usage_error("--drain-timeout %s: %s", optarg,
+				    why);
+			break;
 		case 'v':
 			log_set_level(LOG_LVL_DEBUG);
 			break;
@@ -464,8 +528,12 @@ parse_args(int argc, char *argv[])
 			exit(2);
 		}
 	}
-	if (optind != argc)
-		usage_error("unexpected argument '%s'", argv[optind]);
+	if (optind != argc) {
+		if (strcmp(argv[optind - 1], "--") != 0)
+			usage_error("unexpected argument '%s' (a command to "
+			    "run goes after --)", argv[optind]);
+		A.cmd = &argv[optind];
+	}
 	if (A.pool[0] == '\0' || A.port == 0)
 		usage_error("--pool and --port are required");
 	if (key_id != -1 && key_file == NULL)
@@ -498,6 +566,9 @@ parse_args(int argc, char *argv[])
 	    A.addr.ss_family != A.group.ss_family)
 		usage_error("--addr %s and --group are not the same address "
 		    "family", A.addr_arg);
+	if (!A.cmd && A.drain_timeout_ms != 8000)
+		log_warnx("--drain-timeout applies only with a command "
+		    "(-- CMD ...)");
 	if (A.interval_ms > 17000)
 		log_warnx("--interval above 17s: the ttl (3.5 x interval) is "
 		    "clamped to 60s by shoal");
@@ -507,10 +578,11 @@ static void
 usage(FILE *f)
 {
 	fprintf(f,
-"usage: shoal-announce --pool NAME --port N [options]\n"
+"usage: shoal-announce --pool NAME --port N [options] [-- CMD [ARGS...]]\n"
 "\n"
 "Announce one backend server to shoal, signed, until stopped. Runs in the\n"
-"foreground and logs to stderr.\n"
+"foreground and logs to stderr. With -- CMD, runs the service as its child\n"
+"and stops it only once shoal has stopped sending it sessions (below).\n"
 "\n"
 "  --pool NAME          shoal backend to join (1-32 of A-Z a-z 0-9 . _ -)\n"
 "  --port N             TCP port of the announced service\n"
@@ -524,8 +596,11 @@ usage(FILE *f)
 "                       required for an IPv6 group)\n"
 "  --group ADDR[:PORT]  multicast group (default 239.255.76.66:7466);\n"
 "                       IPv6 as ff12::4c42:4431 or [ff12::4c42:4431]:7466\n"
-"  --target HOST:PORT   send unicast to shoal instead (repeatable), for\n"
-"                       networks without multicast (e.g. Docker overlays)\n"
+"  --target NAME:PORT   send unicast to shoal instead (repeatable), for\n"
+"                       networks without multicast (e.g. Docker overlays):\n"
+"                       to every address NAME resolves to, looked up again\n"
+"                       every 5 s (a name that stops resolving keeps its\n"
+"                       last addresses)\n"
 "  --key-file F         sign with a key from F (lines 'ID HEXKEY', mode 0600)\n"
 "  --key-id K           which key of F (needed when F holds several)\n"
 "                       without --key-file datagrams are unsigned: only a\n"
@@ -538,6 +613,8 @@ usage(FILE *f)
 "                       announce only while the service answers: a failed\n"
 "                       check announces draining, 3 in a row leaving; the\n"
 "                       next success announces up again\n"
+"  --drain-timeout D    with -- CMD: longest wait for the service's\n"
+"                       connections to end after leaving (default 8s)\n"
 "  -v, --verbose        log every datagram sent\n"
 "  -h, --help           this help;  -V, --version  the version\n"
 "\n"
@@ -545,12 +622,19 @@ usage(FILE *f)
 "SIGHUP send LEAVING three times, 50-100 ms apart, and exit 0. Exit 1 on\n"
 "a runtime error at start, 2 on a usage error.\n"
 "\n"
+"With -- CMD (wrapper mode): SIGTERM or SIGINT sends LEAVING, waits until\n"
+"no connection to --port is left for 0.5 s (at most --drain-timeout), then\n"
+"sends SIGTERM to CMD and exits with its status; SIGHUP, SIGUSR2, SIGQUIT\n"
+"and SIGWINCH are passed to CMD. If CMD exits by itself: LEAVING, then\n"
+"exit with its status (128+N if killed by signal N).\n"
+"\n"
 "Example (same host as shoal's default configuration):\n"
 "  shoal-announce --pool app --port 8081\n"
-"Example (lab container, signed, multicast on eth0):\n"
-"  shoal-announce --pool app --port 3000 --iface eth0 \\\n"
-"      --key-file /etc/shoal/discovery.key --key-id 1 --realm ait-lab4 \\\n"
-"      --check http:/\n"
+"Example (lab container, signed, unicast to every balancer named ha,\n"
+"running the web app as its child):\n"
+"  shoal-announce --pool app --port 3000 --target ha:7466 \\\n"
+"      --key-file /run/shoal/discovery.key --realm ait-lab4 \\\n"
+"      --check http:/healthz -- node /opt/webapp/app.js\n"
 "\n"
 "See shoal-announce(1) and docs/discovery-protocol.md.\n");
 }
@@ -590,35 +674,89 @@ iface_addr(int fam, struct sockaddr_storage *ss, socklen_t *len)
 	return rc;
 }
 
-/* Resolve --target names (blocking, but only at start and every 30 s). */
-static void
-resolve_targets(bool force)
-{
-	struct addrinfo	 hints, *res;
-	struct target	*t;
-	double		 now = ev_now(A.loop);
-	size_t		 i;
-	int		 rc;
+static void	send_one(void);
+static bool	gate_allows(void);
 
-	if (!force && now - A.resolved_at < ANNOUNCE_RESOLVE_EVERY)
+/* A --target's set of addresses, for the log: "a, b, c". */
+static const char *
+target_addrs_str(const struct target *t, char *buf, size_t len)
+{
+	char	 abuf[NET_ADDRSTRLEN];
+	size_t	 i, o = 0;
+
+	buf[0] = '\0';
+	for (i = 0; i < t->naddrs && o < len; i++)
+		o += (size_t)snprintf(buf + o, len - o, "%s%s", i ? ", " : "",
+		    net_host_str((const struct sockaddr *)&t->addrs[i], abuf,
+		    sizeof(abuf)));
+	return buf;
+}
+
+static bool
+target_addrs_equal(const struct target *t, const struct sockaddr_storage *a,
+    size_t n)
+{
+	size_t i;
+
+	if (n != t->naddrs)
+		return false;
+	for (i = 0; i < n; i++)
+		if (memcmp(&a[i], &t->addrs[i], sizeof(a[i])) != 0)
+			return false;
+	return true;
+}
+
+/* The answer for one --target: a new set replaces the old; a failure keeps
+ * the last known set. The first answer ever announces at once. */
+static void
+target_resolved_cb(void *arg, const char *name,
+    const struct sockaddr_storage *addrs, size_t n, const char *err)
+{
+	struct target	*t = arg;
+	char		 buf[RESOLVE_ADDRS_MAX * (NET_ADDRSTRLEN + 2)];
+	bool		 first = A.addrlen == 0;
+
+	t->resolving = false;
+	if (err != NULL) {
+		if (!t->failing)
+			log_warnx("--target %s: %s does not resolve (%s); %s",
+			    t->spec, name, err, t->naddrs ? "keeping its last "
+			    "addresses" : "nothing to send to yet");
+		t->failing = true;
 		return;
-	A.resolved_at = now;
+	}
+	if (t->failing)
+		log_info("--target %s resolves again", t->spec);
+	t->failing = false;
+	if (target_addrs_equal(t, addrs, n))
+		return;
+	memcpy(t->addrs, addrs, n * sizeof(addrs[0]));
+	t->naddrs = n;
+	log_info("--target %s: sending to %s", t->spec,
+	    target_addrs_str(t, buf, sizeof(buf)));
+	if (first && !A.leaving && gate_allows() && A.ever_sent == false)
+		send_one();
+}
+
+/* Look every --target name up again (no-op for numeric ones, and for a
+ * name whose previous lookup is still running). */
+static void
+resolve_targets(void)
+{
+	struct target	*t;
+	size_t		 i;
+
 	for (i = 0; i < A.ntargets; i++) {
 		t = &A.targets[i];
-		memset(&hints, 0, sizeof(hints));
-		hints.ai_socktype = SOCK_DGRAM;
-		hints.ai_flags = AI_NUMERICSERV;
-		if (A.addrlen != 0)
-			hints.ai_family = A.addr.ss_family;
-		if ((rc = getaddrinfo(t->host, t->port, &hints, &res)) != 0) {
-			if (log_ratelimit(&A.rl_send, 1))
-				log_warnx("--target %s: %s", t->spec,
-				    gai_strerror(rc));
+		if (t->numeric || t->resolving)
 			continue;
+		/* Set first: the callback may run inside (hosts file). */
+		t->resolving = true;
+		if (resolver_start(A.resolver, t->host, AF_UNSPEC, t->port,
+		    target_resolved_cb, t) == -1) {
+			t->resolving = false;
+			log_warn("--target %s", t->spec);
 		}
-		memcpy(&t->ss, res->ai_addr, res->ai_addrlen);
-		t->len = res->ai_addrlen;
-		freeaddrinfo(res);
 	}
 }
 
@@ -630,9 +768,10 @@ resolve_targets(bool force)
 static int
 resolve_addr(void)
 {
+	const struct sockaddr_storage *dst;
 	struct sockaddr_storage	 ss;
-	socklen_t		 len = sizeof(ss);
-	size_t			 i;
+	socklen_t		 len;
+	size_t			 i, j;
 	int			 fd;
 
 	if (A.addrlen != 0)
@@ -642,15 +781,15 @@ resolve_addr(void)
 			return -1;
 		return 0;
 	}
-	for (i = 0; i < A.ntargets; i++) {
-		if (A.targets[i].len == 0)
-			continue;
-		fd = socket(A.targets[i].ss.ss_family,
-		    SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	for (i = 0; i < A.ntargets; i++)
+		for (j = 0; j < A.targets[i].naddrs; j++) {
+		dst = &A.targets[i].addrs[j];
+		fd = socket(dst->ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 		if (fd == -1)
 			continue;
-		if (connect(fd, (struct sockaddr *)&A.targets[i].ss,
-		    A.targets[i].len) == 0 &&
+		len = sizeof(ss);
+		if (connect(fd, (const struct sockaddr *)dst,
+		    addr_len(dst)) == 0 &&
 		    getsockname(fd, (struct sockaddr *)&ss, &len) == 0) {
 			close(fd);
 			memcpy(&A.addr, &ss, len);
@@ -662,7 +801,7 @@ resolve_addr(void)
 			return 0;
 		}
 		close(fd);
-	}
+		}
 	return -1;
 }
 
@@ -751,13 +890,12 @@ send_one(void)
 	char			 dbuf[NET_ADDRSTRLEN];
 	const char		*why = NULL, *st;
 	struct sockaddr		*dst;
+	struct target		*t;
 	socklen_t		 dlen;
 	size_t			 i, ndst;
 	ssize_t			 r;
 	int			 len, *fdp;
 
-	if (A.ntargets > 0)
-		resolve_targets(false);
 	if (resolve_addr() == -1) {
 		if (log_ratelimit(&A.rl_send, 1))
 			log_warnx("no address to announce yet (%s); retrying",
@@ -790,13 +928,19 @@ send_one(void)
 		log_warnx("cannot encode the announcement: %s", why);
 		return;
 	}
-	ndst = A.ntargets > 0 ? A.ntargets : 1;
+	ndst = A.ntargets > 0 ? A.ntargets * RESOLVE_ADDRS_MAX : 1;
 	for (i = 0; i < ndst; i++) {
 		if (A.ntargets > 0) {
-			if (A.targets[i].len == 0)
+			t = &A.targets[i / RESOLVE_ADDRS_MAX];
+			if (i % RESOLVE_ADDRS_MAX >= t->naddrs)
 				continue;
-			dst = (struct sockaddr *)&A.targets[i].ss;
-			dlen = A.targets[i].len;
+			dst = (struct sockaddr *)&t->addrs[i %
+			    RESOLVE_ADDRS_MAX];
+			/* The datagram names an address of one family, and
+			 * shoal wants it to be the source address. */
+			if (dst->sa_family != A.addr.ss_family)
+				continue;
+			dlen = addr_len(&t->addrs[i % RESOLVE_ADDRS_MAX]);
 		} else {
 			dst = (struct sockaddr *)&A.group;
 			dlen = A.grouplen;
@@ -868,13 +1012,21 @@ announce_begin(void)
 	schedule_next();
 }
 
+/* ------------------------------------------------------------------ */
+/* Leaving, and the child of wrapper mode. */
+
+static void	drain_begin(void);
+
 static void
 leave_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
 	(void)revents;
 	send_one();
 	if (++A.leaves_sent >= ANNOUNCE_LEAVES) {
-		ev_break(loop, EVBREAK_ALL);
+		if (A.after_leave == AFTER_DRAIN)
+			drain_begin();
+		else
+			ev_break(loop, EVBREAK_ALL);
 		return;
 	}
 	ev_timer_set(t, rng_between(0.05, 0.1), 0);
@@ -882,6 +1034,192 @@ leave_cb(struct ev_loop *loop, ev_timer *t, int revents)
 }
 
 static void check_stop(void);
+
+/* Stop announcing UP: send LEAVING three times, then do what A.after_leave
+ * says. */
+static void
+leave_begin(const char *why)
+{
+	A.leaving = true;
+	ev_timer_stop(A.loop, &A.announce_t);
+	ev_timer_stop(A.loop, &A.second_t);
+	ev_timer_stop(A.loop, &A.check_t);
+	check_stop();
+	if (!A.ever_sent) {
+		log_info("%s: never announced, %s", why,
+		    A.after_leave == AFTER_DRAIN ? "stopping the service" :
+		    "exiting");
+		if (A.after_leave == AFTER_DRAIN)
+			drain_begin();
+		else
+			ev_break(A.loop, EVBREAK_ALL);
+		return;
+	}
+	log_info("%s: leaving", why);
+	A.leaves_sent = 0;
+	leave_cb(A.loop, &A.leave_t, 0);
+}
+
+/*
+ * The service's connections on --port that are still in use (established,
+ * being accepted, or closed by the peer but not yet by the service), from
+ * /proc/net/tcp and tcp6 of this network namespace. -1 if unreadable.
+ */
+static int
+port_connections(void)
+{
+	static const char *const files[] = { "/proc/net/tcp",
+	    "/proc/net/tcp6" };
+	char		 line[512];
+	unsigned int	 lport, st;
+	FILE		*f;
+	int		 n = 0, opened = 0;
+
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		if ((f = fopen(files[i], "re")) == NULL)
+			continue;
+		opened++;
+		while (fgets(line, sizeof(line), f) != NULL) {
+			/* "  0: 0100007F:0BB8 0100007F:D2F4 01 ..." */
+			if (sscanf(line, " %*u: %*[0-9A-Fa-f]:%x %*[0-9A-Fa-f]"
+			    ":%*x %x", &lport, &st) != 2 || lport != A.port)
+				continue;
+			if (st == 0x01 || st == 0x03 || st == 0x08)
+				n++;	/* ESTABLISHED, SYN_RECV, CLOSE_WAIT */
+		}
+		fclose(f);
+	}
+	return opened ? n : -1;
+}
+
+static void
+child_term(const char *why)
+{
+	if (A.child == 0 || A.child_termed)
+		return;
+	log_info("%s: sending SIGTERM to the service (pid %ld)", why,
+	    (long)A.child);
+	A.child_termed = true;
+	ev_timer_stop(A.loop, &A.drain_t);
+	(void)kill(A.child, SIGTERM);
+	(void)kill(A.child, SIGCONT);
+}
+
+/*
+ * After LEAVING: shoal sends no new session. Wait until the service has had
+ * no connection for DRAIN_QUIET (connects shoal started just before it
+ * heard us are still arriving), at most --drain-timeout, then stop it.
+ */
+static void
+drain_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	double	 now = ev_time();
+	int	 n;
+
+	(void)loop;
+	(void)revents;
+	if ((n = port_connections()) == -1) {
+		log_warn("cannot read /proc/net/tcp: not waiting");
+		child_term("drain");
+		return;
+	}
+	if (n > 0)
+		A.quiet_since = now;
+	if (now - A.quiet_since >= DRAIN_QUIET) {
+		log_info("drained in %.0f ms: no connection to port %u left",
+		    (now - A.drain_start) * 1000, A.port);
+		child_term("drained");
+		return;
+	}
+	if ((now - A.drain_start) * 1000 >= A.drain_timeout_ms) {
+		log_warnx("--drain-timeout: %d connection%s to port %u still "
+		    "open after %u ms", n, n == 1 ? "" : "s", A.port,
+		    A.drain_timeout_ms);
+		child_term("drain timeout");
+		return;
+	}
+	ev_timer_set(t, DRAIN_POLL, 0);
+	ev_timer_start(A.loop, t);
+}
+
+static void
+drain_begin(void)
+{
+	if (A.child == 0) {
+		ev_break(A.loop, EVBREAK_ALL);
+		return;
+	}
+	A.drain_start = A.quiet_since = ev_time();
+	drain_cb(A.loop, &A.drain_t, 0);
+}
+
+/* The child is gone: keep its status; leave first if it went on its own. */
+static void
+child_cb(struct ev_loop *loop, ev_child *w, int revents)
+{
+	int st = w->rstatus;
+
+	(void)revents;
+	ev_child_stop(loop, w);
+	A.child = 0;
+	ev_timer_stop(loop, &A.drain_t);
+	if (WIFEXITED(st))
+		A.child_status = WEXITSTATUS(st);
+	else if (WIFSIGNALED(st))
+		A.child_status = 128 + WTERMSIG(st);
+	else
+		A.child_status = 1;
+	if (A.child_termed) {
+		log_info("the service exited (status %d)", A.child_status);
+		ev_break(loop, EVBREAK_ALL);
+		return;
+	}
+	if (WIFSIGNALED(st))
+		log_warnx("the service was killed by signal %d",
+		    WTERMSIG(st));
+	else
+		log_warnx("the service exited by itself (status %d)",
+		    A.child_status);
+	A.after_leave = AFTER_EXIT;
+	if (A.leaving) {
+		/* Already leaving: the LEAVING datagrams go on, then exit. */
+		if (A.leaves_sent >= ANNOUNCE_LEAVES)
+			ev_break(loop, EVBREAK_ALL);
+		return;
+	}
+	leave_begin("service gone");
+}
+
+/* Start the service, in its own process group (a signal to our group does
+ * not reach it before we are done draining), killed if we die. */
+static void
+child_start(void)
+{
+	sigset_t	 none;
+	pid_t		 pid, parent = getpid();
+
+	if ((pid = fork()) == -1) {
+		log_warn("fork");
+		exit(1);
+	}
+	if (pid == 0) {
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		signal(SIGPIPE, SIG_DFL);
+		(void)setpgid(0, 0);
+		(void)prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(111);
+		execvp(A.cmd[0], A.cmd);
+		fprintf(stderr, "shoal-announce: cannot run %s: %s\n",
+		    A.cmd[0], strerror(errno));
+		_exit(127);
+	}
+	A.child = pid;
+	ev_child_set(&A.child_w, pid, 0);
+	ev_child_start(A.loop, &A.child_w);
+	log_info("started %s (pid %ld)", A.cmd[0], (long)pid);
+}
 
 static void
 signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
@@ -897,24 +1235,31 @@ signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 			send_one();
 		return;
 	}
+	if (A.cmd != NULL && w->signum != SIGTERM && w->signum != SIGINT) {
+		/* SIGHUP, SIGUSR2, SIGQUIT, SIGWINCH: the service's. */
+		if (A.child != 0)
+			(void)kill(A.child, w->signum);
+		return;
+	}
 	if (A.leaving) {
+		if (A.child != 0) {
+			child_term(strsignal(w->signum));
+			return;
+		}
 		log_info("%s again: exiting now", strsignal(w->signum));
 		ev_break(loop, EVBREAK_ALL);
 		return;
 	}
-	A.leaving = true;
-	ev_timer_stop(loop, &A.announce_t);
-	ev_timer_stop(loop, &A.second_t);
-	ev_timer_stop(loop, &A.check_t);
-	check_stop();
-	if (!A.ever_sent) {
-		log_info("%s: never announced, exiting", strsignal(w->signum));
-		ev_break(loop, EVBREAK_ALL);
-		return;
-	}
-	log_info("%s: leaving", strsignal(w->signum));
-	A.leaves_sent = 0;
-	leave_cb(loop, &A.leave_t, 0);
+	leave_begin(strsignal(w->signum));
+}
+
+static void
+resolve_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	(void)loop;
+	(void)t;
+	(void)revents;
+	resolve_targets();
 }
 
 /* ------------------------------------------------------------------ */
@@ -1107,9 +1452,26 @@ main(int argc, char *argv[])
 	ev_signal_start(A.loop, &A.sig_int);
 	ev_signal_start(A.loop, &A.sig_hup);
 	ev_signal_start(A.loop, &A.sig_usr1);
+	ev_timer_init(&A.drain_t, drain_cb, 0, 0);
+	ev_child_init(&A.child_w, child_cb, 0, 0);
+	if (A.cmd != NULL) {
+		A.after_leave = AFTER_DRAIN;
+		ev_signal_init(&A.sig_usr2, signal_cb, SIGUSR2);
+		ev_signal_init(&A.sig_quit, signal_cb, SIGQUIT);
+		ev_signal_init(&A.sig_winch, signal_cb, SIGWINCH);
+		ev_signal_start(A.loop, &A.sig_usr2);
+		ev_signal_start(A.loop, &A.sig_quit);
+		ev_signal_start(A.loop, &A.sig_winch);
+	}
 
-	if (A.ntargets > 0)
-		resolve_targets(true);
+	if (A.ntargets > 0) {
+		if ((A.resolver = resolver_new(A.loop)) == NULL)
+			return 1;
+		resolve_targets();
+		ev_timer_init(&A.resolve_t, resolve_cb, ANNOUNCE_RESOLVE_EVERY,
+		    ANNOUNCE_RESOLVE_EVERY);
+		ev_timer_start(A.loop, &A.resolve_t);
+	}
 	if (resolve_addr() == -1)
 		log_warnx("no address to announce yet (%s); will retry",
 		    A.ntargets > 0 ? "no --target resolved" :
@@ -1130,6 +1492,8 @@ main(int argc, char *argv[])
 	    A.check == CHECK_KIND_NONE ? "" : ", gated by --check ",
 	    A.check == CHECK_KIND_HTTP ? "http:" : A.check == CHECK_KIND_TCP ?
 	    "tcp" : "", A.check == CHECK_KIND_HTTP ? A.check_path : "");
+	if (A.cmd != NULL)
+		child_start();
 	if (A.check != CHECK_KIND_NONE) {
 		A.gate = GATE_WAITING;
 		ev_timer_set(&A.check_t, 0, 0);
@@ -1140,11 +1504,18 @@ main(int argc, char *argv[])
 	}
 	ev_run(A.loop, 0);
 	check_stop();
+	ev_timer_stop(A.loop, &A.resolve_t);
+	resolver_free(A.resolver);
 	if (A.fd4 != -1)
 		close(A.fd4);
 	if (A.fd6 != -1)
 		close(A.fd6);
 	keys_wipe(&A.key, 1);
+	if (A.cmd != NULL) {
+		log_info("exiting with the service's status %d",
+		    A.child_status);
+		return A.child_status;
+	}
 	log_info("exiting");
 	return 0;
 }

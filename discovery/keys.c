@@ -105,7 +105,9 @@ keys_load(const char *path, struct codec_key *keys, size_t max, size_t *n,
 
 	*n = 0;
 	err[0] = '\0';
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) == -1)
+	/* O_NONBLOCK: a FIFO must not block the control loop (reload). */
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)) ==
+	    -1)
 		return kerr(err, path, 0, "cannot open key file: %s",
 		    strerror(errno));
 	if (fstat(fd, &st) == -1) {

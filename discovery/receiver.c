@@ -12,10 +12,12 @@
  * Entries remember the announcer instance, the last seq and timestamp, so
  * a replayed datagram can never bring back a server that left.
  *
- *   datagram -> codec_decode -> policy -> freshness -> order -> apply
- *                   |              |          |          |        |
- *           malformed/unknown   policy/     stale      replay    ok
- *             _key/bad_mac        cap
+ *   datagram -> decode -> policy -> cap -> freshness -> order -> apply
+ *                 |         |        |        |            |        |
+ *         malformed/unknown policy  cap     stale       replay    ok
+ *           _key/bad_mac
+ *
+ * Each stage is one function (stage_*) and handle() calls them in order.
  */
 #include <sys/types.h>
 #include <sys/socket.h>
@@ -33,7 +35,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "health.h"
 #include "keys.h"
 #include "log.h"
 #include "net.h"
@@ -54,9 +55,7 @@
 #endif
 
 #define DISC_RCVBUF		(256 * 1024)	/* absorbs a short stall */
-#define DISC_PAUSE		0.002	/* s: after a full batch, let others run */
-#define DISC_LOCAL_REFRESH	5000	/* ms: local address cache lifetime */
-#define DISC_LOCAL_MAX		64	/* local addresses remembered */
+#define DISC_BUDGET_S		0.005	/* s of reading per wake-up, then yield */
 
 struct disc_entry {
 	TAILQ_ENTRY(disc_entry)	 entry;
@@ -101,50 +100,7 @@ static struct {
 	struct ratelimit		 rl_sock;	/* socket errors */
 	bool				 fake_clock;
 	uint64_t			 fake_mono, fake_wall;
-	struct sockaddr_storage		 local[DISC_LOCAL_MAX];
-	size_t				 nlocal;
-	uint64_t			 local_at;	/* when local[] was read */
-	bool				 batching;	/* publish at batch end */
-	struct backend			*dirty[DISC_DIRTY_MAX];
-	size_t				 ndirty;
 } D = { .fd = -1 };
-
-/*
- * A backend's servers changed: publish its pool now, or, inside a batch
- * (a wake-up's datagrams, an expiry sweep), once at the end of it. A pool
- * is rebuilt whole, so 64 announcements cost one rebuild, not 64.
- */
-static void
-publish(struct backend *be)
-{
-	size_t i;
-
-	if (D.batching) {
-		for (i = 0; i < D.ndirty; i++)
-			if (D.dirty[i] == be)
-				return;
-		if (D.ndirty < DISC_DIRTY_MAX) {
-			D.dirty[D.ndirty++] = be;
-			return;
-		}
-	}
-	server_republish(be);
-}
-
-static void
-batch_begin(void)
-{
-	D.batching = true;
-}
-
-static void
-batch_end(void)
-{
-	D.batching = false;
-	for (size_t i = 0; i < D.ndirty; i++)
-		publish(D.dirty[i]);
-	D.ndirty = 0;
-}
 
 /* A clock in ms, or the unit tests' fake value. */
 static uint64_t
@@ -182,57 +138,6 @@ discovery_set_clock(uint64_t mono, uint64_t wall)
 /* Addresses. */
 
 static bool
-sa_is_loopback(const struct sockaddr *sa)
-{
-	const struct sockaddr_in	*sin = (const void *)sa;
-	const struct sockaddr_in6	*sin6 = (const void *)sa;
-
-	if (sa->sa_family == AF_INET)
-		return (ntohl(sin->sin_addr.s_addr) >> 24) == 127;
-	return IN6_IS_ADDR_LOOPBACK(&sin6->sin6_addr);
-}
-
-static bool
-sa_is_unspecified(const struct sockaddr *sa)
-{
-	const struct sockaddr_in	*sin = (const void *)sa;
-	const struct sockaddr_in6	*sin6 = (const void *)sa;
-
-	if (sa->sa_family == AF_INET)
-		return sin->sin_addr.s_addr == htonl(INADDR_ANY);
-	return IN6_IS_ADDR_UNSPECIFIED(&sin6->sin6_addr);
-}
-
-/* The address bytes of an AF_INET or AF_INET6 sockaddr, and their count. */
-static const uint8_t *
-sa_bytes(const struct sockaddr *sa, size_t *len)
-{
-	if (sa->sa_family == AF_INET) {
-		*len = 4;
-		return (const uint8_t *)
-		    &((const struct sockaddr_in *)(const void *)sa)->sin_addr;
-	}
-	*len = 16;
-	return (const uint8_t *)
-	    &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
-}
-
-/* Same family and address; ports ignored. */
-static bool
-sa_same_host(const struct sockaddr *a, const struct sockaddr *b)
-{
-	const uint8_t	*ab, *bb;
-	size_t		 al, bl;
-
-	if (a->sa_family != b->sa_family ||
-	    (a->sa_family != AF_INET && a->sa_family != AF_INET6))
-		return false;
-	ab = sa_bytes(a, &al);
-	bb = sa_bytes(b, &bl);
-	return memcmp(ab, bb, al) == 0;
-}
-
-static bool
 cidr_contains(const struct conf_cidr *c, const struct sockaddr *sa)
 {
 	const uint8_t	*net, *a;
@@ -241,8 +146,8 @@ cidr_contains(const struct conf_cidr *c, const struct sockaddr *sa)
 
 	if (c->ss.ss_family != sa->sa_family)
 		return false;
-	net = sa_bytes((const struct sockaddr *)&c->ss, &nl);
-	a = sa_bytes(sa, &al);
+	net = net_addr_bytes((const struct sockaddr *)&c->ss, &nl);
+	a = net_addr_bytes(sa, &al);
 	full = c->prefix / 8;
 	rest = c->prefix % 8;
 	if (memcmp(net, a, (size_t)full) != 0)
@@ -259,9 +164,9 @@ cidr_is_loopback(const struct conf_cidr *c)
 {
 	if (c->ss.ss_family == AF_INET)
 		return c->prefix >= 8 &&
-		    sa_is_loopback((const struct sockaddr *)&c->ss);
+		    net_is_loopback((const struct sockaddr *)&c->ss);
 	return c->prefix == 128 &&
-	    sa_is_loopback((const struct sockaddr *)&c->ss);
+	    net_is_loopback((const struct sockaddr *)&c->ss);
 }
 
 /* A v4-mapped IPv6 source (dual-stack socket) as plain IPv4, in place. */
@@ -280,65 +185,6 @@ sa_unmap(struct sockaddr_storage *ss)
 	memcpy(&sin.sin_addr, &sin6->sin6_addr.s6_addr[12], 4);
 	memset(ss, 0, sizeof(*ss));
 	memcpy(ss, &sin, sizeof(sin));
-}
-
-/* Refresh the cache of this host's addresses (for wildcard binds). */
-static void
-local_refresh(void)
-{
-	struct ifaddrs	*ifa, *i;
-	uint64_t	 now = mono_ms();
-
-	if (D.local_at != 0 && now - D.local_at < DISC_LOCAL_REFRESH)
-		return;
-	D.local_at = now;
-	D.nlocal = 0;
-	if (getifaddrs(&ifa) == -1)
-		return;
-	for (i = ifa; i != NULL && D.nlocal < DISC_LOCAL_MAX; i = i->ifa_next) {
-		if (i->ifa_addr == NULL)
-			continue;
-		if (i->ifa_addr->sa_family == AF_INET)
-			memcpy(&D.local[D.nlocal++], i->ifa_addr,
-			    sizeof(struct sockaddr_in));
-		else if (i->ifa_addr->sa_family == AF_INET6)
-			memcpy(&D.local[D.nlocal++], i->ifa_addr,
-			    sizeof(struct sockaddr_in6));
-	}
-	freeifaddrs(ifa);
-}
-
-/* Whether sa (address and port) is one of shoal's own listen addresses. */
-static bool
-is_own_listener(const struct sockaddr *sa)
-{
-	const struct conf_frontend	*fe;
-	const struct sockaddr		*b;
-	size_t				 i, j, k;
-
-	if (D.conf == NULL)
-		return false;
-	for (i = 0; i < D.conf->nfrontends; i++) {
-		fe = &D.conf->frontends[i];
-		for (j = 0; j < fe->nbinds; j++) {
-			b = (const struct sockaddr *)&fe->binds[j].ss;
-			if (b->sa_family != sa->sa_family ||
-			    net_port(b) != net_port(sa))
-				continue;
-			if (sa_same_host(b, sa))
-				return true;
-			if (!sa_is_unspecified(b))
-				continue;
-			if (sa_is_loopback(sa))
-				return true;
-			local_refresh();
-			for (k = 0; k < D.nlocal; k++)
-				if (sa_same_host((const struct sockaddr *)
-				    &D.local[k], sa))
-					return true;
-		}
-	}
-	return false;
 }
 
 /* ------------------------------------------------------------------ */
@@ -404,9 +250,7 @@ entry_retire(struct disc_entry *e, uint64_t now, const char *why)
 
 	if (s->in_table) {
 		log_info("server %s/%s: removed (%s)", be->name, s->name, why);
-		health_remove(s);
-		server_remove(s);
-		publish(be);
+		server_leave(s);
 	}
 	server_unref(s);
 	entry_bury(e, now);
@@ -492,17 +336,17 @@ check_policy(struct backend *be, const struct sockaddr *sa, const char *name,
 		*why = "address outside allow";
 		return DISC_POLICY;
 	}
-	if (sa_is_loopback(sa) && !loop_ok) {
+	if (net_is_loopback(sa) && !loop_ok) {
 		*why = "loopback address, and allow names no loopback range";
 		return DISC_POLICY;
 	}
 	if (cd->require_source_match && (src == NULL ||
-	    !sa_same_host(sa, src))) {
+	    !net_same_host(sa, src))) {
 		*why = "announced address is not the datagram source "
 		    "(require_source_match)";
 		return DISC_POLICY;
 	}
-	if (is_own_listener(sa)) {
+	if (server_addr_loops(D.conf, sa) != NULL) {
 		*why = "address is one of shoal's own listen addresses";
 		return DISC_POLICY;
 	}
@@ -526,11 +370,18 @@ apply_add(struct disc_entry *e, const struct codec_msg *m, const char **why)
 	struct backend	*be = e->be;
 	struct server	*s;
 
-	s = server_add(be, e->name, (const struct sockaddr *)&e->addr,
-	    e->addrlen, m->weight, m->has_maxconn ?
-	    (int)(m->maxconn > 1000000 ? 1000000 : m->maxconn) : 0, false,
-	    SRC_ANNOUNCED);
-	if (s == NULL) {
+	struct server_spec spec = {
+		.name = e->name,
+		.addr = (const struct sockaddr *)&e->addr,
+		.addrlen = e->addrlen,
+		.weight = m->weight,
+		.maxconn = m->has_maxconn ?
+		    (int)(m->maxconn > 1000000 ? 1000000 : m->maxconn) : 0,
+		.draining = m->state != CODEC_UP,
+		.label = m->label,
+	};
+
+	if ((s = server_join(be, &spec, SRC_ANNOUNCED)) == NULL) {
 		if (errno == EEXIST) {
 			*why = "a server of that name exists";
 			return DISC_POLICY;
@@ -538,12 +389,8 @@ apply_add(struct disc_entry *e, const struct codec_msg *m, const char **why)
 		*why = "cannot add server (out of memory)";
 		return DISC_CAP;
 	}
-	snprintf(s->label, sizeof(s->label), "%s", m->label);
-	s->announce_up = m->state == CODEC_UP;
 	server_ref(s);
 	e->srv = s;
-	health_add(s);
-	publish(be);
 	log_info("server %s/%s: added by announcement (%s, weight %u, ttl "
 	    "%ums, instance %016" PRIx64 "%s%s%s)", be->name, s->name,
 	    codec_state_name(m->state), m->weight, e->ttl_ms, m->instance,
@@ -556,138 +403,180 @@ apply_add(struct disc_entry *e, const struct codec_msg *m, const char **why)
 static void
 apply_update(struct disc_entry *e, const struct codec_msg *m)
 {
-	struct server	*s = e->srv;
-	bool		 up = m->state == CODEC_UP, changed = false;
-
-	if (s->announce_up != up) {
-		log_info("server %s/%s: announced %s (%s)", s->be->name,
-		    s->name, up ? "up" : "draining", up ?
-		    "back from draining" : "no new sessions");
-		s->announce_up = up;
-		s->last_change = ev_time();
-		changed = true;
-	}
+	server_set_announced(e->srv, m->state == CODEC_UP, m->label);
 	/* Only a change of the announced weight applies: a weight set by
 	 * the admin meanwhile stays until the announcer changes its own. */
-	if (e->weight != m->weight && s->weight != m->weight) {
-		log_info("server %s/%s: weight %d -> %u (announce)",
-		    s->be->name, s->name, s->weight, m->weight);
-		s->weight = m->weight;
-		changed = true;
-	}
-	snprintf(s->label, sizeof(s->label), "%s", m->label);
-	if (changed)
-		publish(s->be);
+	if (e->weight != m->weight)
+		server_set_weight(e->srv, m->weight, "announce");
 }
 
-static enum disc_verdict
-handle(const uint8_t *buf, size_t n, const struct sockaddr *src,
-    const char **why, char pool[CODEC_POOL_MAX + 1])
-{
-	const struct conf_discovery	*cd = D.cd;
-	struct codec_msg		 m;
-	struct sockaddr_storage		 ss;
-	struct sockaddr_in		*sin = (struct sockaddr_in *)&ss;
-	struct sockaddr_in6		*sin6 = (struct sockaddr_in6 *)&ss;
-	struct disc_entry		*e;
-	struct backend			*be;
-	socklen_t			 sslen;
-	char				 name[NET_ADDRSTRLEN];
-	enum disc_verdict		 v;
-	uint64_t			 now, wall, skew;
-	uint32_t			 ttl;
-	bool				 live, tomb, created;
+/* One datagram on its way through the stages. */
+struct disc_msg {
+	const struct sockaddr	*src;		/* datagram source, or NULL */
+	struct codec_msg	 m;		/* decoded */
+	struct sockaddr_storage	 addr;		/* announced address:port */
+	socklen_t		 addrlen;
+	char			 name[NET_ADDRSTRLEN]; /* "IP:PORT" */
+	struct backend		*be;		/* the pool */
+	struct disc_entry	*e;		/* its entry, or NULL */
+	bool			 tomb;		/* e is a tombstone */
+	bool			 live;		/* e's server is in the table */
+	char			 pool[CODEC_POOL_MAX + 1]; /* "" until decoded */
+	const char		*why;		/* reason of a rejection */
+};
 
-	v = codec_decode(buf, n, D.keys, D.nkeys, cd->realm, cd->auth_none,
-	    &m, why);
+/* Decode: size, header, key, tag, field rules (the codec); then the
+ * announced address as a sockaddr and its name. */
+static enum disc_verdict
+stage_decode(struct disc_msg *d, const uint8_t *buf, size_t n)
+{
+	struct sockaddr_in	*sin = (struct sockaddr_in *)&d->addr;
+	struct sockaddr_in6	*sin6 = (struct sockaddr_in6 *)&d->addr;
+	enum disc_verdict	 v;
+
+	v = codec_decode(buf, n, D.keys, D.nkeys, D.cd->realm,
+	    D.cd->auth_none, &d->m, &d->why);
 	if (v != DISC_OK)
 		return v;
-	memcpy(pool, m.pool, sizeof(m.pool));
-
-	memset(&ss, 0, sizeof(ss));
-	if (m.ipv6) {
+	memcpy(d->pool, d->m.pool, sizeof(d->m.pool));
+	memset(&d->addr, 0, sizeof(d->addr));
+	if (d->m.ipv6) {
 		sin6->sin6_family = AF_INET6;
-		sin6->sin6_port = htons(m.port);
-		memcpy(&sin6->sin6_addr, m.addr, 16);
-		sslen = sizeof(*sin6);
+		sin6->sin6_port = htons(d->m.port);
+		memcpy(&sin6->sin6_addr, d->m.addr, 16);
+		d->addrlen = sizeof(*sin6);
 	} else {
 		sin->sin_family = AF_INET;
-		sin->sin_port = htons(m.port);
-		memcpy(&sin->sin_addr, m.addr, 4);
-		sslen = sizeof(*sin);
+		sin->sin_port = htons(d->m.port);
+		memcpy(&sin->sin_addr, d->m.addr, 4);
+		d->addrlen = sizeof(*sin);
 	}
-	net_addr_str((struct sockaddr *)&ss, name, sizeof(name));
+	net_addr_str((struct sockaddr *)&d->addr, d->name, sizeof(d->name));
+	return DISC_OK;
+}
 
-	/* Policy. */
-	be = backend_by_name(m.pool);
-	v = check_policy(be, (struct sockaddr *)&ss, name, src, why);
+/* Policy: the backend takes announcements, the address may be one of its
+ * servers; then find the entry this datagram is about. */
+static enum disc_verdict
+stage_policy(struct disc_msg *d)
+{
+	const struct sockaddr	*sa = (const struct sockaddr *)&d->addr;
+	enum disc_verdict	 v;
+
+	d->be = backend_by_name(d->m.pool);
+	v = check_policy(d->be, sa, d->name, d->src, &d->why);
 	if (v != DISC_OK)
 		return v;
-	e = entry_find(&D.live, be, (struct sockaddr *)&ss);
-	tomb = false;
-	if (e == NULL && (e = entry_find(&D.tombs, be,
-	    (struct sockaddr *)&ss)) != NULL)
-		tomb = true;
-	live = e != NULL && !tomb && e->srv->in_table;
-	if (!live && m.state != CODEC_LEAVING &&
-	    be->ndiscovered >= (size_t)be->conf.max_discovered) {
-		*why = "backend has max_discovered announced servers";
+	d->e = entry_find(&D.live, d->be, sa);
+	if (d->e == NULL && (d->e = entry_find(&D.tombs, d->be, sa)) != NULL)
+		d->tomb = true;
+	d->live = d->e != NULL && !d->tomb && d->e->srv->in_table;
+	return DISC_OK;
+}
+
+/* Cap: a server not in the table yet needs room under max_discovered. */
+static enum disc_verdict
+stage_cap(struct disc_msg *d)
+{
+	if (!d->live && d->m.state != CODEC_LEAVING &&
+	    d->be->ndiscovered >= (size_t)d->be->conf.max_discovered) {
+		d->why = "backend has max_discovered announced servers";
 		return DISC_CAP;
 	}
+	return DISC_OK;
+}
 
-	/* Freshness. */
-	wall = wall_ms();
-	skew = m.timestamp_ms > wall ? m.timestamp_ms - wall :
-	    wall - m.timestamp_ms;
-	if (skew > cd->max_skew_ms) {
-		*why = "timestamp outside max_skew";
+/* Freshness: |now - timestamp| <= max_skew. */
+static enum disc_verdict
+stage_freshness(struct disc_msg *d)
+{
+	uint64_t wall = wall_ms(), ts = d->m.timestamp_ms;
+
+	if ((ts > wall ? ts - wall : wall - ts) > D.cd->max_skew_ms) {
+		d->why = "timestamp outside max_skew";
 		return DISC_STALE;
 	}
+	return DISC_OK;
+}
 
-	/* Order. */
-	if (e != NULL) {
-		if (m.instance == e->instance && m.seq <= e->seq) {
-			*why = "seq not newer for this instance";
-			return DISC_REPLAY;
-		}
-		if (m.instance != e->instance && m.timestamp_ms <= e->ts) {
-			*why = "new instance with an older timestamp";
-			return DISC_REPLAY;
-		}
+/* Order: the same instance must count up; a new one must be newer. */
+static enum disc_verdict
+stage_order(struct disc_msg *d)
+{
+	const struct disc_entry *e = d->e;
+
+	if (e == NULL)
+		return DISC_OK;
+	if (d->m.instance == e->instance && d->m.seq <= e->seq) {
+		d->why = "seq not newer for this instance";
+		return DISC_REPLAY;
 	}
+	if (d->m.instance != e->instance && d->m.timestamp_ms <= e->ts) {
+		d->why = "new instance with an older timestamp";
+		return DISC_REPLAY;
+	}
+	return DISC_OK;
+}
 
-	/* Accepted: apply. */
-	now = mono_ms();
-	ttl = m.ttl_ms < DISC_TTL_MIN ? DISC_TTL_MIN :
-	    m.ttl_ms > DISC_TTL_MAX ? DISC_TTL_MAX : m.ttl_ms;
-	created = false;
+/* The entry an accepted datagram applies to: a new one (in no list until
+ * the end of apply), or the one found, buried first if the admin deleted
+ * its server. NULL when out of memory. */
+static struct disc_entry *
+apply_entry(struct disc_msg *d, uint64_t now, bool *created)
+{
+	struct disc_entry *e = d->e;
+
+	*created = false;
 	if (e == NULL) {
-		/* A new entry, in no list until the end. */
-		if ((e = calloc(1, sizeof(*e))) == NULL) {
-			*why = "out of memory";
-			return DISC_CAP;
-		}
-		e->be = be;
-		memcpy(&e->addr, &ss, sslen);
-		e->addrlen = sslen;
-		snprintf(e->name, sizeof(e->name), "%s", name);
-		created = tomb = true;
-	} else if (!tomb && !live) {
+		if ((e = calloc(1, sizeof(*e))) == NULL)
+			return NULL;
+		e->be = d->be;
+		memcpy(&e->addr, &d->addr, d->addrlen);
+		e->addrlen = d->addrlen;
+		snprintf(e->name, sizeof(e->name), "%s", d->name);
+		*created = d->tomb = true;
+	} else if (!d->tomb && !d->live) {
 		/* Removed behind our back (admin): it is a tombstone now. */
 		server_unref(e->srv);
 		entry_bury(e, now);
-		tomb = true;
+		d->tomb = true;
 	}
-	e->ttl_ms = ttl;
-	if (m.state == CODEC_LEAVING) {
-		if (!tomb)
-			entry_retire(e, now, "leave");
-		else if (created)
-			tomb_insert(e, now);
-		else
-			e->deadline = now + tomb_lifetime();
-	} else if (tomb) {
-		if ((v = apply_add(e, &m, why)) != DISC_OK) {
+	return e;
+}
+
+/* LEAVING: the server leaves; the entry is (or stays) a tombstone. */
+static void
+apply_leave(struct disc_msg *d, struct disc_entry *e, bool created,
+    uint64_t now)
+{
+	if (!d->tomb)
+		entry_retire(e, now, "leave");
+	else if (created)
+		tomb_insert(e, now);
+	else
+		e->deadline = now + tomb_lifetime();
+}
+
+/* Accepted: change the table and remember the announcer. */
+static enum disc_verdict
+stage_apply(struct disc_msg *d)
+{
+	const struct codec_msg	*m = &d->m;
+	struct disc_entry	*e;
+	enum disc_verdict	 v;
+	uint64_t		 now = mono_ms();
+	bool			 created;
+
+	if ((e = apply_entry(d, now, &created)) == NULL) {
+		d->why = "out of memory";
+		return DISC_CAP;
+	}
+	e->ttl_ms = m->ttl_ms < DISC_TTL_MIN ? DISC_TTL_MIN :
+	    m->ttl_ms > DISC_TTL_MAX ? DISC_TTL_MAX : m->ttl_ms;
+	if (m->state == CODEC_LEAVING) {
+		apply_leave(d, e, created, now);
+	} else if (d->tomb) {
+		if ((v = apply_add(e, m, &d->why)) != DISC_OK) {
 			if (created)
 				free(e);
 			return v;
@@ -697,19 +586,34 @@ handle(const uint8_t *buf, size_t n, const struct sockaddr *src,
 			D.ntombs--;
 		}
 		TAILQ_INSERT_TAIL(&D.live, e, entry);
-		e->deadline = now + ttl;
+		e->deadline = now + e->ttl_ms;
 	} else {
-		apply_update(e, &m);
-		e->deadline = now + ttl;
+		apply_update(e, m);
+		e->deadline = now + e->ttl_ms;
 	}
-	e->instance = m.instance;
-	e->seq = m.seq;
-	e->ts = m.timestamp_ms;
+	e->instance = m->instance;
+	e->seq = m->seq;
+	e->ts = m->timestamp_ms;
 	e->last_ms = now;
-	e->draining = m.state == CODEC_DRAINING;
-	e->weight = m.weight;
-	snprintf(e->label, sizeof(e->label), "%s", m.label);
+	e->draining = m->state == CODEC_DRAINING;
+	e->weight = m->weight;
+	snprintf(e->label, sizeof(e->label), "%s", m->label);
 	return DISC_OK;
+}
+
+/* The pipeline: the first stage that says no gives the verdict. */
+static enum disc_verdict
+handle(struct disc_msg *d, const uint8_t *buf, size_t n)
+{
+	enum disc_verdict v;
+
+	if ((v = stage_decode(d, buf, n)) != DISC_OK ||
+	    (v = stage_policy(d)) != DISC_OK ||
+	    (v = stage_cap(d)) != DISC_OK ||
+	    (v = stage_freshness(d)) != DISC_OK ||
+	    (v = stage_order(d)) != DISC_OK)
+		return v;
+	return stage_apply(d);
 }
 
 enum disc_verdict
@@ -717,26 +621,25 @@ discovery_input(const uint8_t *buf, size_t n, const struct sockaddr *src,
     socklen_t srclen)
 {
 	struct sockaddr_storage	 ss;
-	const struct sockaddr	*sp = NULL;
-	const char		*why = "?";
-	char			 pool[CODEC_POOL_MAX + 1];
+	struct disc_msg		 d;
 	enum disc_verdict	 v;
 
 	if (!D.running)
 		return DISC_POLICY;
+	memset(&d, 0, sizeof(d));
+	d.why = "?";
 	if (src != NULL && srclen <= sizeof(ss)) {
 		memset(&ss, 0, sizeof(ss));
 		memcpy(&ss, src, srclen);
 		sa_unmap(&ss);
-		sp = (const struct sockaddr *)&ss;
+		d.src = (const struct sockaddr *)&ss;
 	}
-	pool[0] = '\0';
-	v = handle(buf, n, sp, &why, pool);
+	v = handle(&d, buf, n);
 	D.counters[v]++;
 	if (v != DISC_OK)
-		reject_log(v, sp, why, pool[0] != '\0' ? pool : NULL);
+		reject_log(v, d.src, d.why, d.pool[0] != '\0' ? d.pool : NULL);
 	if (log_enabled(LOG_LVL_DEBUG))
-		debug_log(v, sp, why, pool);
+		debug_log(v, d.src, d.why, d.pool);
 	return v;
 }
 
@@ -772,7 +675,7 @@ discovery_tick(void)
 	}
 	D.last_tick = now;
 
-	batch_begin();
+	table_batch_begin();
 	TAILQ_FOREACH_SAFE(e, &D.live, entry, next) {
 		if (!e->srv->in_table) {
 			/* Deleted by the admin: keep it as a tombstone. */
@@ -786,7 +689,7 @@ discovery_tick(void)
 			entry_retire(e, now, why);
 		}
 	}
-	batch_end();
+	table_batch_end();
 	TAILQ_FOREACH_SAFE(e, &D.tombs, entry, next) {
 		if (now >= e->deadline) {
 			TAILQ_REMOVE(&D.tombs, e, entry);
@@ -799,38 +702,60 @@ discovery_tick(void)
 /* ------------------------------------------------------------------ */
 /* Socket and watchers. */
 
+/*
+ * Read while there is data and budget: DISC_BATCH datagrams per recvmmsg,
+ * until the socket is empty or DISC_BUDGET_S of this wake-up went by;
+ * then yield to the rest of the control loop for one turn and go on. Junk
+ * is refused by the codec's cheap header checks before any MAC, so the
+ * socket is drained faster than a flood can fill it and a real
+ * announcement is not dropped by the kernel behind the junk.
+ */
 static void
 io_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
-	uint8_t			 buf[CODEC_MAX + 1];
-	struct sockaddr_storage	 src;
-	socklen_t		 srclen;
-	ssize_t			 r;
-	int			 i;
+	static uint8_t		 buf[DISC_BATCH][CODEC_MAX + 1];
+	struct sockaddr_storage	 src[DISC_BATCH];
+	struct mmsghdr		 msg[DISC_BATCH];
+	struct iovec		 iov[DISC_BATCH];
+	ev_tstamp		 start = ev_time();
+	int			 n, i;
 
 	(void)revents;
-	batch_begin();
-	for (i = 0; i < DISC_BATCH; i++) {
-		srclen = sizeof(src);
-		/* MSG_TRUNC: the real size, so oversized ones are seen. */
-		r = recvfrom(w->fd, buf, sizeof(buf), MSG_TRUNC,
-		    (struct sockaddr *)&src, &srclen);
-		if (r == -1) {
+	table_batch_begin();
+	for (;;) {
+		for (i = 0; i < DISC_BATCH; i++) {
+			iov[i].iov_base = buf[i];
+			iov[i].iov_len = sizeof(buf[i]);
+			memset(&msg[i], 0, sizeof(msg[i]));
+			msg[i].msg_hdr.msg_name = &src[i];
+			msg[i].msg_hdr.msg_namelen = sizeof(src[i]);
+			msg[i].msg_hdr.msg_iov = &iov[i];
+			msg[i].msg_hdr.msg_iovlen = 1;
+		}
+		/* A datagram over CODEC_MAX fills its buffer (CODEC_MAX + 1
+		 * bytes) and is refused as oversized. */
+		n = recvmmsg(w->fd, msg, DISC_BATCH, MSG_DONTWAIT, NULL);
+		if (n == -1) {
 			if (errno != EAGAIN && errno != EWOULDBLOCK &&
 			    errno != EINTR && log_ratelimit(&D.rl_sock, 1))
-				log_warn("discovery: recvfrom");
+				log_warn("discovery: recvmmsg");
 			break;
 		}
-		discovery_input(buf, (size_t)r, (struct sockaddr *)&src,
-		    srclen);
+		for (i = 0; i < n; i++)
+			discovery_input(buf[i], msg[i].msg_len,
+			    (struct sockaddr *)&src[i],
+			    msg[i].msg_hdr.msg_namelen);
+		if (n < DISC_BATCH)
+			break;		/* drained */
+		if (ev_time() - start >= DISC_BUDGET_S) {
+			/* A flood: let the loop's other work run, then on. */
+			ev_io_stop(loop, w);
+			ev_timer_set(&D.pause, 0, 0);
+			ev_timer_start(loop, &D.pause);
+			break;
+		}
 	}
-	batch_end();
-	if (i < DISC_BATCH)
-		return;
-	/* A full batch: maybe a flood. Let the rest of the loop run. */
-	ev_io_stop(loop, w);
-	ev_timer_set(&D.pause, DISC_PAUSE, 0);
-	ev_timer_start(loop, &D.pause);
+	table_batch_end();
 }
 
 static void
@@ -959,6 +884,35 @@ cd_free(struct conf_discovery *d)
 }
 
 int
+discovery_check(const struct conf *conf, char *err, size_t errlen)
+{
+	const struct conf_discovery	*cd = &conf->discovery;
+	struct codec_key		 keys[KEYS_MAX];
+	char				 kerr[KEYS_ERR_MAX];
+	size_t				 nkeys = 0;
+
+	if (!cd->enabled)
+		return 0;
+	if (cd->key_file[0] != '\0') {
+		if (keys_load(cd->key_file, keys, KEYS_MAX, &nkeys, kerr) ==
+		    -1) {
+			snprintf(err, errlen, "%s:%d: [discovery] %s",
+			    conf->file, cd->line, kerr);
+			return -1;
+		}
+		keys_wipe(keys, nkeys);
+	}
+	if (nkeys == 0 && !cd->auth_none)
+		return 0;		/* the listener stays off */
+	if (cd->interface[0] != '\0' && if_nametoindex(cd->interface) == 0) {
+		snprintf(err, errlen, "%s:%d: [discovery] interface '%s': %s",
+		    conf->file, cd->line, cd->interface, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+int
 discovery_start(struct ev_loop *loop, const struct conf_discovery *cd,
     struct backend_list *backends, const struct conf *conf)
 {
@@ -975,7 +929,6 @@ discovery_start(struct ev_loop *loop, const struct conf_discovery *cd,
 	TAILQ_INIT(&D.tombs);
 	D.ntombs = 0;
 	D.last_tick = 0;
-	D.local_at = 0;
 	D.fd = -1;
 	D.loop = NULL;
 	D.conf = conf;
@@ -1024,7 +977,7 @@ discovery_start(struct ev_loop *loop, const struct conf_discovery *cd,
 		D.loop = loop;
 		ev_io_init(&D.io, io_cb, D.fd, EV_READ);
 		ev_io_start(loop, &D.io);
-		ev_timer_init(&D.pause, pause_cb, DISC_PAUSE, 0);
+		ev_timer_init(&D.pause, pause_cb, 0, 0);
 		ev_timer_init(&D.tick, tick_cb, DISC_TICK_MS / 1000.0,
 		    DISC_TICK_MS / 1000.0);
 		ev_timer_start(loop, &D.tick);
@@ -1063,6 +1016,7 @@ discovery_stop(void)
 		free(e);
 	}
 	D.ntombs = 0;
+	discovery_reload_abort();
 	keys_wipe(D.keys, D.nkeys);
 	D.nkeys = 0;
 	D.running = false;
@@ -1071,16 +1025,72 @@ discovery_stop(void)
 	D.conf = NULL;
 }
 
+/* A reload's discovery part, made by discovery_reload_prepare() before
+ * anything changes, taken by discovery_reload() or dropped. */
+static struct {
+	bool			 ready;		/* prepared, not yet taken */
+	bool			 resock;	/* fd replaces the socket */
+	int			 fd;
+	struct conf_discovery	 cdc;		/* the new settings' copy */
+	struct codec_key	 keys[KEYS_MAX];
+	size_t			 nkeys;
+} R = { .fd = -1 };
+
+void
+discovery_reload_abort(void)
+{
+	if (!R.ready)
+		return;
+	net_close(R.fd);
+	R.fd = -1;
+	keys_wipe(R.keys, R.nkeys);
+	R.nkeys = 0;
+	cd_free(&R.cdc);
+	R.ready = false;
+}
+
+int
+discovery_reload_prepare(const struct conf *nc, char err[CONF_ERR_MAX])
+{
+	const struct conf_discovery	*ncd = &nc->discovery;
+	char				 kerr[KEYS_ERR_MAX];
+
+	discovery_reload_abort();
+	if (!D.running || !ncd->enabled)
+		return 0;	/* nothing to take: discovery_reload() says why */
+	if (ncd->key_file[0] != '\0' && keys_load(ncd->key_file, R.keys,
+	    KEYS_MAX, &R.nkeys, kerr) == -1) {
+		snprintf(err, CONF_ERR_MAX, "discovery: %.480s", kerr);
+		return -1;
+	}
+	if (R.nkeys == 0 && !ncd->auth_none) {
+		snprintf(err, CONF_ERR_MAX, "discovery: no key_file, and auth "
+		    "is not none");
+		return -1;
+	}
+	R.ready = true;	/* from here on, abort cleans up */
+	R.resock = D.loop != NULL && (D.cd->port != ncd->port ||
+	    strcmp(D.cd->interface, ncd->interface) != 0 ||
+	    !net_addr_equal((const struct sockaddr *)&D.cd->group.ss,
+	    (const struct sockaddr *)&ncd->group.ss));
+	if (R.resock && (R.fd = open_socket(ncd)) == -1) {
+		snprintf(err, CONF_ERR_MAX, "discovery: cannot open the socket "
+		    "on port %d: %s", ncd->port, strerror(errno));
+		discovery_reload_abort();
+		return -1;
+	}
+	if (cd_copy(&R.cdc, ncd) == -1) {
+		snprintf(err, CONF_ERR_MAX, "discovery: out of memory");
+		discovery_reload_abort();
+		return -1;
+	}
+	return 0;
+}
+
 int
 discovery_reload(const struct conf *nc)
 {
-	const struct conf_discovery	*ncd = &nc->discovery;
-	struct conf_discovery		 copy;
-	struct codec_key		 keys[KEYS_MAX];
-	size_t				 nkeys = 0;
-	char				 err[KEYS_ERR_MAX];
-	bool				 resock;
-	int				 fd = -1;
+	const struct conf_discovery *ncd = &nc->discovery;
 
 	D.conf = nc;
 	if (!D.running) {
@@ -1094,47 +1104,30 @@ discovery_reload(const struct conf *nc)
 		    "listener keeps its settings until the next restart");
 		return -1;
 	}
-	if (ncd->key_file[0] != '\0' && keys_load(ncd->key_file, keys,
-	    KEYS_MAX, &nkeys, err) == -1) {
-		log_errorx("discovery: %s", err);
-		return -1;
-	}
-	if (nkeys == 0 && !ncd->auth_none) {
-		log_warnx("discovery: no key_file, and auth is not none: "
-		    "keeping the previous keys");
-		return -1;
-	}
-	resock = D.loop != NULL && (D.cd->port != ncd->port ||
-	    strcmp(D.cd->interface, ncd->interface) != 0 ||
-	    !net_addr_equal((const struct sockaddr *)&D.cd->group.ss,
-	    (const struct sockaddr *)&ncd->group.ss));
-	if (resock && (fd = open_socket(ncd)) == -1) {
-		keys_wipe(keys, nkeys);
-		return -1;
-	}
-	if (cd_copy(&copy, ncd) == -1) {
-		net_close(fd);
-		keys_wipe(keys, nkeys);
-		return -1;
-	}
-	if (resock) {
+	if (!R.ready)
+		return -1;	/* not prepared: keep the settings */
+	if (R.resock) {
 		ev_io_stop(D.loop, &D.io);
 		close(D.fd);
-		D.fd = fd;
+		D.fd = R.fd;
+		R.fd = -1;
 		ev_io_set(&D.io, D.fd, EV_READ);
 		if (!ev_is_active(&D.pause))
 			ev_io_start(D.loop, &D.io);
 	}
 	keys_wipe(D.keys, D.nkeys);
-	memcpy(D.keys, keys, sizeof(keys));
-	D.nkeys = nkeys;
-	keys_wipe(keys, nkeys);
+	memcpy(D.keys, R.keys, sizeof(R.keys));
+	D.nkeys = R.nkeys;
+	keys_wipe(R.keys, R.nkeys);
+	R.nkeys = 0;
 	cd_free(&D.cdc);
-	D.cdc = copy;
+	D.cdc = R.cdc;
+	memset(&R.cdc, 0, sizeof(R.cdc));
 	D.cd = &D.cdc;
+	R.ready = false;
 	log_info("discovery: reloaded: %zu key%s%s%s", D.nkeys,
 	    D.nkeys == 1 ? "" : "s", ncd->auth_none ? ", unsigned accepted" :
-	    "", resock ? ", socket reopened" : "");
+	    "", R.resock ? ", socket reopened" : "");
 	return 0;
 }
 
@@ -1174,3 +1167,13 @@ discovery_foreach(void (*fn)(const struct discovery_entry_info *, void *),
 		}
 	}
 }
+
+_Static_assert(DISC_NVERDICTS <= DISCOVERY_VERDICTS_MAX,
+    "discovery_view: too many verdicts");
+
+const struct discovery_view discovery_view = {
+	.nverdicts = DISC_NVERDICTS,
+	.verdict_name = codec_verdict_name,
+	.counters = discovery_counters,
+	.foreach = discovery_foreach,
+};

@@ -2,10 +2,11 @@
  * receiver.h - shoal's side of discovery: the announcement socket, policy,
  * replay protection, tombstones, TTL expiry and the stall guard.
  *
- * Runs in the control loop only. Announced servers enter their backend
- * through server_add(..., SRC_ANNOUNCED) + health_add(), and leave through
- * health_remove() + server_remove(), like any other server: sessions in
- * flight keep their reference and finish untouched.
+ * Runs in the control loop only. Announced servers join their backend
+ * through the table's door (server_join(..., SRC_ANNOUNCED)) and leave
+ * through server_leave(), like any other server: health follows through
+ * the table, and sessions in flight keep their reference and finish
+ * untouched.
  */
 #ifndef SHOAL_RECEIVER_H
 #define SHOAL_RECEIVER_H
@@ -16,10 +17,10 @@
 
 #include "codec.h"
 #include "conf.h"
+#include "discovery_view.h"
 #include "server.h"
 
-#define DISC_BATCH	64	/* datagrams handled per wake-up */
-#define DISC_DIRTY_MAX	16	/* backends republished once per batch */
+#define DISC_BATCH	64	/* datagrams read per recvmmsg */
 #define DISC_TTL_MIN	500	/* ms: announced ttl is clamped to this... */
 #define DISC_TTL_MAX	60000	/* ...and this */
 #define DISC_TICK_MS	100	/* expiry timer period */
@@ -39,36 +40,43 @@
 int	discovery_start(struct ev_loop *loop, const struct conf_discovery *cd,
 	    struct backend_list *backends, const struct conf *conf);
 
+/*
+ * What discovery_start() would refuse, short of opening the socket (for
+ * shoal -t): the key file loads (exists, regular, mode 0600, valid), the
+ * interface exists. 0, or -1 with "FILE:LINE: message" in err (the line
+ * of the [discovery] section).
+ */
+int	discovery_check(const struct conf *conf, char *err, size_t errlen);
+
 /* Stop the watchers, close the socket, forget every entry (the announced
  * servers stay in the table: the table is torn down after this). */
 void	discovery_stop(void);
 
 /*
- * After a reload (control loop): follow the new configuration. Re-reads
- * the key file (keys rotate without a restart), takes the new allow list,
- * realm and policy settings, and reopens the socket if the group, port or
- * interface changed. Entries and counters stay. On any error (bad key
- * file, cannot bind) the previous settings stay and -1 is returned; the
- * listen addresses always follow nc, which must live until the next call
- * or discovery_stop().
+ * A reload, in two steps (control loop). discovery_reload_prepare()
+ * checks and makes everything the new configuration needs, changing
+ * nothing: it re-reads the key file (keys rotate without a restart) and
+ * opens a new socket if the group, port or interface changed. On any
+ * error (key file missing, unreadable, group-readable or bad; no key and
+ * auth not none; cannot bind) it returns -1 with the reason in err, and
+ * the reload is refused. discovery_reload() then takes what was prepared
+ * (keys, allow list, realm, policy, socket); entries and counters stay.
+ * discovery_reload_abort() drops it when another part refused the
+ * reload. The listen addresses always follow nc, which must live until
+ * the next call or discovery_stop(). discovery_reload() returns -1 when
+ * it keeps its settings ([discovery] removed: logged).
  */
+int	discovery_reload_prepare(const struct conf *nc,
+	    char err[CONF_ERR_MAX]);
 int	discovery_reload(const struct conf *nc);
+void	discovery_reload_abort(void);
+
+/* What stats and the admin socket show: these counters and entries
+ * (lb/main.c hands it to the control loop). */
+extern const struct discovery_view discovery_view;
 
 /* The verdict counters since start, indexed by enum disc_verdict. */
 void	discovery_counters(uint64_t out[DISC_NVERDICTS]);
-
-/* One entry of the announcement table, for `show discovery`. */
-struct discovery_entry_info {
-	const char	*backend;	/* pool = backend name */
-	const char	*name;		/* "IP:PORT", the server's name */
-	const char	*label;		/* label TLV, "" if none */
-	const char	*state;		/* "up", "draining" or "gone" */
-	uint64_t	 instance;	/* current announcer instance */
-	uint32_t	 seq;		/* last accepted seq */
-	uint32_t	 ttl_ms;	/* clamped ttl of the last datagram */
-	double		 age_s;		/* since the last accepted datagram */
-	double		 expires_s;	/* until expiry (gone: until forgotten) */
-};
 
 /*
  * Call fn once per entry (live servers first, then tombstones), with arg.

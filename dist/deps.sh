@@ -2,8 +2,8 @@
 # something is missing. Sourced by dist/demo.sh, tests/run.sh and bench/run.
 # Usage: deps_install build|test|bench ...
 
-deps_build="gcc libc6-dev meson ninja-build pkg-config libev-dev libssl-dev libinih-dev python3"
-deps_test="clang libclang-rt-14-dev python3-pytest curl wrk apache2-utils iproute2 nftables procps openssl util-linux psmisc valgrind chromium prometheus python3-prometheus-client"
+deps_build="gcc libc6-dev meson ninja-build pkg-config libev-dev libssl-dev libinih-dev libc-ares-dev python3"
+deps_test="s6 nodejs clang libclang-rt-14-dev python3-pytest curl wrk apache2-utils iproute2 nftables procps openssl util-linux psmisc valgrind chromium prometheus python3-prometheus-client"
 deps_bench="haproxy nginx-light libnginx-mod-stream wrk apache2-utils gnuplot-nox procps util-linux"
 
 deps_install() {

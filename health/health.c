@@ -345,16 +345,6 @@ schedule_next(struct hcheck *h, ev_tstamp now)
 	timer_arm(h, next);
 }
 
-static void
-record(struct server *s, const char *code, const char *detail, double ms,
-    ev_tstamp now)
-{
-	snprintf(s->check_result, sizeof(s->check_result), "%s", code);
-	snprintf(s->check_detail, sizeof(s->check_detail), "%s", detail);
-	s->check_duration_ms = ms;
-	s->last_check = now;
-}
-
 /*
  * The check ended with a verdict: record it, step the machine, report a
  * change, schedule the next one. `code` is "L4OK", "L7STS", ...
@@ -378,7 +368,7 @@ check_done(struct hcheck *h, bool ok, const char *code, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(detail, sizeof(detail), fmt, ap);
 	va_end(ap);
-	record(s, code, detail, ms, now);
+	server_set_check_result(s, code, detail, ms, now);
 	snprintf(reason, sizeof(reason), "%s: %s, %.0fms", code, detail, ms);
 	log_debug("check %s/%s: %s", s->be->name, s->name, reason);
 
@@ -405,7 +395,8 @@ check_skip(struct hcheck *h, const char *what, int err)
 	check_close(h);
 	now = ev_time();
 	snprintf(detail, sizeof(detail), "%s: %s", what, strerror(err));
-	record(s, "SOCKERR", detail, (now - h->t_start) * 1000.0, now);
+	server_set_check_result(s, "SOCKERR", detail,
+	    (now - h->t_start) * 1000.0, now);
 	if (log_ratelimit(&sockerr_rl, 1))
 		log_warnx("check %s/%s: %s (not counted; %lu more suppressed)",
 		    s->be->name, s->name, detail,
@@ -878,8 +869,12 @@ health_add(struct server *s)
 
 		(void)tls_ctx(s->be, &why);
 	}
+	/* A server that starts up or down (init_state) is checked at once:
+	 * its state is a guess until then. One that is `checking`, or that
+	 * was checked before (new check settings), within one interval. */
 	if (s->admin != ADM_MAINT)
-		hcheck_schedule_first(h, interval_s(s->be));
+		hcheck_schedule_first(h, s->health != HEALTH_CHECKING &&
+		    s->last_check == 0 ? 0 : interval_s(s->be));
 }
 
 void
@@ -910,6 +905,54 @@ health_admin_changed(struct server *s)
 	server_set_health(s, HEALTH_CHECKING, "leaving maintenance");
 	hcheck_schedule_first(h, 0);
 }
+
+/* ------------------------------------------------------------------ */
+/* Table events. */
+
+/* Whether a backend's new settings change how its servers are checked. */
+bool
+health_settings_changed(const struct conf_backend *a,
+    const struct conf_backend *b)
+{
+	return a->check != b->check ||
+	    strcmp(a->check_http_method, b->check_http_method) != 0 ||
+	    strcmp(a->check_http_path, b->check_http_path) != 0 ||
+	    strcmp(a->check_http_host, b->check_http_host) != 0 ||
+	    a->check_send_len != b->check_send_len ||
+	    memcmp(a->check_send, b->check_send, a->check_send_len) != 0 ||
+	    a->check_expect_len != b->check_expect_len ||
+	    memcmp(a->check_expect, b->check_expect, a->check_expect_len) != 0 ||
+	    strcmp(a->check_sni, b->check_sni) != 0 ||
+	    strcmp(a->check_ca_file, b->check_ca_file) != 0 ||
+	    a->check_port != b->check_port ||
+	    a->check_interval_ms != b->check_interval_ms ||
+	    a->check_timeout_ms != b->check_timeout_ms ||
+	    a->rise != b->rise || a->fall != b->fall;
+}
+
+/* New check settings: every server starts over under them. */
+static void
+backend_changed(struct backend *be, const struct conf_backend *was)
+{
+	struct server *s;
+
+	if (!health_settings_changed(was, &be->conf))
+		return;
+	TAILQ_FOREACH(s, &be->servers, entry) {
+		health_remove(s);
+		if (be->conf.check == CHECK_NONE)
+			server_set_health(s, HEALTH_UP, "check = none");
+		else
+			health_add(s);
+	}
+}
+
+const struct table_observer health_observer = {
+	.joined = health_add,
+	.leaving = health_remove,
+	.admin_changed = health_admin_changed,
+	.backend_changed = backend_changed,
+};
 
 /* ------------------------------------------------------------------ */
 /* Passive health. */

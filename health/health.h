@@ -30,19 +30,34 @@
  */
 int	health_start(struct ev_loop *, struct backend_list *);
 
-/* A server entered the table at runtime (announce, admin): check it,
+/*
+ * Health follows the server table through this observer, which lb/main.c
+ * installs with table_set_observer(): a server that joins is checked
+ * (health_add), one that leaves is not (health_remove), an admin change
+ * goes to health_admin_changed(), and a backend whose check settings
+ * changed (health_settings_changed) has every server checked anew under
+ * them (with check = none they are up).
+ */
+extern const struct table_observer health_observer;
+
+/* True if b checks servers differently from a (type, request, expect,
+ * TLS, port, interval, timeout, rise, fall). Pure. */
+bool	health_settings_changed(const struct conf_backend *a,
+	    const struct conf_backend *b);
+
+/* A server entered the table (the observer's `joined`): check it,
  * the first check within one interval. No-op for check = none, before
  * health_start(), and for a server already checked; a server in maint
  * gets its state but no check until health_admin_changed(). */
 void	health_add(struct server *);
 
-/* A server leaves the table: stop checking it and free the check state
- * (s->check becomes NULL). Call before server_remove(). Accepts servers
- * that were never checked. */
+/* A server leaves the table (`leaving`, while it is still listed): stop
+ * checking it and free the check state (s->check becomes NULL). Accepts
+ * servers that were never checked. */
 void	health_remove(struct server *);
 
-/* Call after server_set_admin(): maint stops checks (a running one is
- * dropped without a verdict); leaving maint sets health to `checking` and
+/* Its admin state changed (`admin_changed`): maint stops checks (a
+ * running one is dropped without a verdict); leaving maint sets health to `checking` and
  * checks at once, so `rise` successes are needed before traffic. */
 void	health_admin_changed(struct server *);
 

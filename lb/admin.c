@@ -13,10 +13,9 @@
  * command runs only while less than ADMIN_OUT_HIGH bytes of earlier
  * answers wait to be sent, so a client that does not read stops being
  * read instead of growing shoal's memory. Commands change the server
- * table through the same calls as health checks and discovery
- * (server_set_admin, server_add + health_add, health_remove +
- * server_remove, server_republish), so workers see a change at their next
- * pick.
+ * table through its door, as the config and discovery do (server_join,
+ * server_leave, server_set_admin, server_set_weight), so workers see a
+ * change at their next pick and health follows through the table.
  */
 #include <sys/socket.h>
 #include <netinet/in.h>
@@ -37,9 +36,8 @@
 #include "cmdline.h"
 #include "control.h"
 #include "ctlsock.h"
-#include "health.h"
+#include "listen.h"
 #include "log.h"
-#include "receiver.h"
 #include "sbuf.h"
 #include "server.h"
 #include "stats.h"
@@ -57,6 +55,7 @@ static struct {
 	uint64_t		 commands;	/* lines run */
 	uint64_t		 bad_commands;	/* answered with an error */
 	double			 idle_s;	/* [admin] timeout */
+	struct ctlsock_client	*cur;		/* whose line runs now */
 } A;
 
 /* ------------------------------------------------------------------ */
@@ -318,16 +317,19 @@ discovery_row(const struct discovery_entry_info *e, void *arg)
 static int
 cmd_show_discovery(int argc, char **argv, struct sbuf *out)
 {
-	uint64_t n[DISC_NVERDICTS];
+	const struct discovery_view	*dv = A.ctl->discovery;
+	uint64_t			 n[DISCOVERY_VERDICTS_MAX];
 
 	sbuf_printf(out, "%-12s %-23s %-16s %10s %8s %9s %8s %-8s %s\n",
 	    "pool", "address", "instance", "seq", "age", "ttl", "expires",
 	    "state", "label");
-	discovery_foreach(discovery_row, out);
-	discovery_counters(n);
+	if (dv != NULL) {
+		dv->foreach(discovery_row, out);
+		dv->counters(n);
+	}
 	sbuf_puts(out, "verdicts:");
-	for (int i = 0; i < DISC_NVERDICTS; i++)
-		sbuf_printf(out, " %s=%" PRIu64, codec_verdict_name(i), n[i]);
+	for (int i = 0; dv != NULL && i < dv->nverdicts; i++)
+		sbuf_printf(out, " %s=%" PRIu64, dv->verdict_name(i), n[i]);
 	sbuf_puts(out, "\n");
 	return 0;
 }
@@ -368,7 +370,6 @@ cmd_set_server(int argc, char **argv, struct sbuf *out)
 			return 0;
 		}
 		server_set_admin(s, a, "admin");
-		health_admin_changed(s);
 		cur = atomic_load(&s->cur);
 		sbuf_printf(out, "ok: %s/%s %s -> %s (%" PRIu32 " active "
 		    "session%s)\n", be->name, s->name, was,
@@ -382,12 +383,9 @@ cmd_set_server(int argc, char **argv, struct sbuf *out)
 		return -1;
 	}
 	if (s->weight != (int)w) {
-		log_info("server %s/%s: weight %d -> %ld (admin)", be->name,
-		    s->name, (int)s->weight, w);
 		sbuf_printf(out, "ok: %s/%s weight %d -> %ld\n", be->name,
 		    s->name, (int)s->weight, w);
-		s->weight = (int)w;
-		server_republish(be);
+		server_set_weight(s, (int)w, "admin");
 	} else
 		sbuf_printf(out, "ok: %s/%s weight is %ld already\n", be->name,
 		    s->name, w);
@@ -400,6 +398,8 @@ cmd_add_server(int argc, char **argv, struct sbuf *out)
 	struct backend		*be;
 	struct server		*s;
 	struct conf_addr	 a;
+	struct server_spec	 spec = { 0 };
+	const struct conf_addr	*loop;
 	const char		*name, *why;
 	long			 weight = 1, maxconn = 0;
 	bool			 backup = false, seen_w = false, seen_m = false;
@@ -425,6 +425,11 @@ cmd_add_server(int argc, char **argv, struct sbuf *out)
 		    why);
 		return -1;
 	}
+	if ((loop = server_addr_loops(A.ctl->conf,
+	    (const struct sockaddr *)&a.ss)) != NULL)
+		return errorf(out, "%s is shoal's own listen address (bind at "
+		    "%s:%d): every session would loop", argv[1],
+		    A.ctl->conf->file, loop->line);
 	for (int i = 2; i < argc; i++) {
 		char	*eq = strchr(argv[i], '=');
 		bool	 isw = eq != NULL && eq - argv[i] == 6 &&
@@ -460,16 +465,18 @@ cmd_add_server(int argc, char **argv, struct sbuf *out)
 			return -1;
 		}
 	}
-	s = server_add(be, name, (struct sockaddr *)&a.ss, a.len, (int)weight,
-	    (int)maxconn, backup, SRC_ADMIN);
-	if (s == NULL)
+	spec.name = name;
+	spec.addr = (struct sockaddr *)&a.ss;
+	spec.addrlen = a.len;
+	spec.weight = (int)weight;
+	spec.maxconn = (int)maxconn;
+	spec.backup = backup;
+	if ((s = server_join(be, &spec, SRC_ADMIN)) == NULL)
 		return errorf(out, "cannot add %s/%s: %s", be->name, name,
 		    strerror(errno));
 	log_info("server %s/%s: added (admin: %s, weight %ld%s%s)", be->name,
 	    s->name, s->addrstr, weight, maxconn ? ", maxconn" : "",
 	    backup ? ", backup" : "");
-	health_add(s);
-	server_republish(be);
 	sbuf_printf(out, "ok: %s/%s added (%s, weight %ld, %s)\n", be->name,
 	    s->name, s->addrstr, weight, server_state_name(s));
 	return 0;
@@ -495,9 +502,7 @@ cmd_del_server(int argc, char **argv, struct sbuf *out)
 	    "on it)", be->name, name, cur);
 	/* The pool and the sessions keep their references: it leaves
 	 * selection now and is freed by the last session. */
-	health_remove(s);
-	server_remove(s);
-	server_republish(be);
+	server_leave(s);
 	sbuf_printf(out, "ok: %s/%s removed (%" PRIu32 " active session%s "
 	    "finish%s on it)\n", be->name, name, cur, plural(cur),
 	    cur == 1 ? "es" : "");
@@ -543,6 +548,93 @@ cmd_reload(int argc, char **argv, struct sbuf *out)
 	return 0;
 }
 
+/*
+ * The hand-over (shoal -x): one line per frontend listening socket, each
+ * socket passed (SCM_RIGHTS) along the answer by the engine
+ * (ctlsock_pass). Unix clients only: the file mode of the socket is what
+ * guards it.
+ */
+static int
+cmd_get_listeners(int argc, char **argv, struct sbuf *out)
+{
+	struct ctlsock_client	 *c = A.cur;
+	struct control		 *ctl = A.ctl;
+	const struct conf_addr	**binds = NULL;
+	const char		**names = NULL;
+	size_t			 *which = NULL, nb = 0, k = 0;
+	int			 *fds = NULL, n, nfd = 0;
+	char			  abuf[NET_ADDRSTRLEN];
+
+	if (c == NULL || !c->is_unix)
+		return errorf(out, "get listeners: only over the unix socket");
+	if (ctl->stopping)
+		return errorf(out, "shoal is stopping: its listeners are "
+		    "closed");
+	if (!ctlsock_can_pass(c))
+		return errorf(out, "get listeners: sockets still in flight");
+	for (size_t i = 0; i < ctl->nfrontends; i++)
+		nb += ctl->frontends[i]->nbinds;
+	binds = calloc(nb ? nb : 1, sizeof(*binds));
+	names = calloc(nb ? nb : 1, sizeof(*names));
+	which = calloc(LISTEN_FDS_MAX, sizeof(*which));
+	fds = calloc(LISTEN_FDS_MAX, sizeof(*fds));
+	if (binds == NULL || names == NULL || which == NULL || fds == NULL) {
+		n = errorf(out, "out of memory");
+		goto done;
+	}
+	for (size_t i = 0; i < ctl->nfrontends; i++)
+		for (size_t j = 0; j < ctl->frontends[i]->nbinds; j++) {
+			names[k] = ctl->frontends[i]->name;
+			binds[k++] = &ctl->frontends[i]->binds[j];
+		}
+	if ((nfd = listen_export(binds, nb, fds, which, LISTEN_FDS_MAX)) ==
+	    -1) {
+		nfd = 0;
+		n = errorf(out, "get listeners: %s", strerror(errno));
+		goto done;
+	}
+	for (int i = 0; i < nfd; i++)
+		sbuf_printf(out, "listener %s %s\n", names[which[i]],
+		    net_addr_str((const struct sockaddr *)&binds[which[i]]->ss,
+		    abuf, sizeof(abuf)));
+	sbuf_printf(out, "pid %ld\n", (long)getpid());
+	/* No socket goes with an answer that could not be written whole. */
+	if (sbuf_failed(out)) {
+		n = -1;
+		goto done;
+	}
+	if (ctlsock_pass(c, fds, (size_t)nfd) == -1) {
+		n = errorf(out, "get listeners: %s", strerror(errno));
+		goto done;
+	}
+	log_info("admin: handing over %d listening socket%s", nfd, plural(
+	    (uint32_t)nfd));
+	fds = NULL;		/* the engine's now */
+	nfd = 0;
+	n = 0;
+done:
+	for (int i = 0; i < nfd; i++)
+		net_close(fds[i]);
+	free(binds);
+	free(names);
+	free(which);
+	free(fds);
+	return n;
+}
+
+static int
+cmd_stop(int argc, char **argv, struct sbuf *out)
+{
+	struct control *c = A.ctl;
+
+	sbuf_printf(out, "ok: stopping: %u session%s finish within %ums "
+	    "(pid %ld)\n", atomic_load(&proxy_limits.cur),
+	    plural(atomic_load(&proxy_limits.cur)), c->conf->global.grace_ms,
+	    (long)getpid());
+	control_stop(c, "admin stop");
+	return 0;
+}
+
 static int
 cmd_quit(int argc, char **argv, struct sbuf *out)
 {
@@ -576,6 +668,11 @@ static const struct cmdline_cmd cmds[] = {
 	  cmd_shutdown_sessions },
 	{ { "reload" }, 1, 0, 0, "reload",
 	  "re-read the config file (as SIGHUP)", cmd_reload },
+	{ { "get", "listeners" }, 2, 0, 0, "get listeners",
+	  "pass the listening sockets (shoal -x; unix socket only)",
+	  cmd_get_listeners },
+	{ { "stop" }, 1, 0, 0, "stop",
+	  "stop accepting, drain for grace, exit (as SIGTERM)", cmd_stop },
 	{ { "quit" }, 1, 0, 0, "quit",
 	  "close this connection", cmd_quit },
 };
@@ -632,7 +729,8 @@ line_ready(struct ctlsock_client *cl)
 static bool
 admin_run(struct ctlsock_client *cl)
 {
-	struct sbuf *out = ctlsock_out(cl);
+	struct sbuf	*out = ctlsock_out(cl);
+	bool		 quit;
 
 	while (ctlsock_pending(cl) < ADMIN_OUT_HIGH) {
 		size_t	 inlen, len, used;
@@ -658,7 +756,10 @@ admin_run(struct ctlsock_client *cl)
 			len--;
 		memcpy(line, in, len);
 		ctlsock_consume(cl, used);
-		if (run_line(line, len, out)) {
+		A.cur = cl;
+		quit = run_line(line, len, out);
+		A.cur = NULL;
+		if (quit) {
 			ctlsock_finish(cl);
 			return false;
 		}
@@ -702,17 +803,6 @@ wanted_path(const struct conf_admin *ca, char *buf, size_t len)
 	if (admin_default_socket(buf, len) == NULL)
 		return ADMIN_SOCKET_DEFAULT;
 	return buf;
-}
-
-static bool
-is_loopback(const struct conf_addr *a)
-{
-	const struct sockaddr_in	*sin = (const void *)&a->ss;
-	const struct sockaddr_in6	*sin6 = (const void *)&a->ss;
-
-	if (a->ss.ss_family == AF_INET)
-		return (ntohl(sin->sin_addr.s_addr) >> 24) == 127;
-	return IN6_IS_ADDR_LOOPBACK(&sin6->sin6_addr);
 }
 
 /*
@@ -765,7 +855,8 @@ listeners_apply(const struct conf_admin *ca)
 			rc = -1;
 		} else {
 			log_info("admin: listening on %s (TCP)", abuf);
-			if (!is_loopback(&ca->bind))
+			if (!net_is_loopback(
+			    (const struct sockaddr *)&ca->bind.ss))
 				log_warnx("admin: %s has no authentication: "
 				    "anyone who reaches it steers shoal", abuf);
 		}
@@ -796,6 +887,15 @@ admin_reload(const struct conf *nc)
 	/* New clients get the new idle timeout; connected ones keep theirs. */
 	A.idle_s = nc->admin.timeout_ms / 1000.0;
 	return listeners_apply(&nc->admin);
+}
+
+void
+admin_stop_listening(void)
+{
+	if (!A.running)
+		return;
+	ctlsock_stop_listening(&A.cs);
+	A.unx = A.tcp = NULL;
 }
 
 void

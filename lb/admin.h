@@ -78,4 +78,8 @@ int	admin_reload(const struct conf *nc);
 /* Close the listeners (removing our socket file) and every client. */
 void	admin_stop(void);
 
+/* Stop hook: close the listeners (the socket file goes if it is still
+ * ours); connected clients stay until the process exits. */
+void	admin_stop_listening(void);
+
 #endif /* SHOAL_ADMIN_H */

@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "control.h"
-#include "health.h"
+#include "listen.h"
 #include "log.h"
 #include "notify.h"
 
@@ -20,8 +20,10 @@
 
 static struct control *the_control;	/* for the QSBR waker */
 #define RELOAD_HOOKS_MAX	8
-static int	(*reload_hooks[RELOAD_HOOKS_MAX])(const struct conf *);
+static const struct reload_hook *reload_hooks[RELOAD_HOOKS_MAX];
 static size_t	nreload_hooks;
+static void	(*stop_hooks[RELOAD_HOOKS_MAX])(void);
+static size_t	nstop_hooks;
 
 static void
 wake_workers(void)
@@ -78,6 +80,33 @@ control_backend(struct control *c, const char *name)
 }
 
 int
+control_check_conf(const struct conf *conf, char err[CONF_ERR_MAX])
+{
+	for (size_t i = 0; i < conf->nbackends; i++) {
+		const struct conf_backend *cb = &conf->backends[i];
+
+		for (size_t j = 0; j < cb->nservers; j++) {
+			const struct conf_server	*cs = &cb->servers[j];
+			const struct conf_addr		*b;
+			char				 abuf[NET_ADDRSTRLEN];
+
+			b = server_addr_loops(conf, (const struct sockaddr *)
+			    &cs->addr.ss);
+			if (b == NULL)
+				continue;
+			snprintf(err, CONF_ERR_MAX, "%s:%d: server %s/%s %s is "
+			    "shoal's own listen address (bind at line %d): "
+			    "every session would loop", conf->file, cs->line,
+			    cb->name, cs->name, net_addr_str((const struct
+			    sockaddr *)&cs->addr.ss, abuf, sizeof(abuf)),
+			    b->line);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+int
 control_build_table(struct control *c)
 {
 	struct conf *conf = c->conf;
@@ -130,7 +159,7 @@ control_start_workers(struct control *c)
 		return -1;
 	/* Bind everything first: a bind error stops startup cleanly. */
 	for (int i = 0; i < n; i++) {
-		c->workers[i] = worker_new(i, c->frontends, c->nfrontends);
+		c->workers[i] = worker_new(i, n, c->frontends, c->nfrontends);
 		if (c->workers[i] == NULL)
 			return -1;
 		c->nworkers++;
@@ -191,8 +220,15 @@ stop_cb(struct ev_loop *loop, ev_timer *t, int revents)
 	ev_break(loop, EVBREAK_ALL);
 }
 
-static void
-stop_begin(struct control *c, const char *why)
+void
+control_add_stop_hook(void (*fn)(void))
+{
+	if (nstop_hooks < RELOAD_HOOKS_MAX)
+		stop_hooks[nstop_hooks++] = fn;
+}
+
+void
+control_stop(struct control *c, const char *why)
 {
 	if (c->stopping) {
 		/* A second signal: do not wait for the grace period. */
@@ -206,10 +242,40 @@ stop_begin(struct control *c, const char *why)
 	    why, c->conf->global.grace_ms, atomic_load(&proxy_limits.cur));
 	for (size_t i = 0; i < c->nworkers; i++)
 		worker_command(c->workers[i], WCMD_CLOSE_LISTEN);
+	for (size_t i = 0; i < nstop_hooks; i++)
+		stop_hooks[i]();
 	c->stop_deadline = ev_now(c->loop) + c->conf->global.grace_ms / 1000.0;
 	ev_timer_init(&c->stop, stop_cb, STOP_POLL, STOP_POLL);
 	c->stop.data = c;
 	ev_timer_start(c->loop, &c->stop);
+}
+
+static const int stray_signals[CONTROL_STRAY_SIGNALS] = {
+	SIGALRM, SIGUSR1, SIGUSR2, SIGVTALRM, SIGIO,
+};
+
+void
+control_ignore_signals(void)
+{
+	static const int quiet[] = { SIGPIPE, SIGTTIN, SIGTTOU, SIGXFSZ };
+
+	for (size_t i = 0; i < sizeof(quiet) / sizeof(quiet[0]); i++)
+		signal(quiet[i], SIG_IGN);
+	for (size_t i = 0; i < CONTROL_STRAY_SIGNALS; i++)
+		signal(stray_signals[i], SIG_IGN);
+}
+
+static void
+stray_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	static struct ratelimit rl;
+
+	(void)loop;
+	(void)revents;
+	if (log_ratelimit(&rl, 1))
+		log_warnx("SIG%s received: ignored (SIGTERM stops shoal, "
+		    "SIGHUP reloads it)", sigabbrev_np(w->signum) ?
+		    sigabbrev_np(w->signum) : "?");
 }
 
 static void
@@ -221,10 +287,10 @@ signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 	(void)revents;
 	switch (w->signum) {
 	case SIGTERM:
-		stop_begin(c, "SIGTERM");
+		control_stop(c, "SIGTERM");
 		break;
 	case SIGINT:
-		stop_begin(c, "SIGINT");
+		control_stop(c, "SIGINT");
 		break;
 	case SIGHUP:
 		if (!c->stopping)
@@ -245,6 +311,10 @@ control_ready(struct control *c)
 	ev_signal_start(c->loop, &c->sig_term);
 	ev_signal_start(c->loop, &c->sig_int);
 	ev_signal_start(c->loop, &c->sig_hup);
+	for (size_t i = 0; i < CONTROL_STRAY_SIGNALS; i++) {
+		ev_signal_init(&c->sig_stray[i], stray_cb, stray_signals[i]);
+		ev_signal_start(c->loop, &c->sig_stray[i]);
+	}
 	ev_timer_init(&c->reclaim, reclaim_cb, RECLAIM_INTERVAL,
 	    RECLAIM_INTERVAL);
 	ev_timer_start(c->loop, &c->reclaim);
@@ -308,10 +378,10 @@ control_fini(struct control *c)
 /* ---- reload ---------------------------------------------------------- */
 
 void
-control_add_reload_hook(int (*fn)(const struct conf *))
+control_add_reload_hook(const struct reload_hook *h)
 {
 	if (nreload_hooks < RELOAD_HOOKS_MAX)
-		reload_hooks[nreload_hooks++] = fn;
+		reload_hooks[nreload_hooks++] = h;
 }
 
 /* New sockets for one bind address, one per worker. */
@@ -320,100 +390,97 @@ struct prebind {
 	int			*fds;		/* [nworkers], -1 once handed over */
 };
 
-static bool
-checks_changed(const struct conf_backend *a, const struct conf_backend *b)
+static int
+conf_server_cmp(const void *a, const void *b)
 {
-	return a->check != b->check ||
-	    strcmp(a->check_http_method, b->check_http_method) != 0 ||
-	    strcmp(a->check_http_path, b->check_http_path) != 0 ||
-	    strcmp(a->check_http_host, b->check_http_host) != 0 ||
-	    a->check_send_len != b->check_send_len ||
-	    memcmp(a->check_send, b->check_send, a->check_send_len) != 0 ||
-	    a->check_expect_len != b->check_expect_len ||
-	    memcmp(a->check_expect, b->check_expect, a->check_expect_len) != 0 ||
-	    strcmp(a->check_sni, b->check_sni) != 0 ||
-	    strcmp(a->check_ca_file, b->check_ca_file) != 0 ||
-	    a->check_port != b->check_port ||
-	    a->check_interval_ms != b->check_interval_ms ||
-	    a->check_timeout_ms != b->check_timeout_ms ||
-	    a->rise != b->rise || a->fall != b->fall;
+	const struct conf_server *const *x = a, *const *y = b;
+
+	return strcmp((*x)->name, (*y)->name);
+}
+
+/* cb's servers sorted by name, for conf_server_find(): a reload of a
+ * backend with 100 000 servers stays O(n log n). NULL if out of memory. */
+static const struct conf_server **
+conf_servers_by_name(const struct conf_backend *cb)
+{
+	const struct conf_server **v;
+
+	if ((v = calloc(cb->nservers ? cb->nservers : 1, sizeof(*v))) == NULL)
+		return NULL;
+	for (size_t i = 0; i < cb->nservers; i++)
+		v[i] = &cb->servers[i];
+	qsort(v, cb->nservers, sizeof(*v), conf_server_cmp);
+	return v;
 }
 
 static const struct conf_server *
-conf_server_find(const struct conf_backend *cb, const char *name)
+conf_server_find(const struct conf_backend *cb,
+    const struct conf_server **byname, const char *name)
 {
-	for (size_t i = 0; i < cb->nservers; i++)
-		if (strcmp(cb->servers[i].name, name) == 0)
-			return &cb->servers[i];
-	return NULL;
+	struct conf_server		 key;
+	const struct conf_server	*kp = &key, **hit;
+
+	if (byname == NULL) {
+		for (size_t i = 0; i < cb->nservers; i++)
+			if (strcmp(cb->servers[i].name, name) == 0)
+				return &cb->servers[i];
+		return NULL;
+	}
+	snprintf(key.name, sizeof(key.name), "%s", name);
+	hit = bsearch(&kp, byname, cb->nservers, sizeof(*byname),
+	    conf_server_cmp);
+	return hit != NULL ? *hit : NULL;
 }
 
-/* Bring an existing backend to its new configuration, in place. */
+/*
+ * Bring an existing backend to its new configuration, in place: static
+ * servers that are gone or moved leave, the backend takes its settings
+ * (health follows through the table's observer), kept ones take their
+ * weight and limits, new ones join. Publishes once at the end.
+ */
 static void
 backend_apply(struct backend *be, const struct conf_backend *nb)
 {
-	bool		 rechecks = checks_changed(&be->conf, nb);
 	struct server	*s, *next;
+	const struct conf_server **byname = conf_servers_by_name(nb);
 
-	if (rechecks)
-		TAILQ_FOREACH(s, &be->servers, entry)
-			health_remove(s);
-	be->conf = *nb;
-	be->conf.servers = NULL;
-	be->conf.nservers = 0;
-	atomic_store(&be->fall, nb->fall > 0 ? nb->fall : 3);
-
-	/* Static servers: gone or moved ones leave, the others are updated. */
+	table_batch_begin();
 	for (s = TAILQ_FIRST(&be->servers); s != NULL; s = next) {
 		const struct conf_server *cs;
 
 		next = TAILQ_NEXT(s, entry);
 		if (s->source != SRC_STATIC)
 			continue;
-		cs = conf_server_find(nb, s->name);
-		if (cs == NULL || !net_addr_equal((struct sockaddr *)&s->addr,
-		    (const struct sockaddr *)&cs->addr.ss)) {
-			log_info("server %s/%s: removed by reload (%u sessions "
-			    "finish on it)", be->name, s->name,
-			    atomic_load(&s->cur));
-			health_remove(s);
-			server_remove(s);
+		cs = conf_server_find(nb, byname, s->name);
+		if (cs != NULL && net_addr_equal((struct sockaddr *)&s->addr,
+		    (const struct sockaddr *)&cs->addr.ss))
+			continue;
+		log_info("server %s/%s: removed by reload (%u sessions "
+		    "finish on it)", be->name, s->name, atomic_load(&s->cur));
+		server_leave(s);
+	}
+	backend_set_conf(be, nb);
+	for (size_t i = 0; i < nb->nservers; i++) {
+		const struct conf_server	*cs = &nb->servers[i];
+		struct server_spec		 spec;
+
+		if ((s = server_find(be, cs->name)) != NULL) {
+			if (s->source != SRC_STATIC)
+				continue;
+			server_set_weight(s, cs->weight, "reload");
+			server_set_limits(s, cs->maxconn, cs->backup);
 			continue;
 		}
-		if (s->weight != cs->weight || s->maxconn != cs->maxconn ||
-		    s->backup != cs->backup)
-			log_info("server %s/%s: weight %d maxconn %d%s", be->name,
-			    s->name, cs->weight, cs->maxconn,
-			    cs->backup ? " backup" : "");
-		s->weight = cs->weight;
-		s->maxconn = cs->maxconn;
-		s->backup = cs->backup;
-	}
-	for (size_t i = 0; i < nb->nservers; i++) {
-		const struct conf_server *cs = &nb->servers[i];
-
-		if (server_find(be, cs->name) != NULL)
-			continue;
-		s = server_add(be, cs->name, (const struct sockaddr *)&cs->addr.ss,
-		    cs->addr.len, cs->weight, cs->maxconn, cs->backup,
-		    SRC_STATIC);
-		if (s == NULL) {
+		server_spec_conf(&spec, cs);
+		if ((s = server_join(be, &spec, SRC_STATIC)) == NULL) {
 			log_warn("server %s/%s: not added", be->name, cs->name);
 			continue;
 		}
 		log_info("server %s/%s: added by reload (%s)", be->name,
 		    s->name, s->addrstr);
-		health_add(s);
 	}
-	if (rechecks) {
-		TAILQ_FOREACH(s, &be->servers, entry) {
-			if (nb->check == CHECK_NONE)
-				server_set_health(s, HEALTH_UP, "check = none");
-			else
-				health_add(s);
-		}
-	}
-	server_republish(be);
+	free(byname);
+	table_batch_end();
 }
 
 static struct frontend *
@@ -462,57 +529,81 @@ listeners_drop_unbound(struct control *c, const struct conf *nc,
 				    WMSG_DEL_LISTENER, fe, &fe->binds[j], -1);
 }
 
-static void
-prebinds_free(struct prebind *pb, size_t n, size_t nworkers)
-{
-	for (size_t i = 0; i < n; i++) {
-		for (size_t w = 0; w < nworkers && pb[i].fds; w++)
-			net_close(pb[i].fds[w]);
-		free(pb[i].fds);
-	}
-	free(pb);
-}
+/*
+ * A reload in the making. parse, validate and prepare fill it without
+ * touching live state (every allocation is made here, so commit cannot
+ * fail); commit applies it; reload_free() releases what is left either
+ * way.
+ */
+struct reload {
+	struct conf		 *nc;		/* the new config */
+	char			  err[CONF_ERR_MAX]; /* why it is refused */
+	struct prebind		 *pb;		/* [npb] new bind addresses */
+	size_t			  npb;
+	size_t			  nbinds;	/* in nc, all frontends */
+	struct frontend		**fes;		/* [nc->nfrontends] */
+	struct conf_addr	**binds;	/* [nc->nfrontends] kept ones' */
+	struct frontend		**owners;	/* [nbinds] current owners */
+};
 
 static void
-reload_failed(struct control *c, const char *msg)
+reload_free(struct control *c, struct reload *r)
 {
-	snprintf(c->reload_error, sizeof(c->reload_error), "%s", msg);
-	log_errorx("reload refused: %s; still running the previous "
-	    "configuration", msg);
-	notify_send("READY=1\nSTATUS=reload refused: %s", msg);
+	for (size_t i = 0; i < r->npb; i++) {
+		for (size_t w = 0; w < c->nworkers && r->pb[i].fds; w++)
+			net_close(r->pb[i].fds[w]);
+		free(r->pb[i].fds);
+	}
+	free(r->pb);
+	/* Frontends made by prepare and never published. */
+	for (size_t i = 0; r->fes != NULL && i < r->nc->nfrontends; i++)
+		if (r->fes[i] != NULL && frontend_find(c, r->fes[i]->name) !=
+		    r->fes[i])
+			frontend_free(r->fes[i]);
+	for (size_t i = 0; r->binds != NULL && i < r->nc->nfrontends; i++)
+		free(r->binds[i]);
+	free(r->fes);
+	free(r->binds);
+	free(r->owners);
+	conf_free(r->nc);
 }
 
-int
-control_reload(struct control *c)
+/* Parse: read and validate the file; nothing else is looked at. */
+static int
+reload_parse(struct control *c, struct reload *r)
 {
-	char		  err[CONF_ERR_MAX];
-	struct conf	 *nc;
-	struct prebind	 *pb = NULL;
-	size_t		  npb = 0, nb = 0;
-	struct frontend	**fes, **owners;
-	struct backend	 *be, *next;
+	r->nc = conf_load_file(c->conf_path, r->err);
+	return r->nc == NULL ? -1 : 0;
+}
 
-	if (c->conf_path == NULL) {
-		log_warnx("SIGHUP: running the embedded default configuration, "
-		    "nothing to reload");
+/* Validate what the file alone cannot say: how it meets the running
+ * process. */
+static int
+reload_validate(struct control *c, struct reload *r)
+{
+	if (control_check_conf(r->nc, r->err) == -1)
 		return -1;
-	}
-	notify_send("RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading %s",
-	    (unsigned long long)notify_monotonic_usec(), c->conf_path);
-	log_info("SIGHUP: reloading %s", c->conf_path);
-	if ((nc = conf_load_file(c->conf_path, err)) == NULL) {
-		reload_failed(c, err);
-		return -1;
-	}
+	if (r->nc->global.threads != c->conf->global.threads)
+		log_warnx("reload: threads changes take effect at the next "
+		    "restart");
+	return 0;
+}
 
-	/* 1. Bind what is new before changing anything: may still fail. */
+/*
+ * Pre-bind: one new socket per worker for every address no frontend
+ * listens on yet, before anything changes, so that a bind error refuses
+ * the reload. 0, or -1 with r->err (empty: out of memory).
+ */
+static int
+reload_prebind(struct control *c, struct reload *r)
+{
+	struct conf *nc = r->nc;
+
 	for (size_t i = 0; i < nc->nfrontends; i++)
-		nb += nc->frontends[i].nbinds;
-	if ((pb = calloc(nb ? nb : 1, sizeof(*pb))) == NULL) {
-		conf_free(nc);
-		reload_failed(c, "out of memory");
+		r->nbinds += nc->frontends[i].nbinds;
+	if ((r->pb = calloc(r->nbinds ? r->nbinds : 1, sizeof(*r->pb))) ==
+	    NULL)
 		return -1;
-	}
 	for (size_t i = 0; i < nc->nfrontends; i++) {
 		for (size_t j = 0; j < nc->frontends[i].nbinds; j++) {
 			struct conf_addr	*a = &nc->frontends[i].binds[j];
@@ -520,53 +611,105 @@ control_reload(struct control *c)
 
 			if (bound_by(c, a) != NULL)
 				continue;
-			p = &pb[npb++];
+			p = &r->pb[r->npb++];
 			p->addr = *a;
-			p->fds = malloc(c->nworkers * sizeof(*p->fds));
-			for (size_t w = 0; p->fds && w < c->nworkers; w++)
+			if ((p->fds = malloc(c->nworkers * sizeof(*p->fds))) ==
+			    NULL)
+				return -1;
+			for (size_t w = 0; w < c->nworkers; w++)
 				p->fds[w] = -1;
-			for (size_t w = 0; p->fds && w < c->nworkers; w++) {
-				p->fds[w] = net_listen((struct sockaddr *)&a->ss,
-				    a->len, true, 4096);
-				if (p->fds[w] == -1) {
+			for (size_t w = 0; w < c->nworkers; w++) {
+				if (listen_obtain(a, nc->frontends[i].name,
+				    (int)w, (int)c->nworkers, 4096, &p->fds[w],
+				    1) == -1) {
 					char abuf[NET_ADDRSTRLEN];
 
-					snprintf(err, sizeof(err),
+					snprintf(r->err, sizeof(r->err),
 					    "%s:%d: cannot listen on %s: %s",
 					    c->conf_path, a->line, net_addr_str(
 					    (struct sockaddr *)&a->ss, abuf,
 					    sizeof(abuf)), strerror(errno));
-					prebinds_free(pb, npb, c->nworkers);
-					conf_free(nc);
-					reload_failed(c, err);
 					return -1;
 				}
 			}
-			if (p->fds == NULL) {
-				prebinds_free(pb, npb, c->nworkers);
-				conf_free(nc);
-				reload_failed(c, "out of memory");
-				return -1;
-			}
 		}
 	}
-	fes = calloc(nc->nfrontends, sizeof(*fes));
-	owners = calloc(nb ? nb : 1, sizeof(*owners));
-	if (fes == NULL || owners == NULL) {
-		free(fes);
-		free(owners);
-		prebinds_free(pb, npb, c->nworkers);
-		conf_free(nc);
-		reload_failed(c, "out of memory");
+	return 0;
+}
+
+/* Prepare, modules: each hook's prepare in order; on a refusal, the ones
+ * prepared before drop their work. Last, so that nothing fails after. */
+static int
+reload_prepare_modules(struct reload *r)
+{
+	for (size_t i = 0; i < nreload_hooks; i++) {
+		if (reload_hooks[i]->prepare == NULL ||
+		    reload_hooks[i]->prepare(r->nc, r->err) == 0)
+			continue;
+		while (i-- > 0)
+			if (reload_hooks[i]->abort != NULL)
+				reload_hooks[i]->abort();
 		return -1;
 	}
-	/* Who listens on each new address now: step 3 rewrites the binds of
-	 * the kept frontends, step 4 needs the owners from before. */
-	for (size_t i = 0, k = 0; i < nc->nfrontends; i++)
-		for (size_t j = 0; j < nc->frontends[i].nbinds; j++)
-			owners[k++] = bound_by(c, &nc->frontends[i].binds[j]);
+	return 0;
+}
 
-	/* 2. Backends: update in place, add new ones, retire removed ones. */
+/*
+ * Prepare: the listeners, then every object commit needs: new frontends
+ * (their backend is set at commit), the kept frontends' bind arrays, the
+ * owner of each address before the change, room among the old
+ * frontends; last, the modules (key files, sockets). 0, or -1 with r->err
+ * (empty: out of memory).
+ */
+static int
+reload_prepare(struct control *c, struct reload *r)
+{
+	struct conf		 *nc = r->nc;
+	struct frontend		**o;
+	size_t			  n = nc->nfrontends;
+
+	if (reload_prebind(c, r) == -1)
+		return -1;
+	r->fes = calloc(n ? n : 1, sizeof(*r->fes));
+	r->binds = calloc(n ? n : 1, sizeof(*r->binds));
+	r->owners = calloc(r->nbinds ? r->nbinds : 1, sizeof(*r->owners));
+	if (r->fes == NULL || r->binds == NULL || r->owners == NULL)
+		return -1;
+	/* Who listens on each new address now: commit rewrites the binds of
+	 * the kept frontends, and moves addresses from these owners. */
+	for (size_t i = 0, k = 0; i < n; i++)
+		for (size_t j = 0; j < nc->frontends[i].nbinds; j++)
+			r->owners[k++] = bound_by(c, &nc->frontends[i].binds[j]);
+	for (size_t i = 0; i < n; i++) {
+		const struct conf_frontend *cf = &nc->frontends[i];
+
+		if ((r->fes[i] = frontend_find(c, cf->name)) == NULL) {
+			if ((r->fes[i] = frontend_new(cf, NULL)) == NULL)
+				return -1;
+			continue;
+		}
+		r->binds[i] = calloc(cf->nbinds ? cf->nbinds : 1,
+		    sizeof(*r->binds[i]));
+		if (r->binds[i] == NULL)
+			return -1;
+		memcpy(r->binds[i], cf->binds, cf->nbinds * sizeof(**r->binds));
+	}
+	/* Every current frontend may become an old one. */
+	o = reallocarray(c->old_frontends, c->nold_frontends + c->nfrontends +
+	    1, sizeof(*o));
+	if (o == NULL)
+		return -1;
+	c->old_frontends = o;
+	return reload_prepare_modules(r);
+}
+
+/* Commit, backends: update in place, add new ones, retire removed ones.
+ * Health follows through the table's observer. */
+static void
+commit_backends(struct control *c, const struct conf *nc)
+{
+	struct backend *be, *next;
+
 	for (size_t i = 0; i < nc->nbackends; i++) {
 		const struct conf_backend *cb = &nc->backends[i];
 
@@ -579,63 +722,61 @@ control_reload(struct control *c)
 			continue;
 		}
 		TAILQ_INSERT_TAIL(&c->backends, be, entry);
-		{
-			struct server *s;
-
-			TAILQ_FOREACH(s, &be->servers, entry)
-				health_add(s);
-		}
 		log_info("backend %s: added by reload", be->name);
 	}
 	for (be = TAILQ_FIRST(&c->backends); be != NULL; be = next) {
 		next = TAILQ_NEXT(be, entry);
 		if (conf_backend_find(nc, be->name) != NULL)
 			continue;
-		struct server *s;
-
-		TAILQ_FOREACH(s, &be->servers, entry)
-			health_remove(s);
+		backend_retire(be);
 		TAILQ_REMOVE(&c->backends, be, entry);
 		TAILQ_INSERT_TAIL(&c->old_backends, be, entry);
 		log_info("backend %s: removed by reload (its sessions finish)",
 		    be->name);
 	}
+}
 
-	/* 3. Frontends: same name keeps its object and counters. */
+/* Commit, frontends: same name keeps its object and counters; every one
+ * points at its backend of the new table. */
+static void
+commit_frontends(struct control *c, struct reload *r)
+{
+	const struct conf *nc = r->nc;
+
 	for (size_t i = 0; i < nc->nfrontends; i++) {
 		const struct conf_frontend	*cf = &nc->frontends[i];
-		struct frontend			*fe = frontend_find(c, cf->name);
+		struct frontend			*fe = r->fes[i];
 		struct backend			*fb = control_backend(c,
 						    cf->backend_name);
 
-		if (fe == NULL) {
-			fes[i] = frontend_new(cf, fb);
-			if (fes[i] == NULL)
-				fatal("reload: frontend %s", cf->name);
+		atomic_store(&fe->backend, fb);
+		if (r->binds[i] == NULL) {
 			log_info("frontend %s: added by reload", cf->name);
 			continue;
 		}
-		struct conf_addr *binds = calloc(cf->nbinds, sizeof(*binds));
-
-		if (binds == NULL)
-			fatal("reload: frontend %s", cf->name);
 		/* An address moving to another frontend is handled below. */
 		listeners_drop_unbound(c, nc, fe);
-		memcpy(binds, cf->binds, cf->nbinds * sizeof(*binds));
 		free(fe->binds);
-		fe->binds = binds;
+		fe->binds = r->binds[i];
+		r->binds[i] = NULL;
 		fe->nbinds = cf->nbinds;
-		atomic_store(&fe->backend, fb);
 		atomic_store(&fe->timeout_client_ms, cf->timeout_client_ms);
 		atomic_store(&fe->maxconn, cf->maxconn);
-		fes[i] = fe;
 	}
+}
 
-	/* 4. Listeners: kept ones may change frontend; new; removed. */
+/* Commit, listeners: kept ones may change frontend; new ones go to the
+ * workers; the frontends no longer configured drop theirs and retire. */
+static void
+commit_listeners(struct control *c, struct reload *r)
+{
+	const struct conf	 *nc = r->nc;
+	struct frontend		**fes = r->fes;
+
 	for (size_t i = 0, k = 0; i < nc->nfrontends; i++) {
 		for (size_t j = 0; j < fes[i]->nbinds; j++, k++) {
 			struct conf_addr	*a = &fes[i]->binds[j];
-			struct frontend		*old = owners[k];
+			struct frontend		*old = r->owners[k];
 
 			if (old == NULL || old == fes[i])
 				continue;
@@ -644,20 +785,20 @@ control_reload(struct control *c)
 				    WMSG_SET_FRONTEND, fes[i], a, -1);
 		}
 	}
-	for (size_t k = 0; k < npb; k++) {
-		struct frontend *owner = NULL;
+	for (size_t k = 0; k < r->npb; k++) {
+		struct prebind	*p = &r->pb[k];
+		struct frontend	*owner = NULL;
 
 		for (size_t i = 0; owner == NULL && i < nc->nfrontends; i++)
 			for (size_t j = 0; j < fes[i]->nbinds; j++)
 				if (net_addr_equal((struct sockaddr *)
 				    &fes[i]->binds[j].ss,
-				    (struct sockaddr *)&pb[k].addr.ss))
+				    (struct sockaddr *)&p->addr.ss))
 					owner = fes[i];
-		for (size_t w = 0; w < c->nworkers; w++) {
+		for (size_t w = 0; w < c->nworkers; w++)
 			if (worker_post(c->workers[w], WMSG_ADD_LISTENER, owner,
-			    &pb[k].addr, pb[k].fds[w]) == 0)
-				pb[k].fds[w] = -1;
-		}
+			    &p->addr, p->fds[w]) == 0)
+				p->fds[w] = -1;
 	}
 	for (size_t i = 0; i < c->nfrontends; i++) {
 		struct frontend *fe = c->frontends[i];
@@ -666,40 +807,71 @@ control_reload(struct control *c)
 		for (size_t k = 0; k < nc->nfrontends; k++)
 			if (fes[k] == fe)
 				kept = true;
-		if (!kept) {
-			/* Its addresses may live on in another frontend. */
-			listeners_drop_unbound(c, nc, fe);
-			struct frontend **o = reallocarray(c->old_frontends,
-			    c->nold_frontends + 1, sizeof(*o));
-
-			if (o == NULL)
-				fatal("reload");
-			c->old_frontends = o;
-			c->old_frontends[c->nold_frontends++] = fe;
-			log_info("frontend %s: removed by reload", fe->name);
-		}
+		if (kept)
+			continue;
+		/* Its addresses may live on in another frontend. */
+		listeners_drop_unbound(c, nc, fe);
+		c->old_frontends[c->nold_frontends++] = fe;	/* room made */
+		log_info("frontend %s: removed by reload", fe->name);
 	}
-	prebinds_free(pb, npb, c->nworkers);
-	free(owners);
 	free(c->frontends);
 	c->frontends = fes;
 	c->nfrontends = nc->nfrontends;
+	r->fes = NULL;		/* published */
+}
 
-	/* 5. Global settings; threads only change at restart. */
-	if (nc->global.threads != c->conf->global.threads)
-		log_warnx("reload: threads changes take effect at the next "
-		    "restart");
+/* Commit: the only stage that touches live state. Cannot fail. */
+static void
+reload_commit(struct control *c, struct reload *r)
+{
+	struct conf *nc = r->nc;
+
+	table_batch_begin();
+	commit_backends(c, nc);
+	table_batch_end();
+	commit_frontends(c, r);
+	commit_listeners(c, r);
 	globals_apply(c, &nc->global);
 	log_set_level(nc->global.log_level);
 	for (size_t i = 0; i < nreload_hooks; i++)
-		(void)reload_hooks[i](nc);
-	conf_free(c->conf);
+		(void)reload_hooks[i]->commit(nc);
+	r->nc = c->conf;	/* the old config goes with the reload */
 	c->conf = nc;
 	c->reloads++;
 	c->reload_error[0] = '\0';
 	log_info("reload done: %zu frontends, %zu backends", c->nfrontends,
 	    nc->nbackends);
-	notify_send("READY=1");
-	status_update(c);
-	return 0;
+}
+
+int
+control_reload(struct control *c)
+{
+	struct reload	r;
+	int		rc = -1;
+
+	if (c->conf_path == NULL) {
+		log_warnx("SIGHUP: running the embedded default configuration, "
+		    "nothing to reload");
+		return -1;
+	}
+	notify_send("RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading %s",
+	    (unsigned long long)notify_monotonic_usec(), c->conf_path);
+	log_info("SIGHUP: reloading %s", c->conf_path);
+	memset(&r, 0, sizeof(r));
+	if (reload_parse(c, &r) == -1 || reload_validate(c, &r) == -1 ||
+	    reload_prepare(c, &r) == -1) {
+		if (r.err[0] == '\0')	/* only allocations fail silently */
+			snprintf(r.err, sizeof(r.err), "out of memory");
+		snprintf(c->reload_error, sizeof(c->reload_error), "%s", r.err);
+		log_errorx("reload refused: %s; still running the previous "
+		    "configuration", r.err);
+		notify_send("READY=1\nSTATUS=reload refused: %s", r.err);
+	} else {
+		reload_commit(c, &r);
+		notify_send("READY=1");
+		status_update(c);
+		rc = 0;
+	}
+	reload_free(c, &r);
+	return rc;
 }

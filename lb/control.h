@@ -9,8 +9,11 @@
 #include <stdbool.h>
 
 #include "conf.h"
+#include "discovery_view.h"
 #include "server.h"
 #include "worker.h"
+
+#define CONTROL_STRAY_SIGNALS	5	/* SIGALRM SIGUSR1 SIGUSR2 SIGVTALRM SIGIO */
 
 struct control {
 	struct ev_loop		*loop;		/* the default loop, main thread */
@@ -27,12 +30,14 @@ struct control {
 	struct worker		**workers;	/* [nworkers] */
 	size_t			 nworkers;
 	ev_signal		 sig_term, sig_int, sig_hup;
+	ev_signal		 sig_stray[CONTROL_STRAY_SIGNALS]; /* logged, ignored */
 	ev_timer		 reclaim;	/* QSBR reclamation */
 	ev_timer		 watchdog;	/* WATCHDOG=1 */
 	ev_timer		 stop;		/* graceful stop progress */
 	ev_tstamp		 stop_deadline;
 	bool			 stopping;
 	ev_tstamp		 started;
+	const struct discovery_view *discovery;	/* wired by main.c, or NULL */
 };
 
 /* Take the config (owned from now on) and set up the control loop. path
@@ -50,18 +55,57 @@ int	control_init(struct control *, struct conf *, const char *path);
 int	control_reload(struct control *);
 
 /*
- * Modules that follow a reload (discovery, stats, admin) install a hook,
- * called in installation order with the new config once the table and the
- * listeners were updated, before the old config is freed. A hook returning
- * -1 keeps its module's previous settings (it logs why). At most 8.
+ * A module that follows a reload (discovery, stats, admin) installs a
+ * hook; lb/main.c does the wiring. At most 8, called in installation order.
+ *  - prepare (may be NULL): in the prepare stage, before anything live
+ *    changes: check the new config and make what it needs (read files,
+ *    open sockets). 0, or -1 with FILE:LINE or "module: why" in err: the
+ *    reload is refused and the hooks prepared before get abort.
+ *  - commit: once the table and the listeners were updated, before the
+ *    old config is freed: take the new config (and what prepare made).
+ *    A module without prepare may still return -1 to keep its previous
+ *    settings (it logs why).
+ *  - abort (may be NULL): drop what prepare made.
  */
-void	control_add_reload_hook(int (*)(const struct conf *));
+struct reload_hook {
+	int	(*prepare)(const struct conf *, char err[CONF_ERR_MAX]);
+	int	(*commit)(const struct conf *);
+	void	(*abort)(void);
+};
+
+void	control_add_reload_hook(const struct reload_hook *);
+
+/*
+ * What a configuration cannot say alone: a server line that is one of its
+ * own binds (it would loop) is refused as FILE:LINE in err. Start, -t and
+ * reload call it. 0, or -1 with err filled.
+ */
+int	control_check_conf(const struct conf *, char err[CONF_ERR_MAX]);
+
+/*
+ * Modules with listening sockets of their own (stats, admin) install a
+ * hook that closes them when shoal starts to stop, so that its successor
+ * can bind them while this process drains. At most 8.
+ */
+void	control_add_stop_hook(void (*)(void));
+
+/* Stop accepting, release every port, let sessions finish for grace, then
+ * leave the loop (as SIGTERM; a second call cuts the grace short). */
+void	control_stop(struct control *, const char *why);
 
 /* Build the server table: one backend per [backend], static servers. */
 int	control_build_table(struct control *);
 
 /* Bind every listener in every worker and start the worker threads. */
 int	control_start_workers(struct control *);
+
+/*
+ * Signals an operator may send by mistake must not kill shoal: at the
+ * very start SIGPIPE, SIGTTIN, SIGTTOU, SIGXFSZ and the stray signals
+ * (SIGALRM, SIGUSR1, SIGUSR2, SIGVTALRM, SIGIO) are ignored; once the
+ * loop runs the stray ones are also logged (rate-limited).
+ */
+void	control_ignore_signals(void);
 
 /* Signals, timers, READY=1. Then ev_run(c->loop). */
 void	control_ready(struct control *);

@@ -4,7 +4,9 @@
  * A client's interest is derived from its state in one place,
  * client_update(): read while input has room, output is below out_high
  * and nothing is finishing; write while output is pending; while
- * lingering, read only to discard.
+ * lingering, read only to discard. Fds handed to ctlsock_pass() go out
+ * with the lines from their offset on, CTLSOCK_FDS_PER_MSG per
+ * sendmsg(2), each closed here once sent.
  */
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -66,6 +68,39 @@ reap_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 	ev_prepare_stop(loop, w);
 }
 
+/* Close the fds not passed yet and forget them. */
+static void
+pass_drop(struct ctlsock_client *cl)
+{
+	while (cl->passed < cl->npass)
+		net_close(cl->pass[cl->passed++]);
+	free(cl->pass);
+	cl->pass = NULL;
+	cl->npass = cl->passed = cl->pass_at = 0;
+}
+
+int
+ctlsock_pass(struct ctlsock_client *cl, int *fds, size_t n)
+{
+	if (!cl->is_unix) {
+		errno = EPERM;
+		return -1;
+	}
+	if (!ctlsock_can_pass(cl)) {
+		errno = EBUSY;
+		return -1;
+	}
+	pass_drop(cl);
+	if (n == 0) {
+		free(fds);
+		return 0;
+	}
+	cl->pass = fds;
+	cl->npass = n;
+	cl->pass_at = cl->out.len;
+	return 0;
+}
+
 void
 ctlsock_close(struct ctlsock_client *cl, const char *why)
 {
@@ -81,6 +116,7 @@ ctlsock_close(struct ctlsock_client *cl, const char *why)
 	if (cs->ops->close != NULL)
 		cs->ops->close(cl);
 	sbuf_free(&cl->out);
+	pass_drop(cl);
 	TAILQ_REMOVE(&cs->clients, cl, entry);
 	cs->nclients--;
 	TAILQ_INSERT_TAIL(&cs->dead, cl, entry);
@@ -121,13 +157,62 @@ ctlsock_finish(struct ctlsock_client *cl)
 	cl->busy = false;
 }
 
+/*
+ * Send the line at outoff with up to CTLSOCK_FDS_PER_MSG of the fds not
+ * passed yet; as send(2). Once sent, the peer holds them: ours close.
+ */
+static ssize_t
+send_fds(struct ctlsock_client *cl)
+{
+	union {
+		struct cmsghdr	h;
+		char		b[CMSG_SPACE(sizeof(int) * CTLSOCK_FDS_PER_MSG)];
+	}		 cbuf;
+	size_t		 k = cl->npass - cl->passed;
+	const char	*p = cl->out.data + cl->outoff;
+	const char	*lf = memchr(p, '\n', ctlsock_pending(cl));
+	struct iovec	 iov = { (void *)p, lf ? (size_t)(lf - p) + 1 :
+			    ctlsock_pending(cl) };
+	struct msghdr	 msg;
+	struct cmsghdr	*cm;
+	ssize_t		 n;
+
+	if (k > CTLSOCK_FDS_PER_MSG)
+		k = CTLSOCK_FDS_PER_MSG;
+	memset(&msg, 0, sizeof(msg));
+	memset(&cbuf, 0, sizeof(cbuf));
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	msg.msg_control = cbuf.b;
+	msg.msg_controllen = CMSG_SPACE(sizeof(int) * k);
+	cm = CMSG_FIRSTHDR(&msg);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int) * k);
+	memcpy(CMSG_DATA(cm), cl->pass + cl->passed, sizeof(int) * k);
+	if ((n = sendmsg(cl->fd, &msg, MSG_NOSIGNAL)) == -1)
+		return -1;
+	for (size_t i = 0; i < k; i++)
+		net_close(cl->pass[cl->passed++]);
+	if (cl->passed == cl->npass)
+		pass_drop(cl);
+	return n;
+}
+
 /* Send what is pending; false if the client was closed. */
 static bool
 client_flush(struct ctlsock_client *cl)
 {
 	while (ctlsock_pending(cl) > 0) {
-		ssize_t n = send(cl->fd, cl->out.data + cl->outoff,
-		    ctlsock_pending(cl), MSG_NOSIGNAL);
+		bool	 fds = cl->passed < cl->npass;
+		ssize_t	 n;
+
+		if (fds && cl->outoff >= cl->pass_at)
+			n = send_fds(cl);
+		else
+			n = send(cl->fd, cl->out.data + cl->outoff,
+			    (fds ? cl->pass_at : cl->out.len) - cl->outoff,
+			    MSG_NOSIGNAL);
 
 		if (n == -1) {
 			if (errno == EINTR)
@@ -147,6 +232,7 @@ client_flush(struct ctlsock_client *cl)
 	} else
 		sbuf_reset(&cl->out);
 	cl->outoff = 0;
+	cl->pass_at = 0;	/* fds still waiting go with the next output */
 	return true;
 }
 
@@ -296,7 +382,7 @@ client_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 static void
-client_new(struct ctlsock *cs, int fd, const char *peer)
+client_new(struct ctlsock *cs, int fd, const char *peer, bool is_unix)
 {
 	const struct ctlsock_ops	*ops = cs->ops;
 	struct ctlsock_client		*cl;
@@ -308,6 +394,7 @@ client_new(struct ctlsock *cs, int fd, const char *peer)
 	}
 	cl->cs = cs;
 	cl->fd = fd;
+	cl->is_unix = is_unix;
 	cl->accepted = ev_now(cs->loop);
 	snprintf(cl->peer, sizeof(cl->peer), "%s", peer);
 	sbuf_init(&cl->out);
@@ -421,7 +508,7 @@ accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 			net_addr_str((struct sockaddr *)&ss, peer,
 			    sizeof(peer));
 		if (make_room(cs, fd, peer))
-			client_new(cs, fd, peer);
+			client_new(cs, fd, peer, l->is_unix);
 		if (l->fd == -1)
 			return;		/* closed by what the client ran */
 	}
@@ -466,6 +553,14 @@ ctlsock_listener_close(struct ctlsock_listener *l)
 	LIST_REMOVE(l, entry);
 	LIST_INSERT_HEAD(&l->cs->dead_listeners, l, entry);
 	ev_prepare_start(l->cs->loop, &l->cs->reap);
+}
+
+void
+ctlsock_stop_listening(struct ctlsock *cs)
+{
+	while (!LIST_EMPTY(&cs->listeners))
+		ctlsock_listener_close(LIST_FIRST(&cs->listeners));
+	ev_timer_stop(cs->loop, &cs->pause);
 }
 
 struct ctlsock_listener *
@@ -659,9 +754,7 @@ ctlsock_fini(struct ctlsock *cs)
 
 	if (cs->ops == NULL)
 		return;
-	while (!LIST_EMPTY(&cs->listeners))
-		ctlsock_listener_close(LIST_FIRST(&cs->listeners));
-	ev_timer_stop(cs->loop, &cs->pause);
+	ctlsock_stop_listening(cs);
 	while ((cl = TAILQ_FIRST(&cs->clients)) != NULL)
 		ctlsock_close(cl, "shutdown");
 	reap_cb(cs->loop, &cs->reap, 0);

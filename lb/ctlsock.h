@@ -39,6 +39,7 @@
 #define CTLSOCK_ACCEPT_BATCH	16	/* accepts per listener wake-up */
 #define CTLSOCK_PAUSE_S		1.0	/* accept paused after EMFILE & co */
 #define CTLSOCK_PATH_MAX	sizeof(((struct sockaddr_un *)0)->sun_path)
+#define CTLSOCK_FDS_PER_MSG	200	/* SCM_RIGHTS per sendmsg (< SCM_MAX_FD) */
 
 struct ctlsock;
 struct ctlsock_client;
@@ -81,6 +82,7 @@ struct ctlsock_client {
 	char			 peer[NET_ADDRSTRLEN]; /* "unix" or "IP:PORT" */
 	ev_tstamp		 accepted;	/* ev_now() at accept */
 	bool			 eof;		/* read: the peer shut its side */
+	bool			 is_unix;	/* accepted on a unix listener */
 	/* Engine only. */
 	ev_io			 io;
 	int			 events;	/* current interest */
@@ -92,6 +94,10 @@ struct ctlsock_client {
 	size_t			 drained;	/* bytes discarded lingering */
 	struct sbuf		 out;		/* answers not yet sent */
 	size_t			 outoff;	/* bytes of out already sent */
+	int			*pass;		/* fds to pass (ctlsock_pass) */
+	size_t			 npass;		/* ... how many */
+	size_t			 passed;	/* ... sent (and closed) so far */
+	size_t			 pass_at;	/* offset in out they go with */
 	TAILQ_ENTRY(ctlsock_client) entry;
 	size_t			 inlen;
 	char			 in[];		/* [in_max + 1], NUL-terminated */
@@ -170,6 +176,11 @@ int	ctlsock_move_tcp(struct ctlsock *, struct ctlsock_listener **lp,
  * from its accept callback may close it). NULL is ignored. */
 void	ctlsock_listener_close(struct ctlsock_listener *);
 
+/* The stop hook of a service: close every listener (a unix one removes
+ * its file if it is still ours) so that a successor can bind them; the
+ * connected clients stay and are answered. */
+void	ctlsock_stop_listening(struct ctlsock *);
+
 /* The unread input (in_max at most, NUL-terminated) and its length. */
 static inline char *
 ctlsock_in(struct ctlsock_client *cl, size_t *len)
@@ -193,6 +204,25 @@ static inline size_t
 ctlsock_pending(const struct ctlsock_client *cl)
 {
 	return cl->out.len - cl->outoff;
+}
+
+/*
+ * Pass n open fds (SCM_RIGHTS) along the output appended after this call:
+ * each line from there is sent with up to CTLSOCK_FDS_PER_MSG of them
+ * until all are sent (the service must append at least a line per
+ * CTLSOCK_FDS_PER_MSG fds). The engine owns fds (malloc'd) from a
+ * successful call: each fd is closed once passed (the peer holds it then)
+ * or when the client closes. Unix clients only. 0, or -1 with errno
+ * (EPERM: not a unix client; EBUSY: earlier fds still in flight) and fds
+ * left to the caller.
+ */
+int	ctlsock_pass(struct ctlsock_client *, int *fds, size_t n);
+
+/* True if cl may be given fds now (a unix client with none in flight). */
+static inline bool
+ctlsock_can_pass(const struct ctlsock_client *cl)
+{
+	return cl->is_unix && cl->passed == cl->npass;
 }
 
 /*

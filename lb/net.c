@@ -3,14 +3,19 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <ifaddrs.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "net.h"
+
+#define LOCAL_REFRESH_S	5	/* this host's addresses: cache lifetime */
+#define LOCAL_MAX	64	/* addresses remembered */
 
 const char *
 net_host_str(const struct sockaddr *sa, char *buf, size_t len)
@@ -175,4 +180,102 @@ net_local_error(int err)
 	default:
 		return false;
 	}
+}
+
+const void *
+net_addr_bytes(const struct sockaddr *sa, size_t *len)
+{
+	if (sa->sa_family == AF_INET) {
+		*len = 4;
+		return &((const struct sockaddr_in *)(const void *)sa)->sin_addr;
+	}
+	*len = 16;
+	return &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+}
+
+bool
+net_same_host(const struct sockaddr *a, const struct sockaddr *b)
+{
+	const void	*ab, *bb;
+	size_t		 al, bl;
+
+	if (a->sa_family != b->sa_family ||
+	    (a->sa_family != AF_INET && a->sa_family != AF_INET6))
+		return false;
+	ab = net_addr_bytes(a, &al);
+	bb = net_addr_bytes(b, &bl);
+	return memcmp(ab, bb, al) == 0;
+}
+
+bool
+net_is_loopback(const struct sockaddr *sa)
+{
+	const struct sockaddr_in	*sin = (const void *)sa;
+	const struct sockaddr_in6	*sin6 = (const void *)sa;
+
+	if (sa->sa_family == AF_INET)
+		return (ntohl(sin->sin_addr.s_addr) >> 24) == 127;
+	return sa->sa_family == AF_INET6 &&
+	    IN6_IS_ADDR_LOOPBACK(&sin6->sin6_addr);
+}
+
+static bool
+is_unspecified(const struct sockaddr *sa)
+{
+	const struct sockaddr_in	*sin = (const void *)sa;
+	const struct sockaddr_in6	*sin6 = (const void *)sa;
+
+	if (sa->sa_family == AF_INET)
+		return sin->sin_addr.s_addr == htonl(INADDR_ANY);
+	return sa->sa_family == AF_INET6 &&
+	    IN6_IS_ADDR_UNSPECIFIED(&sin6->sin6_addr);
+}
+
+/* Whether sa is one of this host's addresses (cached, LOCAL_REFRESH_S). */
+static bool
+is_local(const struct sockaddr *sa)
+{
+	static struct sockaddr_storage	 local[LOCAL_MAX];
+	static size_t			 nlocal;
+	static time_t			 at;
+	struct timespec			 now;
+	struct ifaddrs			*ifa, *i;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (at == 0 || now.tv_sec - at >= LOCAL_REFRESH_S) {
+		at = now.tv_sec > 0 ? now.tv_sec : 1;
+		nlocal = 0;
+		if (getifaddrs(&ifa) == 0) {
+			for (i = ifa; i != NULL && nlocal < LOCAL_MAX;
+			    i = i->ifa_next) {
+				if (i->ifa_addr == NULL)
+					continue;
+				if (i->ifa_addr->sa_family == AF_INET)
+					memcpy(&local[nlocal++], i->ifa_addr,
+					    sizeof(struct sockaddr_in));
+				else if (i->ifa_addr->sa_family == AF_INET6)
+					memcpy(&local[nlocal++], i->ifa_addr,
+					    sizeof(struct sockaddr_in6));
+			}
+			freeifaddrs(ifa);
+		}
+	}
+	for (size_t k = 0; k < nlocal; k++)
+		if (net_same_host((const struct sockaddr *)&local[k], sa))
+			return true;
+	return false;
+}
+
+bool
+net_reaches(const struct sockaddr *sa, const struct sockaddr *bind)
+{
+	if (bind->sa_family != sa->sa_family ||
+	    (sa->sa_family != AF_INET && sa->sa_family != AF_INET6) ||
+	    net_port(bind) != net_port(sa))
+		return false;
+	if (net_same_host(bind, sa))
+		return true;
+	if (!is_unspecified(bind))
+		return false;
+	return net_is_loopback(sa) || is_local(sa);
 }

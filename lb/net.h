@@ -58,4 +58,24 @@ void		 net_close(int fd);
  */
 bool		 net_local_error(int err);
 
+/* The address bytes of an AF_INET (4) or AF_INET6 (16) sockaddr. */
+const void	*net_addr_bytes(const struct sockaddr *, size_t *len);
+
+/* Same family and address; ports ignored. */
+bool		 net_same_host(const struct sockaddr *, const struct sockaddr *);
+
+/* 127.0.0.0/8 or ::1. */
+bool		 net_is_loopback(const struct sockaddr *);
+
+/*
+ * Whether a connect to sa (address and port) would reach a socket
+ * listening on bind: the same address and port, or a wildcard bind
+ * (0.0.0.0, [::]) of the same family on that port with sa a loopback
+ * address or one of this host's addresses (read with getifaddrs, cached
+ * for 5 s). Control loop only. A server for which this holds for one of
+ * shoal's own binds would forward every session to shoal itself.
+ */
+bool		 net_reaches(const struct sockaddr *sa,
+		    const struct sockaddr *bind);
+
 #endif /* SHOAL_NET_H */

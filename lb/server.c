@@ -24,7 +24,16 @@ static struct pool		*retired_head;	/* control loop only */
 static void			(*qsbr_waker)(void);
 static void			(*_Atomic passive_hook)(void);
 
+/* The table's observer and its publish batch (control loop only). */
+static const struct table_observer	*observer;
+static int				 batch_depth;
+static struct backend			**dirty;	/* to publish at batch end */
+static size_t				 ndirty, dirty_cap;
+
 static void	pool_free(struct pool *);
+static void	dirty_forget(struct backend *);
+static struct server *join_quiet(struct backend *, const struct server_spec *,
+		    enum server_source);
 
 struct backend *
 backend_new(const struct conf_backend *cb)
@@ -40,16 +49,17 @@ backend_new(const struct conf_backend *cb)
 	atomic_init(&be->fall, cb->fall > 0 ? cb->fall : 3);
 	TAILQ_INIT(&be->servers);
 	for (size_t i = 0; i < cb->nservers; i++) {
-		const struct conf_server *cs = &cb->servers[i];
+		struct server_spec spec;
 
-		if (server_add(be, cs->name, (const struct sockaddr *)&cs->addr.ss,
-		    cs->addr.len, cs->weight, cs->maxconn, cs->backup,
-		    SRC_STATIC) == NULL) {
+		server_spec_conf(&spec, &cb->servers[i]);
+		if (join_quiet(be, &spec, SRC_STATIC) == NULL) {
+			backend_retire(be);
 			backend_free(be);
 			return NULL;
 		}
 	}
 	if (server_publish(be) == -1) {
+		backend_retire(be);
 		backend_free(be);
 		return NULL;
 	}
@@ -64,10 +74,12 @@ backend_free(struct backend *be)
 
 	if (be == NULL)
 		return;
+	dirty_forget(be);
 	while ((s = TAILQ_FIRST(&be->servers)) != NULL)
 		server_remove(s);
 	if ((p = atomic_exchange(&be->pool, NULL)) != NULL)
 		pool_free(p);
+	free(be->names);
 	free(be);
 }
 
@@ -84,6 +96,37 @@ name_hash(const char *be, const char *name)
 	return h;
 }
 
+/* The name index keeps server_find() O(1): a table of 100 000 servers is
+ * built (start, reload) in linear time. s->name_hash keys it. */
+static struct server **
+names_chain(struct backend *be, uint32_t h)
+{
+	return &be->names[h & (be->nnames - 1)];
+}
+
+/* Make room for one more name; 0 or -1 (ENOMEM). */
+static int
+names_grow(struct backend *be)
+{
+	struct server	**t, *s, *next;
+	size_t		  n = be->nnames ? be->nnames * 2 : 16, old = be->nnames;
+
+	if (be->nservers + 1 <= be->nnames)
+		return 0;
+	if ((t = calloc(n, sizeof(*t))) == NULL)
+		return -1;
+	for (size_t i = 0; i < old; i++)
+		for (s = be->names[i]; s != NULL; s = next) {
+			next = s->name_next;
+			s->name_next = t[s->name_hash & (n - 1)];
+			t[s->name_hash & (n - 1)] = s;
+		}
+	free(be->names);
+	be->names = t;
+	be->nnames = n;
+	return 0;
+}
+
 struct server *
 server_add(struct backend *be, const char *name, const struct sockaddr *sa,
     socklen_t salen, int weight, int maxconn, bool backup,
@@ -95,7 +138,7 @@ server_add(struct backend *be, const char *name, const struct sockaddr *sa,
 		errno = EEXIST;
 		return NULL;
 	}
-	if ((s = calloc(1, sizeof(*s))) == NULL)
+	if (names_grow(be) == -1 || (s = calloc(1, sizeof(*s))) == NULL)
 		return NULL;
 	atomic_init(&s->refs, 1);	/* the table's */
 	s->be = be;
@@ -114,19 +157,36 @@ server_add(struct backend *be, const char *name, const struct sockaddr *sa,
 	s->in_table = true;
 	s->last_change = ev_time();
 	TAILQ_INSERT_TAIL(&be->servers, s, entry);
+	s->name_next = *names_chain(be, s->name_hash);
+	*names_chain(be, s->name_hash) = s;
 	be->nservers++;
 	if (source == SRC_ANNOUNCED)
 		be->ndiscovered++;
 	return s;
 }
 
+const struct conf_addr *
+server_addr_loops(const struct conf *conf, const struct sockaddr *sa)
+{
+	for (size_t i = 0; conf != NULL && i < conf->nfrontends; i++)
+		for (size_t j = 0; j < conf->frontends[i].nbinds; j++)
+			if (net_reaches(sa, (const struct sockaddr *)
+			    &conf->frontends[i].binds[j].ss))
+				return &conf->frontends[i].binds[j];
+	return NULL;
+}
+
 struct server *
 server_find(struct backend *be, const char *name)
 {
-	struct server *s;
+	struct server	*s;
+	uint32_t	 h;
 
-	TAILQ_FOREACH(s, &be->servers, entry)
-		if (strcmp(s->name, name) == 0)
+	if (be->nnames == 0)
+		return NULL;
+	h = name_hash(be->name, name);
+	for (s = *names_chain(be, h); s != NULL; s = s->name_next)
+		if (s->name_hash == h && strcmp(s->name, name) == 0)
 			return s;
 	return NULL;
 }
@@ -138,12 +198,215 @@ server_remove(struct server *s)
 
 	if (!s->in_table)
 		return;
+	for (struct server **pp = names_chain(be, s->name_hash); *pp != NULL;
+	    pp = &(*pp)->name_next)
+		if (*pp == s) {
+			*pp = s->name_next;
+			break;
+		}
+	s->name_next = NULL;
 	TAILQ_REMOVE(&be->servers, s, entry);
 	be->nservers--;
 	if (s->source == SRC_ANNOUNCED)
 		be->ndiscovered--;
 	s->in_table = false;
 	server_unref(s);
+}
+
+/* ---- The door ------------------------------------------------------ */
+
+void
+table_set_observer(const struct table_observer *o)
+{
+	observer = o;
+}
+
+/* server_add() with the spec's announced facts and the `joined` event,
+ * no publish. */
+static struct server *
+join_quiet(struct backend *be, const struct server_spec *spec,
+    enum server_source source)
+{
+	struct server *s;
+
+	s = server_add(be, spec->name, spec->addr, spec->addrlen,
+	    spec->weight, spec->maxconn, spec->backup, source);
+	if (s == NULL)
+		return NULL;
+	if (be->conf.check != CHECK_NONE)
+		s->health = spec->health;
+	s->announce_up = !spec->draining;
+	if (spec->label != NULL)
+		snprintf(s->label, sizeof(s->label), "%s", spec->label);
+	if (observer != NULL && observer->joined != NULL)
+		observer->joined(s);
+	return s;
+}
+
+void
+server_spec_conf(struct server_spec *spec, const struct conf_server *cs)
+{
+	static const enum server_health init[] = {
+		[INIT_UP] = HEALTH_UP,
+		[INIT_CHECKING] = HEALTH_CHECKING,
+		[INIT_DOWN] = HEALTH_DOWN,
+	};
+
+	memset(spec, 0, sizeof(*spec));
+	spec->name = cs->name;
+	spec->addr = (const struct sockaddr *)&cs->addr.ss;
+	spec->addrlen = cs->addr.len;
+	spec->weight = cs->weight;
+	spec->maxconn = cs->maxconn;
+	spec->backup = cs->backup;
+	spec->health = (size_t)cs->init_state < sizeof(init) / sizeof(init[0]) ?
+	    init[cs->init_state] : HEALTH_CHECKING;
+}
+
+struct server *
+server_join(struct backend *be, const struct server_spec *spec,
+    enum server_source source)
+{
+	struct server *s;
+
+	if ((s = join_quiet(be, spec, source)) != NULL)
+		server_republish(be);
+	return s;
+}
+
+void
+server_leave(struct server *s)
+{
+	struct backend *be = s->be;
+
+	if (!s->in_table)
+		return;
+	if (observer != NULL && observer->leaving != NULL)
+		observer->leaving(s);
+	server_remove(s);	/* may free s: the table's reference */
+	server_republish(be);
+}
+
+void
+server_set_weight(struct server *s, int weight, const char *why)
+{
+	if (s->weight == weight)
+		return;
+	log_info("server %s/%s: weight %d -> %d (%s)", s->be->name, s->name,
+	    (int)s->weight, weight, why);
+	s->weight = weight;
+	server_republish(s->be);
+}
+
+void
+server_set_limits(struct server *s, int maxconn, bool backup)
+{
+	if (s->maxconn == maxconn && s->backup == backup)
+		return;
+	log_info("server %s/%s: maxconn %d%s", s->be->name, s->name, maxconn,
+	    backup ? " backup" : "");
+	s->maxconn = maxconn;
+	s->backup = backup;
+	server_republish(s->be);
+}
+
+void
+server_set_announced(struct server *s, bool up, const char *label)
+{
+	snprintf(s->label, sizeof(s->label), "%s", label != NULL ? label : "");
+	if (s->announce_up == up)
+		return;
+	log_info("server %s/%s: announced %s (%s)", s->be->name, s->name,
+	    up ? "up" : "draining", up ? "back from draining" :
+	    "no new sessions");
+	s->announce_up = up;
+	s->last_change = ev_time();
+	server_republish(s->be);
+}
+
+void
+server_set_check_result(struct server *s, const char *code,
+    const char *detail, double duration_ms, double when)
+{
+	snprintf(s->check_result, sizeof(s->check_result), "%s", code);
+	snprintf(s->check_detail, sizeof(s->check_detail), "%s", detail);
+	s->check_duration_ms = duration_ms;
+	s->last_check = when;
+}
+
+void
+backend_set_conf(struct backend *be, const struct conf_backend *cb)
+{
+	struct conf_backend was = be->conf;
+
+	be->conf = *cb;
+	be->conf.servers = NULL;	/* not ours: the conf is freed */
+	be->conf.nservers = 0;
+	atomic_store(&be->fall, cb->fall > 0 ? cb->fall : 3);
+	if (observer != NULL && observer->backend_changed != NULL)
+		observer->backend_changed(be, &was);
+	server_republish(be);
+}
+
+void
+backend_retire(struct backend *be)
+{
+	struct server *s;
+
+	if (observer == NULL || observer->leaving == NULL)
+		return;
+	TAILQ_FOREACH(s, &be->servers, entry)
+		observer->leaving(s);
+}
+
+void
+table_batch_begin(void)
+{
+	batch_depth++;
+}
+
+void
+table_batch_end(void)
+{
+	if (batch_depth > 0 && --batch_depth > 0)
+		return;
+	/* server_republish() outside a batch publishes at once. */
+	for (size_t i = 0; i < ndirty; i++)
+		server_republish(dirty[i]);
+	free(dirty);
+	dirty = NULL;
+	ndirty = dirty_cap = 0;
+}
+
+/* Inside a batch: remember be (once); false if it must publish now. */
+static bool
+dirty_mark(struct backend *be)
+{
+	struct backend **d;
+
+	if (batch_depth == 0)
+		return false;
+	for (size_t i = 0; i < ndirty; i++)
+		if (dirty[i] == be)
+			return true;
+	if (ndirty == dirty_cap) {
+		size_t n = dirty_cap ? 2 * dirty_cap : 16;
+
+		if ((d = reallocarray(dirty, n, sizeof(*d))) == NULL)
+			return false;
+		dirty = d;
+		dirty_cap = n;
+	}
+	dirty[ndirty++] = be;
+	return true;
+}
+
+static void
+dirty_forget(struct backend *be)
+{
+	for (size_t i = 0; i < ndirty; i++)
+		if (dirty[i] == be)
+			dirty[i--] = dirty[--ndirty];
 }
 
 static const char *const health_names[] = {
@@ -205,6 +468,8 @@ server_set_admin(struct server *s, enum server_admin a, const char *reason)
 	s->last_change = ev_time();
 	if (was != server_eligible(s))
 		server_republish(s->be);
+	if (observer != NULL && observer->admin_changed != NULL)
+		observer->admin_changed(s);
 }
 
 void
@@ -361,6 +626,8 @@ server_publish(struct backend *be)
 void
 server_republish(struct backend *be)
 {
+	if (dirty_mark(be))
+		return;
 	if (server_publish(be) == -1)
 		log_warn("backend %s: cannot publish", be->name);
 }

@@ -79,6 +79,7 @@ struct server {
 	double			 check_duration_ms; /* how long it took */
 	double			 last_check;	/* ev_time() of its end, 0 = never */
 	TAILQ_ENTRY(server)	 entry;		/* backend's list */
+	struct server		*name_next;	/* backend's name index chain */
 
 	/* Written by workers, relaxed atomics. */
 	_Atomic uint32_t	 cur;		/* active sessions */
@@ -126,6 +127,8 @@ struct backend {
 	struct conf_backend	 conf;		/* settings (servers not kept) */
 	struct server_list	 servers;
 	size_t			 nservers;
+	struct server		**names;	/* name index: [nnames] chains */
+	size_t			 nnames;	/* 0 or a power of two */
 	size_t			 ndiscovered;
 	_Atomic int		 fall;		/* passive threshold, for workers */
 	TAILQ_ENTRY(backend)	 entry;
@@ -133,34 +136,146 @@ struct backend {
 
 TAILQ_HEAD(backend_list, backend);
 
-/* Create a backend from its config, with its static servers, and publish
- * its first pool. The backend lives until server_table_free(). */
+/* Create a backend from its config, its static servers joining through
+ * server_join(), and publish its first pool. NULL with errno on failure.
+ * The backend lives until backend_free(). */
 struct backend	*backend_new(const struct conf_backend *);
 
 /* Free a backend and its servers; only at exit, after the workers stopped. */
 void		 backend_free(struct backend *);
 
 /*
- * Add a server to a backend (the one path for static, announced and admin
- * servers). Its health starts as `checking` when the backend has checks,
- * else `up`. Does not publish: call server_publish() after a batch.
- * Returns the server (owned by the table) or NULL with errno (EEXIST for a
- * name already in the backend, ENOMEM).
+ * The table's door. Every source of servers (the config file at start and
+ * on reload, announcements, the admin socket) joins and leaves through
+ * these calls, and only the table writes a server's fields. Whatever
+ * follows servers (health checks) subscribes to the events below through
+ * the one observer that lb/main.c installs; a source never calls it.
+ *
+ * Every call runs in the control loop. A call that changes what workers
+ * may pick republishes the backend's pool, at once or, between
+ * table_batch_begin() and table_batch_end(), once per backend at the end.
+ */
+
+/* What a source knows about a server it brings. */
+struct server_spec {
+	const char		*name;		/* unique in its backend */
+	const struct sockaddr	*addr;		/* where sessions connect */
+	socklen_t		 addrlen;
+	int			 weight;	/* 0 = never picked */
+	int			 maxconn;	/* 0 = unlimited */
+	bool			 backup;
+	bool			 draining;	/* announced as draining */
+	const char		*label;		/* announced label, NULL = none */
+	enum server_health	 health;	/* with checks; 0 = checking */
+};
+
+/* The spec of a server line of the config (its init_state included). */
+void		 server_spec_conf(struct server_spec *,
+		    const struct conf_server *);
+
+/*
+ * Add a server: its health starts as the spec says (`checking` unless it
+ * says otherwise) when the backend has checks, else `up`. The observer hears `joined`, then the pool is
+ * republished. Returns the server (owned by the table; take a reference
+ * to keep it past server_leave()) or NULL with errno: EEXIST for a name
+ * already in the backend, ENOMEM.
+ */
+struct server	*server_join(struct backend *, const struct server_spec *,
+		    enum server_source);
+
+/*
+ * Take a server out of the table: the observer hears `leaving` while the
+ * server is still listed, then it leaves selection (the pool is
+ * republished). Sessions in flight and other holders keep their
+ * references; the last one frees it. No-op for a server already out.
+ */
+void		 server_leave(struct server *);
+
+/* Set the weight (0..256); logs "weight A -> B (why)" and republishes.
+ * No-op if unchanged. The only writer of the weight. */
+void		 server_set_weight(struct server *, int weight, const char *why);
+
+/* Reload: maxconn and backup of a static server, as in its new config
+ * line; logged when they change. */
+void		 server_set_limits(struct server *, int maxconn, bool backup);
+
+/* Announced servers: up or draining (logged with a stamp of last_change,
+ * republished when it changes) and the label TLV ("" = none). */
+void		 server_set_announced(struct server *, bool up,
+		    const char *label);
+
+/* Health reports a check's outcome: code ("L4OK", "L7STS"...), detail,
+ * duration and when it ended. State changes go through
+ * server_set_health(). */
+void		 server_set_check_result(struct server *, const char *code,
+		    const char *detail, double duration_ms, double when);
+
+/*
+ * A backend takes new settings (reload; its servers are not in cb). The
+ * observer hears `backend_changed` with the settings it had, and decides
+ * for itself what that means to it.
+ */
+void		 backend_set_conf(struct backend *, const struct conf_backend *cb);
+
+/*
+ * A backend leaves the table (reload removed it): the observer hears
+ * `leaving` for each of its servers. They stay listed in its last pool so
+ * that sessions already routed there finish; backend_free() at exit.
+ */
+void		 backend_retire(struct backend *);
+
+/* Publish once per changed backend at the end of a batch (a wake-up's
+ * announcements, an expiry sweep, a reload). Batches nest. */
+void		 table_batch_begin(void);
+void		 table_batch_end(void);
+
+/*
+ * The table's events, to one observer. Each callback may be NULL. They
+ * run inside the call that caused them and may use the setters above
+ * (server_set_health() among them), but must not join or leave servers.
+ */
+struct table_observer {
+	/* A server entered the table (any source, backend_new() too). */
+	void	(*joined)(struct server *);
+	/* A server is leaving; it is still listed and readable. */
+	void	(*leaving)(struct server *);
+	/* Its admin state (ready, drain, maint) changed. */
+	void	(*admin_changed)(struct server *);
+	/* A backend took new settings; `was` holds the previous ones. */
+	void	(*backend_changed)(struct backend *,
+		    const struct conf_backend *was);
+};
+
+/* Install the observer (NULL: none). The table keeps the pointer. */
+void		 table_set_observer(const struct table_observer *);
+
+/*
+ * Low level, for server.c and the table's unit tests: add or remove a
+ * server with no event and no publish. Sources use server_join() and
+ * server_leave().
  */
 struct server	*server_add(struct backend *, const char *name,
 		    const struct sockaddr *, socklen_t, int weight, int maxconn,
 		    bool backup, enum server_source);
+void		 server_remove(struct server *);
+
+/*
+ * A server at sa would forward every session to shoal itself: the bind of
+ * conf's frontends it reaches (net_reaches), or NULL. Sources refuse such
+ * a server (the config with FILE:LINE, the admin socket with an error,
+ * discovery as `policy`).
+ */
+const struct conf_addr *server_addr_loops(const struct conf *,
+		    const struct sockaddr *sa);
 
 /* Find a server of a backend by name, or NULL. */
 struct server	*server_find(struct backend *, const char *name);
 
-/* Remove a server from the table (and later pools); sessions keep it. */
-void		 server_remove(struct server *);
-
 /*
  * Control loop: change a server's health or admin state. Logs one line
  * with the reason ("app/s1: up -> down (L4CON: connection refused, 3ms)"),
- * stamps last_change and republishes the pool. No-op if unchanged.
+ * stamps last_change and republishes the pool. No-op if unchanged. An
+ * admin change is told to the observer (`admin_changed`).
  */
 void		 server_set_health(struct server *, enum server_health,
 		    const char *reason);
@@ -202,7 +317,8 @@ void		 server_unref(struct server *);
 int		 server_publish(struct backend *);
 
 /* server_publish() for a change already made: a failure is logged (the
- * old pool stays until the next publish). */
+ * old pool stays until the next publish). Inside a table batch it waits
+ * for table_batch_end(). */
 void		 server_republish(struct backend *);
 
 /* Workers: the current pool. Valid until the calling callback returns. */

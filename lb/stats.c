@@ -37,7 +37,6 @@
 #include "ctlsock.h"
 #include "log.h"
 #include "net.h"
-#include "receiver.h"
 #include "stats.h"
 
 #define STATS_CLIENTS_MAX	64	/* concurrent clients; more: closed */
@@ -301,7 +300,8 @@ json_announcement(const struct discovery_entry_info *e, void *arg)
 void
 stats_json(struct control *c, struct sbuf *b)
 {
-	uint64_t	 dc[DISC_NVERDICTS];
+	const struct discovery_view *dv = c->discovery;
+	uint64_t	 dc[DISCOVERY_VERDICTS_MAX];
 	struct backend	*be;
 	double		 now = ev_time();
 	size_t		 mark;
@@ -375,14 +375,17 @@ stats_json(struct control *c, struct sbuf *b)
 		    ",\"sessions_active\":%u,\"sessions_total\":%llu}",
 		    up, be->nservers, cur, (unsigned long long)total);
 	}
-	discovery_counters(dc);
 	sbuf_puts(b, "],\n\"discovery\":{");
-	for (int i = 0; i < DISC_NVERDICTS; i++)
-		sbuf_printf(b, "%s\"%s\":%llu", i ? "," : "",
-		    codec_verdict_name(i), (unsigned long long)dc[i]);
+	if (dv != NULL) {
+		dv->counters(dc);
+		for (int i = 0; i < dv->nverdicts; i++)
+			sbuf_printf(b, "%s\"%s\":%llu", i ? "," : "",
+			    dv->verdict_name(i), (unsigned long long)dc[i]);
+	}
 	sbuf_puts(b, "},\n\"announcements\":[");
 	mark = b->len;
-	discovery_foreach(json_announcement, b);
+	if (dv != NULL)
+		dv->foreach(json_announcement, b);
 	if (b->len > mark && !sbuf_failed(b)) {
 		/* Drop the leading comma of the first entry. */
 		memmove(b->data + mark, b->data + mark + 1, b->len - mark);
@@ -485,7 +488,8 @@ stats_metrics(struct control *c, struct sbuf *b)
 {
 	static const char *const states[] = { "up", "down", "checking",
 	    "drain", "maint" };
-	uint64_t	 dc[DISC_NVERDICTS];
+	const struct discovery_view *dv = c->discovery;
+	uint64_t	 dc[DISCOVERY_VERDICTS_MAX];
 	struct backend	*be;
 	struct server	*s;
 	double		 now = ev_time();
@@ -610,12 +614,14 @@ stats_metrics(struct control *c, struct sbuf *b)
 	prom_servers(c, b, "shoal_server_last_change_seconds", "gauge",
 	    "Seconds since the server's last state change.", PS_CHANGE, now);
 
-	discovery_counters(dc);
+	if (dv == NULL)
+		return;
+	dv->counters(dc);
 	prom_family(b, "shoal_discovery_datagrams_total", "counter",
 	    "Discovery datagrams by receiver verdict.");
-	for (int i = 0; i < DISC_NVERDICTS; i++)
+	for (int i = 0; i < dv->nverdicts; i++)
 		sbuf_printf(b, "shoal_discovery_datagrams_total{verdict=\"%s\"}"
-		    " %llu\n", codec_verdict_name(i),
+		    " %llu\n", dv->verdict_name(i),
 		    (unsigned long long)dc[i]);
 }
 
@@ -814,7 +820,8 @@ stats_html(struct control *c, struct sbuf *b)
 {
 	static const char *const states[] = { "up", "down", "checking",
 	    "drain", "maint" };
-	uint64_t	 dc[DISC_NVERDICTS];
+	const struct discovery_view *dv = c->discovery;
+	uint64_t	 dc[DISCOVERY_VERDICTS_MAX];
 	struct html_ann	 ann = { .b = b };
 	struct backend	*be;
 	double		 now = ev_time();
@@ -898,20 +905,22 @@ stats_html(struct control *c, struct sbuf *b)
 	TAILQ_FOREACH(be, &c->backends, entry)
 		html_backend(b, be, now);
 
-	discovery_counters(dc);
+	if (dv != NULL)
+		dv->counters(dc);
 	sbuf_puts(b, "<section class=discovery><h2><span>discovery</span>"
 	    "<span class=sub>datagrams by verdict</span></h2>"
 	    "<table class=auto><thead>"
 	    "<tr>");
-	for (int i = 0; i < DISC_NVERDICTS; i++)
-		sbuf_printf(b, "<th class=n>%s</th>", codec_verdict_name(i));
+	for (int i = 0; dv != NULL && i < dv->nverdicts; i++)
+		sbuf_printf(b, "<th class=n>%s</th>", dv->verdict_name(i));
 	sbuf_puts(b, "</tr></thead><tbody><tr class=verdicts>");
-	for (int i = 0; i < DISC_NVERDICTS; i++)
+	for (int i = 0; dv != NULL && i < dv->nverdicts; i++)
 		sbuf_printf(b, "<td class=\"n%s\" data-verdict=\"%s\">"
-		    "%llu</td>", i != DISC_OK && dc[i] ? " bad" : "",
-		    codec_verdict_name(i), (unsigned long long)dc[i]);
+		    "%llu</td>", i != 0 && dc[i] ? " bad" : "",
+		    dv->verdict_name(i), (unsigned long long)dc[i]);
 	sbuf_puts(b, "</tr></tbody></table>\n");
-	discovery_foreach(html_announcement, &ann);
+	if (dv != NULL)
+		dv->foreach(html_announcement, &ann);
 	if (ann.live > 0)
 		sbuf_puts(b, "</tbody></table>\n");
 	if (ann.live > HTML_ANN_MAX)
@@ -1478,6 +1487,15 @@ stats_reload(const struct conf *nc)
 	log_warn("stats: reload: cannot listen on %s%s", abuf,
 	    S.l != NULL ? " (previous address kept)" : "");
 	return -1;
+}
+
+void
+stats_stop_listening(void)
+{
+	if (S.c == NULL)
+		return;
+	ctlsock_stop_listening(&S.cs);
+	S.l = NULL;
 }
 
 void

@@ -22,6 +22,10 @@ void	stats_stop(void);
  * answering) or evicted (an incomplete head giving way), since start. */
 void	stats_clients(size_t *active, uint64_t *refused, uint64_t *evicted);
 
+/* Stop hook: close the listener (its port is free for a successor);
+ * connected clients are answered. */
+void	stats_stop_listening(void);
+
 /* The documents, appended to out. Also used by the admin socket. */
 void	stats_json(struct control *, struct sbuf *out);
 void	stats_metrics(struct control *, struct sbuf *out);

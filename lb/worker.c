@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "listen.h"
 #include "log.h"
 #include "net.h"
 #include "worker.h"
@@ -274,12 +275,13 @@ listener_del(struct worker *w, const struct conf_addr *addr)
 	struct listener	*l;
 	size_t		 i;
 
-	if ((l = listener_find(w, addr, &i)) == NULL)
-		return;
-	ev_io_stop(w->loop, &l->io);
-	net_close(l->fd);
-	w->listeners[i] = w->listeners[--w->nlisteners];
-	free(l);
+	/* Inherited sockets may give a worker several per address. */
+	while ((l = listener_find(w, addr, &i)) != NULL) {
+		ev_io_stop(w->loop, &l->io);
+		net_close(l->fd);
+		w->listeners[i] = w->listeners[--w->nlisteners];
+		free(l);
+	}
 }
 
 int
@@ -330,8 +332,13 @@ mbox_run(struct worker *w)
 			listener_del(w, &m->addr);
 			break;
 		case WMSG_SET_FRONTEND:
-			if ((l = listener_find(w, &m->addr, &i)) != NULL)
-				l->fe = m->fe;
+			for (i = 0; i < w->nlisteners; i++) {
+				l = w->listeners[i];
+				if (net_addr_equal((struct sockaddr *)
+				    &l->addr.ss,
+				    (struct sockaddr *)&m->addr.ss))
+					l->fe = m->fe;
+			}
 			break;
 		case WMSG_KILL_SERVER: {
 			struct session *se, *sn;
@@ -435,7 +442,7 @@ reap_cb(struct ev_loop *loop, ev_prepare *p, int revents)
 
 
 struct worker *
-worker_new(int id, struct frontend **fes, size_t nfes)
+worker_new(int id, int nworkers, struct frontend **fes, size_t nfes)
 {
 	struct worker	*w;
 	struct timespec	 ts;
@@ -461,16 +468,20 @@ worker_new(int id, struct frontend **fes, size_t nfes)
 		for (size_t j = 0; j < fes[i]->nbinds; j++) {
 			struct conf_addr *a = &fes[i]->binds[j];
 			char		 abuf[NET_ADDRSTRLEN];
-			int		 fd;
+			int		 fds[LISTEN_PER_WORKER_MAX], n, k;
 
-			fd = net_listen((struct sockaddr *)&a->ss, a->len,
-			    true, LISTEN_BACKLOG);
-			if (fd == -1 || listener_add(w, fes[i], a, fd) == -1) {
+			n = listen_obtain(a, fes[i]->name, id, nworkers,
+			    LISTEN_BACKLOG, fds, LISTEN_PER_WORKER_MAX);
+			for (k = 0; k < n; k++)
+				if (listener_add(w, fes[i], a, fds[k]) == -1)
+					break;
+			if (n == -1 || k < n) {
 				log_error("frontend %s: cannot listen on %s",
 				    fes[i]->name, net_addr_str(
 				    (struct sockaddr *)&a->ss, abuf,
 				    sizeof(abuf)));
-				net_close(fd);
+				while (n > 0 && k < n)
+					net_close(fds[k++]);
 				worker_free(w);
 				return NULL;
 			}

@@ -113,10 +113,13 @@ struct frontend	*frontend_new(const struct conf_frontend *, struct backend *);
 void		 frontend_free(struct frontend *);
 
 /*
- * Create a worker with one bound, listening socket per bind address of
- * every frontend. Returns NULL (errno, message in log) if a bind fails.
+ * Create worker id (of nworkers) with its listening sockets for every bind
+ * address of every frontend (listen_obtain(): inherited ones, else one
+ * new SO_REUSEPORT socket). Returns NULL (errno, message in log) if a
+ * bind fails.
  */
-struct worker	*worker_new(int id, struct frontend **, size_t nfrontends);
+struct worker	*worker_new(int id, int nworkers, struct frontend **,
+		    size_t nfrontends);
 void		 worker_free(struct worker *);
 
 /* Start the worker's thread; 0 or -1. */

@@ -117,7 +117,8 @@ class ShoalLB:
                 f.write("server = %s 127.0.0.1:%d\n" % (name, p))
             f.write("timeout_connect = 1s\ntimeout_server = 10s\n"
                     "retries = 2\ncheck = tcp\ncheck_interval = %gs\n"
-                    "check_timeout = 1s\nrise = 2\nfall = 3\n" % inter)
+                    "check_timeout = 1s\nrise = 2\nfall = 3\n"
+                    "init_state = checking\n" % inter)
         self.p = procs.start([SHOAL, "-c", conf], stdout=open(self.log, "w"),
                              stderr=subprocess.STDOUT)
         self.names = [n for n, _ in backends]

@@ -5,6 +5,10 @@ under a client loop (S07, S08), every check type (tcp, http, tls against
 reject in a namespace), 10 000 checks leak nothing (S18), passive health
 (a server that accepts and resets every connection).
 
+Servers start `checking` here (init_state = checking): these tests follow
+the rise/fall machine from its first check; test_init_state covers the
+default start as `up`.
+
 Peers: peers.py (echo) through conftest's start_peer; the check-specific
 servers of health_peers.py (http, script, line, silent, rst) through
 conftest's start_hpeer. Timing bounds are generous and scaled by SLACK; every
@@ -183,7 +187,8 @@ def test_down_and_up_timing(start_peer, start_shoal):
     e = [start_peer("echo", name="e%d" % i) for i in (1, 2, 3)]
     t0 = time.time()
     lb = start_shoal(e, backend={"check": "tcp", "check_interval": "300ms",
-                                 "check_timeout": "300ms", "rise": rise,
+                                 "check_timeout": "300ms",
+                                 "init_state": "checking", "rise": rise,
                                  "fall": fall})
     for p in e:
         up = wait_state(lb, p.name, "up", rise * I + 2)
@@ -239,7 +244,8 @@ def test_kill_under_client_loop(start_peer, start_shoal):
     I, rise, fall = 0.2, 2, 3
     e = [start_peer("echo", name="e%d" % i) for i in (1, 2, 3)]
     lb = start_shoal(e, backend={"check": "tcp", "check_interval": "200ms",
-                                 "check_timeout": "200ms", "rise": rise,
+                                 "check_timeout": "200ms",
+                                 "init_state": "checking", "rise": rise,
                                  "fall": fall, "retries": 2})
     for p in e:
         wait_state(lb, p.name, "up", rise * I + 2)
@@ -305,7 +311,8 @@ def test_http_check_500_then_200(start_hpeer, start_shoal, tmp_path):
     lb = start_shoal([h], backend={
         "check": "http", "check_http": "GET /healthz",
         "check_host": "health.test", "check_interval": "100ms",
-        "check_timeout": "500ms", "rise": rise, "fall": fall})
+        "check_timeout": "500ms", "init_state": "checking",
+        "rise": rise, "fall": fall})
     up = wait_state(lb, "h1", "up", 3)
     assert up["reason"].startswith("L7OK: HTTP 200"), up
     req = h.wait_events("req", 1)[0]
@@ -336,7 +343,8 @@ def test_silent_server_times_out(start_hpeer, start_shoal):
     q = start_hpeer("silent", name="q1")
     lb = start_shoal([q], backend={
         "check": "http", "check_interval": "100ms",
-        "check_timeout": "300ms", "rise": 2, "fall": 2})
+        "check_timeout": "300ms", "init_state": "checking",
+        "rise": 2, "fall": 2})
     down = wait_state(lb, "q1", "down", 3)
     assert down["old"] == "checking"
     assert down["reason"].startswith("L7TOUT"), down
@@ -386,7 +394,8 @@ def test_tls_check(start_peer, start_hpeer, start_shoal, procs, tmp_path,
     silent = start_hpeer("silent", name="silent")
     tls = "t1 127.0.0.1:%d" % port
     common = [("check", "tls"), ("check_interval", "200ms"),
-              ("check_timeout", "500ms"), ("rise", 2), ("fall", 2)]
+              ("check_timeout", "500ms"), ("init_state", "checking"),
+              ("rise", 2), ("fall", 2)]
     text = config([
         ("noverify", [("server", tls),
                       ("server", "plain " + plain.addr),
@@ -424,6 +433,7 @@ def test_send_expect(start_hpeer, start_shoal):
     silent = start_hpeer("silent", name="mute")
     banner = start_hpeer("line", "--banner", "+OK ready\\r\\n", name="bnr")
     common = [("check_interval", "100ms"), ("check_timeout", "300ms"),
+              ("init_state", "checking"),
               ("rise", 2), ("fall", 2)]
     text = config([
         ("redis", [("server", "pong " + good.addr),
@@ -463,6 +473,7 @@ def test_flapping_scripted(start_hpeer, start_shoal):
     p = start_hpeer("script", "--pattern", script, name="f1")
     lb = start_shoal([p], backend={
         "check": "http", "check_interval": "50ms", "check_timeout": "1s",
+        "init_state": "checking",
         "rise": rise, "fall": fall})
     p.wait_events("req", len(script) + 2, timeout=20 * SLACK)
     assert lb.stop() == 0
@@ -497,6 +508,7 @@ def test_flapping_nft(netns, start_peer, start_shoal, procs):
            " }\n}\n")
     lb = start_shoal([e], netns=ns, backend={
         "check": "tcp", "check_interval": "100ms", "check_timeout": "100ms",
+        "init_state": "checking",
         "rise": rise, "fall": fall})
     wait_state(lb, "e1", "up", 3)
     # (reject?, seconds): short flickers and long enough runs.
@@ -542,6 +554,7 @@ def test_checks_leak_nothing(netns, start_hpeer, start_shoal, free_port):
     ref, bh, qa = ("127.0.0.1:%d" % dead, "127.0.0.1:%d" % hole,
                    silent.addr)
     common = [("check_interval", "10ms"), ("check_timeout", "30ms"),
+              ("init_state", "checking"),
               ("rise", 2), ("fall", 3)]
     l4 = [("server", "r%d %s" % (i, ref)) for i in range(4)] + \
         [("server", "b%d %s" % (i, bh)) for i in range(4)] + \
@@ -688,6 +701,7 @@ def test_checks_under_valgrind(start_peer, start_hpeer, start_shoal, procs,
     mute = start_hpeer("silent", name="mute")
     dead = "dead 127.0.0.1:%d" % free_port()
     common = [("check_interval", "100ms"), ("check_timeout", "200ms"),
+              ("init_state", "checking"),
               ("rise", 1), ("fall", 1)]
     text = config([
         ("tcp", [("server", "echo " + echo.addr), ("server", dead),

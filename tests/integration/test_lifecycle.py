@@ -185,3 +185,28 @@ def test_sigpipe_client_closes_mid_stream(start_peer, start_shoal):
     assert lb2.alive()
     lb2.check_nl3()
     assert lb.alive()
+
+
+STRAY = ("SIGALRM", "SIGUSR1", "SIGUSR2", "SIGVTALRM", "SIGIO")
+QUIET = ("SIGPIPE", "SIGTTIN", "SIGTTOU", "SIGXFSZ")
+
+
+def test_stray_signals_do_not_kill(start_peer, start_shoal):
+    """Issue 12 item 11: signals an operator may send by mistake (SIGALRM
+    killed shoal; HAProxy survives it) are ignored: shoal keeps serving,
+    the stray ones are logged, and SIGTERM still stops it with exit 0."""
+    echo = start_peer("echo")
+    sh = start_shoal([echo], backend={"check": "none"})
+    for name in STRAY + QUIET:
+        sh.send_signal(getattr(signal, name))
+        time.sleep(0.05)
+        assert sh.alive(), "%s killed shoal:\n%s" % (name, sh.log()[-2000:])
+        assert peers.echo_once(sh.addr) is None, name
+    # One warning per second at most: the first stray one is logged.
+    sh.wait_for(lambda: "SIGALRM received: ignored" in sh.log(), 2,
+                what="SIGALRM logged")
+    time.sleep(1.1)
+    sh.send_signal(signal.SIGUSR1)
+    sh.wait_for(lambda: "SIGUSR1 received: ignored" in sh.log(), 2,
+                what="SIGUSR1 logged")
+    assert sh.stop() == 0

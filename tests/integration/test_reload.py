@@ -333,7 +333,8 @@ def test_down_server_stays_down(start_hpeer, start_shoal, tmp_path, checks):
     sock = sock_path(tmp_path)
     bind = new_bind()
     be = [("check", "http"), ("check_http", "HEAD /health"),
-          ("check_interval", "200ms"), ("rise", 2), ("fall", 2)]
+          ("check_interval", "200ms"), ("rise", 2), ("fall", 2),
+          ("init_state", "checking")]
 
     def cfg(variant):
         b = dict(be)

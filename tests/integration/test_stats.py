@@ -132,7 +132,7 @@ def test_page_in_chromium(start_shoal, start_peer, start_hpeer, tmp_path):
                    ("server", "cache2 %s" % echo["cache2"].addr),
                    ("server", "cache3 127.0.0.1:%d" % dead[1]),
                    ("check", "tcp"), ("check_interval", "1s"),
-                   ("rise", 60), ("fall", 1)]),
+                   ("init_state", "checking"), ("rise", 60), ("fall", 1)]),
     ]
     admin_sock = str(tmp_path / "admin.sock")
     sh = start_stats_shoal(start_shoal, frontends, backends, refresh="2s",
@@ -657,7 +657,8 @@ def test_slow_readers_do_not_pin_documents(start_shoal, tmp_path):
     sanitized = "san" in os.path.basename(SHOAL_BUILD.rstrip("/"))
     n = 2000 if sanitized else 10000
     fp = alloc_port()
-    servers = [("server", "s%05d 127.0.0.1:%d" % (i, 20000 + i % 30000))
+    # 127.0.0.2: no server may be one of shoal's own binds (127.0.0.1).
+    servers = [("server", "s%05d 127.0.0.2:%d" % (i, 20000 + i % 30000))
                for i in range(n)]
     sh = start_stats_shoal(
         start_shoal,

@@ -419,7 +419,7 @@ static const struct {
 	  "t.ini:2: server option 'weight' needs a value: weight=N" },
 	{ "[backend app]\nserver = s1 127.0.0.1:80 fast\n",
 	  "t.ini:2: unknown server option 'fast' (expected weight=N, "
-	  "maxconn=N or backup)" },
+	  "maxconn=N, backup or init_state=STATE)" },
 	{ "[backend app]\nserver = s1 127.0.0.1:80 weight=1 weight=2\n",
 	  "t.ini:2: server option 'weight' given twice" },
 	{ "[backend app]\nserver = s1 127.0.0.1:80 backup backup\n",
@@ -429,7 +429,8 @@ static const struct {
 	{ "[backend app]\nserver = s1 127.0.0.1:80\nserver = s1 127.0.0.1:81\n",
 	  "t.ini:3: duplicate server name 's1' (first at line 2)" },
 	{ "[backend app]\nserver = s1\n", "t.ini:2: bad server 's1': expected "
-	  "'NAME ADDR:PORT [weight=N] [maxconn=N] [backup]'" },
+	  "'NAME ADDR:PORT [weight=N] [maxconn=N] [backup] "
+	  "[init_state=up|checking|down]'" },
 	{ "[backend app]\nserver = s/1 127.0.0.1:80\n", "t.ini:2: bad server "
 	  "name 's/1': expected 1-63 characters from A-Z a-z 0-9 . _ -" },
 
@@ -519,8 +520,11 @@ test_files(void)
 	ok(c == NULL && strcmp(err, "/nonexistent/shoal.ini: cannot read: "
 	    "No such file or directory") == 0, "missing file: %s", err);
 	c = conf_load_file("/", err);
-	ok(c == NULL && strcmp(err, "/: cannot read: Is a directory") == 0,
-	    "directory: %s", err);
+	ok(c == NULL && strcmp(err, "/: cannot read: not a regular file "
+	    "(a directory)") == 0, "directory: %s", err);
+	c = conf_load_file("/dev/null", err);
+	ok(c == NULL && strcmp(err, "/dev/null: cannot read: not a regular "
+	    "file") == 0, "device: %s", err);
 
 	if ((fd = mkstemp(path)) == -1 || (f = fdopen(fd, "w")) == NULL) {
 		ok(0, "mkstemp");
@@ -904,6 +908,54 @@ test_ops(void)
 	}
 }
 
+/* init_state: backend key (default up) and server option, which defaults
+ * to the backend's wherever the backend key stands. */
+static void
+test_init_state(void)
+{
+	static const struct {
+		const char	*text;
+		const char	*want;	/* error substring */
+	} bad_is[] = {
+		{ FE "[backend app]\ninit_state = maybe\nserver = s1 "
+		  "127.0.0.1:81\n", "t.ini:5: bad init_state 'maybe'" },
+		{ FE "[backend app]\nserver = s1 127.0.0.1:81 init_state=x\n",
+		  "t.ini:5: bad server option 'init_state=x'" },
+		{ FE "[backend app]\nserver = s1 127.0.0.1:81 init_state\n",
+		  "t.ini:5: bad server option 'init_state'" },
+		{ FE "[backend app]\nserver = s1 127.0.0.1:81 init_state=up "
+		  "init_state=down\n", "t.ini:5: server option 'init_state' "
+		  "given twice" },
+	};
+	char		 err[CONF_ERR_MAX];
+	struct conf	*c;
+
+	c = conf_load_string("t.ini", FE BE, err);
+	ok(c != NULL && c->backends[0].init_state == INIT_UP &&
+	    c->backends[0].servers[0].init_state == INIT_UP,
+	    "init_state defaults to up, for the backend and its servers");
+	conf_free(c);
+	c = conf_load_string("t.ini", FE "[backend app]\n"
+	    "server = s1 127.0.0.1:81\n"
+	    "server = s2 127.0.0.1:82 init_state=up\n"
+	    "server = s3 127.0.0.1:83 init_state=down\n"
+	    "init_state = checking\n", err);
+	ok(c != NULL && c->backends[0].init_state == INIT_CHECKING &&
+	    c->backends[0].servers[0].init_state == INIT_CHECKING &&
+	    c->backends[0].servers[1].init_state == INIT_UP &&
+	    c->backends[0].servers[2].init_state == INIT_DOWN,
+	    "a server without one takes the backend's, even given after it; "
+	    "its own wins%s%s", c ? "" : ": ", c ? "" : err);
+	conf_free(c);
+	for (size_t i = 0; i < sizeof(bad_is) / sizeof(bad_is[0]); i++) {
+		err[0] = '\0';
+		c = conf_load_string("t.ini", bad_is[i].text, err);
+		ok(c == NULL && strstr(err, bad_is[i].want) != NULL,
+		    "refused: %s (got '%s')", bad_is[i].want, err);
+		conf_free(c);
+	}
+}
+
 int
 main(void)
 {
@@ -915,5 +967,6 @@ main(void)
 	test_parsers();
 	test_discovery();
 	test_ops();
+	test_init_state();
 	return done_testing();
 }

@@ -689,6 +689,35 @@ test_spread(struct ev_loop *loop)
 	backend_free(be);
 }
 
+/* Health alone decides whether a backend's new settings change checks. */
+static void
+test_settings_changed(void)
+{
+	struct conf_backend a, b;
+
+	memset(&a, 0, sizeof(a));
+	a.check = CHECK_HTTP;
+	snprintf(a.check_http_path, sizeof(a.check_http_path), "/");
+	a.rise = 2;
+	a.fall = 3;
+	a.check_interval_ms = 2000;
+	b = a;
+	ok(!health_settings_changed(&a, &b), "same settings: unchanged");
+	b.timeout_connect_ms = 999;
+	b.max_discovered = 7;
+	ok(!health_settings_changed(&a, &b), "settings checks do not use "
+	    "(timeouts, max_discovered): unchanged");
+	b = a;
+	snprintf(b.check_http_path, sizeof(b.check_http_path), "/health");
+	ok(health_settings_changed(&a, &b), "another check path: changed");
+	b = a;
+	b.fall = 4;
+	ok(health_settings_changed(&a, &b), "another fall: changed");
+	b = a;
+	b.check_send_len = 1;
+	ok(health_settings_changed(&a, &b), "a send string: changed");
+}
+
 int
 main(void)
 {
@@ -702,6 +731,7 @@ main(void)
 	test_fsm();
 	test_fsm_model();
 	test_http_status();
+	test_settings_changed();
 	loop = ev_loop_new(EVFLAG_AUTO);
 	test_real_checks(loop);
 	test_http_request(loop);

@@ -534,6 +534,76 @@ test_v6_and_loopback_rule(void)
 	table_free();
 }
 
+/*
+ * The stages run in the order decode, policy, cap, freshness, order,
+ * apply: a datagram that several stages would refuse gets the verdict of
+ * the first one, and only apply changes the table.
+ */
+static void
+test_stage_order(void)
+{
+	struct codec_msg	 m;
+	struct codec_key	 bad = key;
+	enum disc_verdict	 v;
+
+	if (setup(allow_default) == -1)
+		return;
+	bad.key[0] ^= 1;
+
+	/* decode before policy: a bad tag naming a backend without
+	 * discovery is bad_mac. */
+	m = msg(9101, 1);
+	snprintf(m.pool, sizeof(m.pool), "nodisc");
+	v = deliver(&m, "127.0.0.1", &bad, NULL);
+	ok(v == DISC_BAD_MAC, "bad tag and bad pool: decode speaks first "
+	    "(got %s)", codec_verdict_name(v));
+
+	/* policy before freshness. */
+	m = msg(9102, 1);
+	snprintf(m.pool, sizeof(m.pool), "nodisc");
+	m.timestamp_ms = wall - 60000;
+	expect(&m, "127.0.0.1", DISC_POLICY, "stale, pool without discovery: "
+	    "policy first");
+
+	/* cap before freshness; a LEAVING is never capped. */
+	for (int i = 0; i < 3; i++) {
+		m = msg((uint16_t)(9110 + i), 1);
+		expect(&m, "127.0.0.1", DISC_OK, "fill max_discovered");
+	}
+	m = msg(9120, 1);
+	m.timestamp_ms = wall - 60000;
+	expect(&m, "127.0.0.1", DISC_CAP, "stale, over max_discovered: cap "
+	    "before freshness");
+	m = msg(9121, 1);
+	m.state = CODEC_LEAVING;
+	expect(&m, "127.0.0.1", DISC_OK, "a LEAVING at the cap is not capped");
+
+	/* freshness before order. */
+	m = msg(9110, 5);
+	expect(&m, "127.0.0.1", DISC_OK, "seq 5");
+	m = msg(9110, 3);
+	m.timestamp_ms = wall - 60000;
+	expect(&m, "127.0.0.1", DISC_STALE, "stale and an older seq: "
+	    "freshness before order");
+	m = msg(9110, 3);
+	expect(&m, "127.0.0.1", DISC_REPLAY, "fresh, older seq: order");
+
+	/* apply: only now the table changes (an update, then a leave). */
+	m = msg(9110, 6);
+	m.weight = 9;
+	m.state = CODEC_DRAINING;
+	expect(&m, "127.0.0.1", DISC_OK, "update: draining, weight 9");
+	ok(srv("app", "127.0.0.1:9110") != NULL &&
+	    srv("app", "127.0.0.1:9110")->weight == 9 &&
+	    !srv("app", "127.0.0.1:9110")->announce_up,
+	    "apply: the table's setters took weight and state");
+	m = msg(9110, 7);
+	m.state = CODEC_LEAVING;
+	expect(&m, "127.0.0.1", DISC_OK, "leave");
+	ok(srv("app", "127.0.0.1:9110") == NULL, "apply: it left the table");
+	table_free();
+}
+
 int
 main(void)
 {
@@ -559,6 +629,7 @@ main(void)
 	test_lifecycle();
 	test_stall();
 	test_v6_and_loopback_rule();
+	test_stage_order();
 	discovery_set_clock(0, 0);
 	unlink(keypath);
 	return done_testing();

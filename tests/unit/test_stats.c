@@ -12,6 +12,7 @@
 
 #include "conf.h"
 #include "control.h"
+#include "receiver.h"
 #include "log.h"
 #include "sbuf.h"
 #include "server.h"
@@ -104,6 +105,7 @@ main(void)
 	if (conf == NULL)
 		return done_testing();
 	ok(control_init(&c, conf, NULL) == 0, "control_init");
+	c.discovery = &discovery_view;
 	ok(control_build_table(&c) == 0, "table built");
 	small = control_backend(&c, "small");
 	ok(small != NULL, "backend small");
