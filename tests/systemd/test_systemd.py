@@ -222,6 +222,7 @@ def ct(pkg):
     rootfs = run(["sh", str(ROOT / "tests" / "systemd" / "rootfs.sh")],
                  timeout=1800).stdout.strip().splitlines()[-1]
     print("rootfs ready in %.1fs: %s" % (time.monotonic() - t, rootfs))
+    t = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="shoal-systemd-", dir="/var/tmp"))
     root = work / ("shoal-test-%d" % os.getpid())
     log = open(ART / "console.log", "w")
@@ -284,7 +285,7 @@ def test_active_after_boot(ct):
     assert ct.sh("systemctl is-active shoal").stdout.strip() == "active"
     # The packaged config is loopback only.
     assert "127.0.0.1:8080" in ct.sh("cat /etc/shoal/shoal.ini").stdout
-    print("boot to multi-user with shoal active: %.1fs" % ct.boot_s)
+    print("copy, install and boot until shoal is active: %.1fs" % ct.boot_s)
 
 
 def test_status_line(ct):
