@@ -7,6 +7,9 @@
 # Environment: SHOAL_TEST_ASAN=0 skips the ASan+UBSan pass,
 # SHOAL_TEST_TSAN=0 the ThreadSanitizer pass and SHOAL_TEST_FUZZ=0 the
 # bounded fuzz runs (for quick local runs; CI always runs all three).
+# SHOAL_TEST_SYSTEMD=1 adds the Debian package under a real systemd
+# (tests/systemd: builds the package, boots it in a container; off by
+# default, the first run makes a Debian 12 rootfs with debootstrap).
 # Extra arguments go to pytest (e.g. -k relay).
 set -eu
 cd "$(dirname "$0")/.."
@@ -88,6 +91,14 @@ if [ "${SHOAL_TEST_FUZZ:-1}" != 0 ]; then
     ninja -C build-fuzz
     if meson test -C build-fuzz --suite fuzz --print-errorlogs --logbase fuzz; then :; fi
     count_junit build-fuzz/meson-logs/fuzz.junit.xml
+fi
+
+if [ "${SHOAL_TEST_SYSTEMD:-0}" = 1 ]; then
+    deps_install deb systemd
+    echo "=== systemd: the Debian package in a booted Debian 12 container"
+    /usr/bin/python3 -m pytest -q -rP -p no:cacheprovider \
+        --junitxml="$ART/systemd.xml" tests/systemd || true
+    count_junit "$ART/systemd.xml"
 fi
 
 echo "$passed passed, $failed failed"
