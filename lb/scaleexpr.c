@@ -576,10 +576,10 @@ format_node(const struct scaleexpr *e, int i, int min, struct out *o)
 		format_node(e, n->b, prec(n) + 1, o);
 		break;
 	case SCALE_N_NOT:
-		/* "not (a > 1)", not "not a > 1": clearer to read. */
+		/* No parentheses beyond those needed: the canonical text
+		 * must not nest deeper than the text it came from. */
 		out_printf(o, "not ");
-		format_node(e, n->a, n->a >= 0 &&
-		    e->node[n->a].type == SCALE_N_NOT ? 3 : 5, o);
+		format_node(e, n->a, 3, o);
 		break;
 	default:
 		shown = n->value;
