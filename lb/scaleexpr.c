@@ -60,7 +60,7 @@ static const struct {
 };
 
 #define NUMBER_MAX	1e9	/* largest number written */
-#define TOKEN_MAX	32	/* longest name or number */
+#define TOKEN_MAX	SCALEEXPR_NUM_MAX	/* longest name or number */
 
 enum tok_type {
 	T_END, T_LP, T_RP, T_CMP, T_NUM, T_IDENT,
@@ -71,7 +71,8 @@ struct token {
 	size_t		 pos;		/* offset in the text */
 	size_t		 len;
 	int		 cmp;		/* T_CMP: enum cmp_op */
-	double		 num;		/* T_NUM: as written */
+	double		 num;		/* T_NUM: its value */
+	char		 numtext[TOKEN_MAX + 1];	/* T_NUM: its digits */
 	int		 unit;		/* T_NUM: enum unit */
 };
 
@@ -131,7 +132,7 @@ lex_number(struct parser *p, struct token *t)
 {
 	const char	*s = p->s;
 	size_t		 i = p->pos, u;
-	char		 num[TOKEN_MAX + 1];
+	char		*num = t->numtext;
 	static const char *const units[] = { "us", "ms", "s", "m", "%" };
 	static const int unit_of[] = { U_US, U_MS, U_S, U_M, U_PCT };
 	size_t		 k;
@@ -355,6 +356,7 @@ parse_cmp(struct parser *p)
 		return fail_at(p, p->tok.pos, "a percentage is at most 100");
 	n->unit = (uint8_t)p->tok.unit;
 	n->value = v;
+	memcpy(n->num, p->tok.numtext, sizeof(n->num));
 	p->e->used |= 1u << sig;
 	if (lex(p) == -1)
 		return -1;
@@ -563,7 +565,6 @@ format_node(const struct scaleexpr *e, int i, int min, struct out *o)
 {
 	const struct scaleexpr_node	*n = &e->node[i];
 	bool				 paren = prec(n) < min;
-	double				 shown;
 
 	if (paren)
 		out_printf(o, "(");
@@ -582,11 +583,8 @@ format_node(const struct scaleexpr *e, int i, int min, struct out *o)
 		format_node(e, n->a, 3, o);
 		break;
 	default:
-		shown = n->value;
-		if (n->unit != U_NONE && n->unit != U_PCT)
-			shown /= unit_ms[n->unit];
-		out_printf(o, "%s %s %.15g%s", scaleexpr_signal_name(n->signal),
-		    cmp_text[n->cmp], shown, unit_text[n->unit]);
+		out_printf(o, "%s %s %s%s", scaleexpr_signal_name(n->signal),
+		    cmp_text[n->cmp], n->num, unit_text[n->unit]);
 		break;
 	}
 	if (paren)

@@ -35,6 +35,7 @@
 #define SCALEEXPR_DEPTH_MAX	16	/* nesting of ( and not */
 #define SCALEEXPR_FOR_MAX_MS	3600000	/* "for" at most 1 h */
 #define SCALEEXPR_ERR_MAX	160	/* error text, NUL included */
+#define SCALEEXPR_NUM_MAX	32	/* digits of a number as written */
 
 /*
  * The signals, per backend, as the control loop computes them each tick.
@@ -78,6 +79,8 @@ struct scaleexpr_node {
 	uint8_t		 unit;		/* comparison: as written, for format */
 	int16_t		 a, b;		/* children (not: a only) */
 	double		 value;		/* comparison: in the signal's unit */
+	char		 num[SCALEEXPR_NUM_MAX + 1]; /* comparison: the digits
+					   as written, for format */
 };
 
 /* A compiled expression; a plain value (copy it, no _free). */
@@ -106,8 +109,8 @@ bool		 scaleexpr_eval(const struct scaleexpr *e, const double *values);
 
 /*
  * The canonical text of e into buf (bufsz bytes): single blanks,
- * parentheses only where needed, numbers as %.15g with the unit they
- * were written in. Parsing it gives an expression that formats the same.
+ * parentheses only where needed, numbers and units as they were written
+ * (so the text means exactly the same, with no rounding). Parsing it gives an expression that formats the same.
  * Returns the length it needed (as snprintf), -1 never.
  */
 int		 scaleexpr_format(const struct scaleexpr *e, char *buf,

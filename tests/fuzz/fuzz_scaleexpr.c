@@ -3,7 +3,8 @@
  *
  * Every input is parsed as the text of a scale_up = / scale_down = value.
  * Properties checked beyond "no crash, no leak, no UB": a refusal always
- * says "column N: why" with N inside the text (or just past it); whatever
+ * says "column N: why" with N inside the text (or just past it), in
+ * printable ASCII whatever the input (it goes to logs); whatever
  * is accepted formats to a canonical text that parses again, to the same
  * canonical text, the same "for" and the same signals; evaluation never
  * reads a signal the expression does not list in `used`. Seeds:
@@ -51,6 +52,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			fail("refusal without 'column N: why'");
 		if (col < 1 || col > len + 1)
 			fail("error column outside the text");
+		for (i = 0; err[i] != '\0'; i++)
+			if ((unsigned char)err[i] < 0x20 ||
+			    (unsigned char)err[i] > 0x7e)
+				fail("error text not printable ASCII");
 		return 0;
 	}
 	n = scaleexpr_format(&e, c1, sizeof(c1));
