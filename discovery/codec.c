@@ -194,6 +194,7 @@ decode_fields(const uint8_t *b, size_t len, struct codec_msg *m,
 	size_t		 pos, plen;
 	uint8_t		 t, l;
 	bool		 seen_label = false, seen_maxconn = false;
+	bool		 seen_load = false;
 
 	if (get16(b + OFF_RESERVED) != 0) {
 		*why = "reserved field not zero";
@@ -246,6 +247,9 @@ decode_fields(const uint8_t *b, size_t len, struct codec_msg *m,
 	m->label[0] = '\0';
 	m->has_maxconn = false;
 	m->maxconn = 0;
+	m->has_load = m->has_conns = false;
+	m->load = 0;
+	m->conns = 0;
 	for (pos = OFF_POOL + plen; pos < len; pos += 2 + (size_t)l) {
 		if (len - pos < 2) {
 			*why = "truncated TLV header";
@@ -284,6 +288,27 @@ decode_fields(const uint8_t *b, size_t len, struct codec_msg *m,
 			}
 			m->has_maxconn = true;
 			m->maxconn = get32(b + pos + 2);
+			break;
+		case CODEC_TLV_LOAD:
+			if (seen_load) {
+				*why = "load TLV twice";
+				return DISC_MALFORMED;
+			}
+			seen_load = true;
+			if (l != 1 && l != 5) {
+				*why = "load TLV length not 1 or 5";
+				return DISC_MALFORMED;
+			}
+			if (b[pos + 2] > CODEC_LOAD_MAX) {
+				*why = "load above 100";
+				return DISC_MALFORMED;
+			}
+			m->has_load = true;
+			m->load = b[pos + 2];
+			if (l == 5) {
+				m->has_conns = true;
+				m->conns = get32(b + pos + 3);
+			}
 			break;
 		default:
 			if (t >= CODEC_TLV_CRITICAL) {
@@ -401,6 +426,10 @@ codec_encode(const struct codec_msg *m, const struct codec_key *key,
 		w = "port 0";
 	else if (m->weight > CODEC_WEIGHT_MAX)
 		w = "weight above 256";
+	else if (m->has_load && m->load > CODEC_LOAD_MAX)
+		w = "load above 100";
+	else if (m->has_conns && !m->has_load)
+		w = "a connection count needs a load";
 	else if (key != NULL && (key->id == 0 || key->len < CODEC_KEY_MIN ||
 	    key->len > CODEC_KEY_MAX))
 		w = "bad key";
@@ -415,7 +444,8 @@ codec_encode(const struct codec_msg *m, const struct codec_key *key,
 		return -1;
 	}
 	len = OFF_POOL + plen + (llen > 0 ? 2 + llen : 0) +
-	    (m->has_maxconn ? 6 : 0);
+	    (m->has_maxconn ? 6 : 0) +
+	    (m->has_load ? (m->has_conns ? 7 : 3) : 0);
 	total = len + (key != NULL ? CODEC_TAG_LEN : 0);
 	if (total > CODEC_MAX || total > bufsz) {
 		if (why != NULL)
@@ -453,6 +483,14 @@ codec_encode(const struct codec_msg *m, const struct codec_key *key,
 		buf[len + 1] = 4;
 		put32(buf + len + 2, m->maxconn);
 		len += 6;
+	}
+	if (m->has_load) {
+		buf[len] = CODEC_TLV_LOAD;
+		buf[len + 1] = m->has_conns ? 5 : 1;
+		buf[len + 2] = m->load;
+		if (m->has_conns)
+			put32(buf + len + 3, m->conns);
+		len += m->has_conns ? 7 : 3;
 	}
 	if (key != NULL && codec_tag(key, realm, buf, len, buf + len) == -1) {
 		if (why != NULL)

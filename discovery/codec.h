@@ -13,7 +13,9 @@
  *            3 leaving              40  16  address (IPv4: first 4 bytes)
  *     5   1  flags: bit 0 = IPv6    56   1  pool name length n (1-32)
  *     6   1  key id                 57   n  pool name [A-Za-z0-9._-]
- *     7   1  auth 1 hmac, 0 none    ...     TLVs: type(1) len(1) value
+ *     7   1  auth 1 hmac, 0 none    ...     TLVs: type(1) len(1) value:
+ *                                       1 label, 2 maxconn u32, 3 load u8
+ *                                       [+ connections u32]; >= 128 critical
  *     8   2  length (before tag)  length 32  tag (auth = 1 only)
  *    10   2  port                   tag = HMAC-SHA256(key,
  *    12   2  weight (0-256)           "shoal-announce-v1\0" realm "\0"
@@ -44,6 +46,8 @@
 #define CODEC_REALM_MAX		63
 #define CODEC_TLV_LABEL		1
 #define CODEC_TLV_MAXCONN	2
+#define CODEC_TLV_LOAD		3	/* load 0-100 [, connections u32] */
+#define CODEC_LOAD_MAX		100
 #define CODEC_TLV_CRITICAL	128	/* types >= this must be understood */
 #define CODEC_CONTEXT		"shoal-announce-v1"	/* MAC context, + NUL */
 
@@ -86,6 +90,10 @@ struct codec_msg {
 	char		 label[CODEC_LABEL_MAX + 1];	/* "" = no label TLV */
 	bool		 has_maxconn;	/* maxconn TLV present */
 	uint32_t	 maxconn;
+	bool		 has_load;	/* load TLV present */
+	uint8_t		 load;		/* 0-100: the server's own load */
+	bool		 has_conns;	/* load TLV carries a connection count */
+	uint32_t	 conns;		/* established connections it reports */
 };
 
 /* A signing key: its id and bytes. */

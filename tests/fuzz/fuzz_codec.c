@@ -7,7 +7,7 @@
  * UB": a rejection always names a reason; whatever is accepted re-encodes
  * (the encoder accepts everything the decoder does) and the re-encoding
  * decodes to the same fields. Seeds: tests/fuzz/corpus/codec, among them
- * the test vector.
+ * the two test vectors.
  *
  *   build:  clang, -fsanitize=fuzzer,address,undefined (tests/meson.build)
  *   run:    fuzz_codec -max_total_time=30 WORKDIR tests/fuzz/corpus/codec
@@ -41,7 +41,9 @@ same(const struct codec_msg *a, const struct codec_msg *b)
 	    a->ttl_ms == b->ttl_ms && a->seq == b->seq &&
 	    a->instance == b->instance && a->timestamp_ms == b->timestamp_ms &&
 	    strcmp(a->pool, b->pool) == 0 && strcmp(a->label, b->label) == 0 &&
-	    a->has_maxconn == b->has_maxconn && a->maxconn == b->maxconn;
+	    a->has_maxconn == b->has_maxconn && a->maxconn == b->maxconn &&
+	    a->has_load == b->has_load && a->load == b->load &&
+	    a->has_conns == b->has_conns && a->conns == b->conns;
 }
 
 static void

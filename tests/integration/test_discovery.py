@@ -152,6 +152,27 @@ def test_vector_matches_the_docs():
     assert open(seed, "rb").read() == v
 
 
+def test_vector_load_matches_the_docs():
+    """The second vector: the first one's fields plus a load TLV (type 3:
+    load 73, 12 connections), built here from the document alone."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    doc = open(os.path.join(here, "..", "..", "docs",
+                            "discovery-protocol.md")).read()
+    block = doc.split("<!-- test-vector-load-begin -->", 1)[1].split(
+        "<!-- test-vector-load-end -->", 1)[0]
+    hexed = "".join("".join(line.split()[1:]) for line in block.splitlines()
+                    if line[:4].strip() and line[:4] != "```")
+    v = w.signed(key=w.VECTOR_KEY, realm=w.VECTOR_REALM,
+                 key_id=w.VECTOR_KEY_ID,
+                 tlvs=bytes([3, 5, 73]) + (12).to_bytes(4, "big"),
+                 **w.VECTOR_FIELDS)
+    assert bytes.fromhex(hexed) == v
+    assert "tag = `%s`" % v[-32:].hex() in doc
+    seed = os.path.join(here, "..", "fuzz", "corpus", "codec",
+                        "vector-load.bin")
+    assert open(seed, "rb").read() == v
+
+
 # --------------------------------------------------------------------------
 # S27 on loopback
 

@@ -1,6 +1,6 @@
 /*
  * test_codec.c - the announcement codec and key files: the pinned test
- * vector (docs/discovery-protocol.md), a table of malformed datagrams with
+ * vectors (docs/discovery-protocol.md), a table of malformed datagrams with
  * the exact verdict each must get, encoder rules, and key file parsing
  * (format and the 0600 rule).
  */
@@ -35,6 +35,27 @@ static const uint8_t vector[] = {
 	0x18, 0x2b, 0x4e, 0xf0, 0x89, 0xad, 0xa9, 0xc8,
 };
 #define VECTOR_BODY	73	/* bytes before the tag */
+
+/* The load vector: the same fields plus load 73 and 12 connections. */
+static const uint8_t vector_load[] = {
+	0x53, 0x48, 0x01, 0x01, 0x01, 0x00, 0x01, 0x01,	/* magic..auth */
+	0x00, 0x50, 0x0b, 0xb8, 0x00, 0x02, 0x00, 0x00,	/* len port w rsv */
+	0x00, 0x00, 0x0d, 0xac, 0x00, 0x00, 0x00, 0x2a,	/* ttl seq */
+	0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef,	/* instance */
+	0x00, 0x00, 0x01, 0x9b, 0x76, 0xda, 0xa8, 0x00,	/* timestamp */
+	0xc0, 0xa8, 0x2a, 0x0b, 0x00, 0x00, 0x00, 0x00,	/* address */
+	0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+	0x03, 0x61, 0x70, 0x70,				/* "app" */
+	0x01, 0x05, 0x77, 0x65, 0x62, 0x2d, 0x31,	/* label "web-1" */
+	0x02, 0x04, 0x00, 0x00, 0x00, 0x64,		/* maxconn 100 */
+	0x03, 0x05, 0x49, 0x00, 0x00, 0x00, 0x0c,	/* load 73, conns 12 */
+	/* tag */
+	0x62, 0xd5, 0x16, 0x40, 0x79, 0xbe, 0xc6, 0x42,
+	0x2d, 0xdf, 0xac, 0x88, 0xf2, 0x4e, 0x32, 0xe0,
+	0xc0, 0x77, 0x87, 0xf8, 0x11, 0x6f, 0x48, 0x9d,
+	0x81, 0xe4, 0x78, 0x27, 0x7a, 0xa1, 0x0c, 0xe7,
+};
+#define VECTOR_LOAD_BODY 80
 #define REALM		"ait-lab4"
 
 static struct codec_key	 key1;		/* the vector's key */
@@ -99,6 +120,57 @@ test_vector(void)
 	    &d, &why), DISC_BAD_MAC, "vector: wrong realm -> bad_mac");
 	is_int(codec_decode(vector, sizeof(vector), &key1_other, 1, REALM,
 	    false, &d, &why), DISC_BAD_MAC, "vector: wrong key -> bad_mac");
+}
+
+static void
+test_vector_load(void)
+{
+	struct codec_msg	 m, d;
+	uint8_t			 buf[CODEC_MAX], tag[CODEC_TAG_LEN];
+	const char		*why = NULL;
+	int			 n;
+
+	vector_msg(&m);
+	m.has_load = true;
+	m.load = 73;
+	m.has_conns = true;
+	m.conns = 12;
+	n = codec_encode(&m, &key1, REALM, buf, sizeof(buf), &why);
+	is_int(n, sizeof(vector_load), "load vector: encoded length");
+	ok(n == (int)sizeof(vector_load) &&
+	    memcmp(buf, vector_load, sizeof(vector_load)) == 0,
+	    "load vector: encoded bytes equal the pinned bytes");
+	ok(codec_tag(&key1, REALM, vector_load, VECTOR_LOAD_BODY, tag) == 0 &&
+	    memcmp(tag, vector_load + VECTOR_LOAD_BODY, CODEC_TAG_LEN) == 0,
+	    "load vector: tag equals the pinned tag");
+	is_int(codec_decode(vector_load, sizeof(vector_load), &key1, 1, REALM,
+	    false, &d, &why), DISC_OK, "load vector: decodes");
+	ok(d.has_load && d.load == 73 && d.has_conns && d.conns == 12,
+	    "load vector: load 73, 12 connections");
+	ok(d.has_maxconn && d.maxconn == 100 && strcmp(d.label, "web-1") == 0,
+	    "load vector: the other TLVs as before");
+	is_int(codec_decode(vector, sizeof(vector), &key1, 1, REALM, false,
+	    &d, &why), DISC_OK, "the first vector (no load TLV) decodes");
+	ok(!d.has_load && !d.has_conns, "  and carries no load report");
+
+	/* The TLV's type is below 128: a receiver that does not know it
+	 * skips it; the tag covers it like every other byte. */
+	ok(CODEC_TLV_LOAD < CODEC_TLV_CRITICAL, "load TLV is not critical");
+	memcpy(buf, vector_load, sizeof(vector_load));
+	buf[VECTOR_LOAD_BODY - 5] ^= 0x01;	/* load 73 -> 72 */
+	is_int(codec_decode(buf, sizeof(vector_load), &key1, 1, REALM, false,
+	    &d, &why), DISC_BAD_MAC, "load vector: a changed load -> bad_mac");
+
+	vector_msg(&m);
+	m.has_load = true;
+	m.load = 0;
+	n = codec_encode(&m, NULL, REALM, buf, sizeof(buf), &why);
+	ok(n == VECTOR_BODY + 3 && buf[VECTOR_BODY] == CODEC_TLV_LOAD &&
+	    buf[VECTOR_BODY + 1] == 1 && buf[VECTOR_BODY + 2] == 0,
+	    "load without connections: a 1-byte TLV");
+	ok(codec_decode(buf, (size_t)n, &key1, 1, REALM, true, &d, &why) ==
+	    DISC_OK && d.has_load && d.load == 0 && !d.has_conns,
+	    "  round trip");
 }
 
 /* ------------------------------------------------------------------ */
@@ -200,13 +272,24 @@ static const struct {
 	    "\x02\x04\x00\x00\x00\x02"),			/* 11: mc x2 */
 	T("\x03" "app\x80\x00"),				/* 12: crit 128 */
 	T("\x03" "app\xff\x01z"),				/* 13: crit 255 */
-	T("\x03" "app\x03\x01z"),				/* 14: type 3 ok */
+	T("\x03" "app\x04\x01z"),				/* 14: type 4 ok */
 	T("\x03" "app\x7f\x00"),				/* 15: 127 ok */
 	T("\x03" "app\x01\x00"),				/* 16: empty lbl */
 	T("\x20" "abcdefghijklmnopqrstuvwxyzABCDEF" "\x00\x00"),	/* 17 */
 	T("\x03" "app\x02\x04\xff\xff\xff\xff"),		/* 18: mc max */
 	T("\x03" "A.-"),					/* 19: ok */
 	T("\x02" "a\x00"),					/* 20: NUL */
+	T("\x03" "app\x03\x01\x49"),				/* 21: load 73 */
+	T("\x03" "app\x03\x01\x65"),				/* 22: load 101 */
+	T("\x03" "app\x03\x01\x64"),				/* 23: load 100 */
+	T("\x03" "app\x03\x00"),				/* 24: load len 0 */
+	T("\x03" "app\x03\x02\x01\x02"),			/* 25: len 2 */
+	T("\x03" "app\x03\x05\x10\x00\x00\x00"),		/* 26: past */
+	T("\x03" "app\x03\x01\x01\x03\x01\x02"),		/* 27: twice */
+	T("\x03" "app\x03\x05\x00\xff\xff\xff\xff"),		/* 28: conns */
+	T("\x03" "app\x03\x04\x10\x00\x00\x00"),		/* 29: len 4 */
+	T("\x03" "app\x03\x06\x10\x00\x00\x00\x00\x00"),	/* 30: len 6 */
+	T("\x03" "app\x03\x05\xff\x00\x00\x00\x01"),		/* 31: 255 */
 };
 #undef T
 static void e_tail(uint8_t *b, size_t *n, long a)
@@ -353,7 +436,20 @@ static const struct bad bads[] = {
 	  DISC_MALFORMED },
 	{ "unknown critical TLV 255", e_tail, 13, RESIGN, false,
 	  DISC_MALFORMED },
-	{ "unknown TLV 3 skipped", e_tail, 14, RESIGN, false, DISC_OK },
+	{ "unknown TLV 4 skipped", e_tail, 14, RESIGN, false, DISC_OK },
+	{ "load 73 ok", e_tail, 21, RESIGN, false, DISC_OK },
+	{ "load 100 ok", e_tail, 23, RESIGN, false, DISC_OK },
+	{ "load 0 + connections 0xffffffff ok", e_tail, 28, RESIGN, false,
+	  DISC_OK },
+	{ "load 101", e_tail, 22, RESIGN, false, DISC_MALFORMED },
+	{ "load 255 with connections", e_tail, 31, RESIGN, false,
+	  DISC_MALFORMED },
+	{ "load TLV of 0 bytes", e_tail, 24, RESIGN, false, DISC_MALFORMED },
+	{ "load TLV of 2 bytes", e_tail, 25, RESIGN, false, DISC_MALFORMED },
+	{ "load TLV of 4 bytes", e_tail, 29, RESIGN, false, DISC_MALFORMED },
+	{ "load TLV of 6 bytes", e_tail, 30, RESIGN, false, DISC_MALFORMED },
+	{ "load TLV past length", e_tail, 26, RESIGN, false, DISC_MALFORMED },
+	{ "load twice", e_tail, 27, RESIGN, false, DISC_MALFORMED },
 	{ "unknown TLV 127 skipped", e_tail, 15, RESIGN, false, DISC_OK },
 
 	/* unsigned datagrams, auth = none configured */
@@ -505,6 +601,9 @@ test_encode(void)
 	ENC_FAILS(m.addr[0] = 224, "multicast");
 	ENC_FAILS((m.ipv6 = true, memcpy(m.addr, v6addrs[3], 16)),
 	    "link-local IPv6");
+	ENC_FAILS((m.has_load = true, m.load = 101), "load 101");
+	ENC_FAILS((m.has_conns = true, m.conns = 5),
+	    "a connection count without a load");
 #undef ENC_FAILS
 
 	vector_msg(&m);
@@ -630,6 +729,7 @@ main(void)
 	key1_other.key[31] ^= 1;
 
 	test_vector();
+	test_vector_load();
 	test_bad_table();
 	test_sizes();
 	test_encode();
