@@ -593,9 +593,11 @@ def test_checks_leak_nothing(netns, start_hpeer, start_shoal, free_port):
         inflight.append(ck)
         rss.append(lb.rss_kb())
         time.sleep(0.05)
-    # Modes, as a check may open or close between the two reads.
-    base = max(set(static[:20]), key=static[:20].count)
-    end = max(set(static[-20:]), key=static[-20:].count)
+    # Floors: a check may open or close between the two reads, and on a
+    # busy machine most samples can catch some check socket between its
+    # socket() and the moment ss lists it; a leak raises the floor itself.
+    base = min(static[:20])
+    end = min(static[-20:])
     assert abs(end - base) <= 2, (base, end, static)
     # At most one socket per server, ever: no check socket outlives its
     # check (a leak would grow this past nservers within 10 000 checks).
