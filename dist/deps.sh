@@ -1,6 +1,6 @@
 # dist/deps.sh - install what shoal needs from Debian's packages, only if
 # something is missing. Sourced by dist/demo.sh, tests/run.sh and bench/run.
-# Usage: deps_install build|test|bench|deb|systemd ...
+# Usage: deps_install build|test|bench|deb|systemd|docker ...
 
 deps_build="gcc libc6-dev meson ninja-build pkg-config libev-dev libssl-dev libinih-dev libc-ares-dev python3"
 deps_test="s6 nodejs clang libclang-rt-14-dev python3-pytest curl wrk apache2-utils iproute2 nftables procps openssl util-linux psmisc valgrind chromium prometheus python3-prometheus-client"
@@ -8,6 +8,8 @@ deps_test="s6 nodejs clang libclang-rt-14-dev python3-pytest curl wrk apache2-ut
 # (tests/systemd).
 deps_deb="dpkg-dev debhelper lintian cpio"
 deps_systemd="debootstrap systemd-container util-linux apache2-utils"
+# The lab stack on a private Docker daemon (tests/docker).
+deps_docker="docker.io docker-compose debootstrap chromium apache2-utils curl iproute2 util-linux python3-pytest"
 deps_bench="haproxy nginx-light libnginx-mod-stream wrk apache2-utils gnuplot-nox procps util-linux"
 
 deps_install() {

@@ -10,6 +10,8 @@
 # SHOAL_TEST_SYSTEMD=1 adds the Debian package under a real systemd
 # (tests/systemd: builds the package, boots it in a container; off by
 # default, the first run makes a Debian 12 rootfs with debootstrap).
+# SHOAL_TEST_DOCKER=1 adds the lab stack on a real, private Docker daemon
+# (tests/docker: builds both images, minutes; off by default).
 # Extra arguments go to pytest (e.g. -k relay).
 set -eu
 cd "$(dirname "$0")/.."
@@ -99,6 +101,17 @@ if [ "${SHOAL_TEST_SYSTEMD:-0}" = 1 ]; then
     /usr/bin/python3 -m pytest -q -rP -p no:cacheprovider \
         --junitxml="$ART/systemd.xml" tests/systemd || true
     count_junit "$ART/systemd.xml"
+fi
+
+# The lab stack on Docker (dist/lab): images built from a debootstrapped
+# Debian 12, compose.yaml run by a private dockerd in its own network
+# namespace. Slow (see tests/docker/README.md), so only when asked.
+if [ "${SHOAL_TEST_DOCKER:-0}" = 1 ]; then
+    deps_install docker
+    echo "=== docker: the lab stack (tests/docker)"
+    SHOAL_TEST_DOCKER=1 /usr/bin/python3 -m pytest -q -p no:cacheprovider \
+        --junitxml="$ART/docker.xml" tests/docker || true
+    count_junit "$ART/docker.xml"
 fi
 
 echo "$passed passed, $failed failed"

@@ -170,13 +170,21 @@ def unmount_under(root):
 
 
 def make_root():
+    """The daemons' directory: a new temporary one, or $SHOAL_DOCKER_KEEP
+    (kept between runs, so images and the build cache survive: for
+    working on the images, not for CI)."""
+    keep = os.environ.get("SHOAL_DOCKER_KEEP")
+    if keep:
+        os.makedirs(keep, exist_ok=True)
+        return os.path.abspath(keep)
     base = os.environ.get("SHOAL_DOCKER_TMP", "/var/tmp")
     return tempfile.mkdtemp(prefix="shoal-docker-", dir=base)
 
 
 def remove_root(root):
     unmount_under(root)
-    shutil.rmtree(root, ignore_errors=True)
+    if not os.environ.get("SHOAL_DOCKER_KEEP"):
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def lab_routes_in_host_ns():
