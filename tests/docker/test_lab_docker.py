@@ -12,6 +12,7 @@ host namespace never gets a route to 192.168.42.0/24 (checked).
 Timings go to tests/artifacts/lab-docker-timings.json.
 """
 
+import glob
 import json
 import os
 import re
@@ -126,13 +127,19 @@ def build_images(dk):
     subprocess.run(["sh", os.path.join(HERE, "base-image.sh"), "debian:12"],
                    env=dk.env, check=True, timeout=900)
     note("base_image_s", time.monotonic() - t0)
+    # npm reaches its registry over TLS: if this host trusts local CAs
+    # (Debian's place for them), so does the build.
+    extra = "".join(open(p).read() for p in
+                    sorted(glob.glob("/usr/local/share/ca-certificates/*.crt")))
     for name in ("ha", "webapp"):
         t = time.monotonic()
+        args = ["--build-arg", f"EXTRA_CA_CERTS={extra}"] \
+            if extra and name == "webapp" else []
         log = os.path.join(ART, f"lab-build-{name}.log")
         with open(log, "w") as f:
             r = subprocess.run([dockerlab.DOCKER, "build", "--network", "host",
                                 "-f", f"dist/lab/{name}/Dockerfile",
-                                "-t", f"shoal-lab/{name}", "."],
+                                "-t", f"shoal-lab/{name}"] + args + ["."],
                                cwd=ROOT, env=dk.env, stdout=f,
                                stderr=subprocess.STDOUT, timeout=1800)
         assert r.returncode == 0, f"docker build {name} failed: see {log}"
