@@ -204,6 +204,15 @@ def test_up_three_nodes_serve_in_turn(lab):
         assert m, "no x-backend-ip header"
         seen.add(m.group(1))
     assert len(seen) == 3, seen
+    # The key reaches both images as a secret; what they read is 0600.
+    for svc in ("ha", "webapp"):
+        cid = lab.dk.out("ps", "-q", "--filter",
+                         f"label=com.docker.compose.project={PROJECT}",
+                         "--filter", f"label=com.docker.compose.service={svc}"
+                         ).split()[0]
+        mode = lab.dk.out("exec", cid, "stat", "-c", "%a",
+                          "/run/shoal/discovery.key")
+        assert mode == "600", (svc, mode)
     assert not dockerlab.lab_routes_in_host_ns()
 
 
@@ -223,6 +232,8 @@ def test_stats_page_screenshot(lab):
     prof = os.path.join(lab.root, "chromium-profile")
     if os.path.exists(shot):
         os.unlink(shot)
+    for _ in range(20):      # some traffic on every node, for the picture
+        lab.get("/")
     r = lab.ns_run(["chromium", "--headless", "--no-sandbox", "--disable-gpu",
                     "--disable-background-networking",
                     "--disable-component-update", "--disable-sync",
@@ -276,7 +287,12 @@ def test_docker_stop_under_ab_loses_nothing(lab):
                           text=True)
     time.sleep(1.0)  # ab is under way when the stop begins
     t = time.monotonic()
-    lab.dk.docker("stop", victim, capture=True, timeout=60)
+    stop = subprocess.Popen([dockerlab.DOCKER, "stop", victim],
+                            env=lab.dk.env, stdout=subprocess.DEVNULL)
+    wait_for(lambda: ip not in lab.announced(), 30, "stopped node to leave",
+             step=0.1)
+    note("stop_leave_s", time.monotonic() - t)
+    assert stop.wait(60) == 0
     note("docker_stop_s", time.monotonic() - t)
     out = ab.communicate(timeout=300)[0]
     with open(os.path.join(ART, "lab-docker-ab-stop.txt"), "w") as f:
