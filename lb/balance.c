@@ -446,25 +446,61 @@ balance_ops_get(enum conf_balance b)
 	return &balance_table[b];
 }
 
-int
-balance_build(struct pool *p)
+static void
+group_free(struct pool_group *g)
 {
-	if (p->ops->build(&p->primary) == -1 ||
-	    p->ops->build(&p->backup) == -1) {
-		errno = ENOMEM;
-		return -1;
-	}
-	return 0;
-}
-
-void
-balance_group_free(struct pool_group *g)
-{
+	for (size_t i = 0; i < g->n; i++)
+		server_unref(g->srv[i]);
+	free(g->srv);
 	free(g->seq);
 	free(g->ring);
 	free(g->ring_srv);
-	g->seq = g->ring = g->ring_srv = NULL;
-	g->seqlen = g->nring = 0;
+}
+
+void
+balance_pool_free(struct pool *p)
+{
+	if (p == NULL)
+		return;
+	group_free(&p->primary);
+	group_free(&p->backup);
+	free(p);
+}
+
+struct pool *
+balance_pool_new(struct backend *be, struct server *const *srv, size_t n)
+{
+	struct pool		*p;
+	struct pool_group	*g;
+
+	if ((p = calloc(1, sizeof(*p))) == NULL)
+		return NULL;
+	p->primary.srv = calloc(n + 1, sizeof(*p->primary.srv));
+	p->backup.srv = calloc(n + 1, sizeof(*p->backup.srv));
+	if (p->primary.srv == NULL || p->backup.srv == NULL) {
+		balance_pool_free(p);
+		errno = ENOMEM;
+		return NULL;
+	}
+	for (size_t i = 0; i < n; i++) {
+		g = srv[i]->backup ? &p->backup : &p->primary;
+		server_ref(srv[i]);
+		g->srv[g->n++] = srv[i];
+	}
+	p->be = be;
+	p->ops = balance_ops_get(be->conf.balance);
+	p->timeout_connect_ms = be->conf.timeout_connect_ms;
+	p->timeout_server_ms = be->conf.timeout_server_ms;
+	p->timeout_queue_ms = be->conf.timeout_queue_ms;
+	p->retries = be->conf.retries;
+	p->nall = (int)be->nservers;
+	if (p->ops->build(&p->primary) == -1 ||
+	    p->ops->build(&p->backup) == -1) {
+		balance_pool_free(p);
+		errno = ENOMEM;
+		return NULL;
+	}
+	return p;
 }
 
 struct server *
