@@ -1,8 +1,22 @@
 /*
  * session.c - a session's life: pick a server, connect (with retries on
  * other servers), hand over to the relay, time out, close once.
+ *
+ *     client            session (one worker)           server
+ *    +------+  r.cli  +---------------------+  r.srv  +------+
+ *    |      | <-----> | pick -> connect ->  | <-----> |      |
+ *    |      |         | relay -> close once |         |      |
+ *    +------+         +---------------------+         +------+
+ *   client_role:            timer: queue,       server_role: first byte
+ *   nothing to report       connect, idle       = passive success; reset
+ *                                               before it = failure
+ *
+ * The two sides are symmetric halves of a struct relay (relay.h), each with
+ * its peer, its own byte counters and its role: what the session is told
+ * about that side. No code here or in relay.c asks "which side is this".
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -25,26 +39,63 @@ ms(uint32_t v)
 	return v / 1000.0;
 }
 
-void
-session_touch(struct session *s, struct side *sd)
+static struct session *
+session_of(struct relay *r)
 {
-	if (sd == &s->cli)
-		s->cli_active = ev_now(s->w->loop);
-	else
-		s->srv_active = ev_now(s->w->loop);
+	return (struct session *)(void *)((char *)r -
+	    offsetof(struct session, r));
 }
 
+/* The relay's exit is the session's. */
 static void
-side_init(struct session *s, struct side *sd, struct side *peer, char who)
+relay_close_cb(struct relay *r, const char *term, bool rst)
 {
-	sd->fd = -1;
-	sd->pipe[0] = sd->pipe[1] = -1;
-	sd->events = 0;
-	sd->peer = peer;
-	sd->s = s;
-	sd->who = who;
-	ev_init(&sd->io, relay_io_cb);
-	sd->io.data = sd;
+	session_close(session_of(r), term, rst);
+}
+
+/* The server spoke: passive health counts it as working. */
+static void
+server_first_read(struct relay_side *sd)
+{
+	server_note_success(session_of(sd->r)->server);
+}
+
+/* A server that resets before saying anything counts as failing. */
+static void
+server_failed(struct relay_side *sd)
+{
+	if (!sd->spoke)
+		server_note_failure(session_of(sd->r)->server);
+}
+
+/* A clean end counts as a success even for a silent server. */
+static void
+server_ended(struct relay_side *sd)
+{
+	if (!sd->spoke)
+		server_note_success(session_of(sd->r)->server);
+}
+
+static const struct relay_role client_role = {
+	.name = "client",
+	.term_fail = "CD",
+};
+
+static const struct relay_role server_role = {
+	.name = "server",
+	.term_fail = "SD",
+	.first_read = server_first_read,
+	.failed = server_failed,
+	.ended = server_ended,
+};
+
+/* s now uses srv: bytes relayed either way count on it. */
+static void
+session_use(struct session *s, struct server *srv)
+{
+	s->server = srv;
+	s->r.srv.sent_total = srv ? &srv->bytes_in : NULL;
+	s->r.cli.sent_total = srv ? &srv->bytes_out : NULL;
 }
 
 void
@@ -67,15 +118,17 @@ session_start(struct worker *w, struct frontend *fe, int fd,
 	s->w = w;
 	s->fe = fe;
 	s->be = atomic_load_explicit(&fe->backend, memory_order_acquire);
-	side_init(s, &s->cli, &s->srv, 'C');
-	side_init(s, &s->srv, &s->cli, 'S');
-	s->cli.fd = fd;
+	relay_init(&s->r, &client_role, &server_role);
+	s->r.loop = w->loop;
+	s->r.bufs = &w->bufs;
+	s->r.close = relay_close_cb;
+	s->r.cli.fd = fd;
 	memcpy(&s->client, sa, salen);
 	s->clientlen = salen;
 	s->pk.client = (const struct sockaddr *)&s->client;
 	s->pk.rng = &w->rng;
 	s->t_accept = ev_now(w->loop);
-	s->cli_active = s->srv_active = s->t_accept;
+	s->r.cli.active = s->r.srv.active = s->t_accept;
 	s->timeout_client_ms = atomic_load_explicit(&fe->timeout_client_ms,
 	    memory_order_relaxed);
 	ev_init(&s->timer, session_timer_cb);
@@ -112,12 +165,12 @@ session_connect(struct session *s)
 	while (s->pk.ntried < PICK_MAX_TRIED &&
 	    (srv = balance_pick(p, &s->pk)) != NULL) {
 		s->pk.tried[s->pk.ntried++] = srv;
-		s->server = srv;
+		session_use(s, srv);
 		s->attempts++;
 		s->t_connect = now;
-		s->srv.fd = net_connect((struct sockaddr *)&srv->addr,
+		s->r.srv.fd = net_connect((struct sockaddr *)&srv->addr,
 		    srv->addrlen);
-		if (s->srv.fd != -1) {
+		if (s->r.srv.fd != -1) {
 			s->state = SS_CONNECTING;
 			connect_started(s);
 			return;
@@ -132,7 +185,7 @@ session_connect(struct session *s)
 		    memory_order_relaxed);
 		server_note_failure(srv);
 		balance_done(srv);
-		s->server = NULL;
+		session_use(s, NULL);
 		if (s->attempts > s->retries) {
 			session_close(s, "SC", false);
 			return;
@@ -157,16 +210,16 @@ connect_failed(struct session *s, const char *term)
 {
 	struct server *srv = s->server;
 
-	ev_io_stop(s->w->loop, &s->srv.io);
-	net_close(s->srv.fd);
-	s->srv.fd = -1;
-	s->srv.events = 0;
+	ev_io_stop(s->w->loop, &s->r.srv.io);
+	net_close(s->r.srv.fd);
+	s->r.srv.fd = -1;
+	s->r.srv.events = 0;
 	atomic_fetch_add_explicit(&srv->connect_fail, 1, memory_order_relaxed);
 	server_note_failure(srv);
 	log_debug("session %s: connect to %s/%s failed (%s)", s->fe->name,
 	    s->be->name, srv->name, term);
 	balance_done(srv);
-	s->server = NULL;
+	session_use(s, NULL);
 	s->term = term;
 	if (s->attempts > s->retries) {
 		session_close(s, term, false);
@@ -179,16 +232,14 @@ connect_failed(struct session *s, const char *term)
 static void
 connect_done(struct session *s)
 {
-	struct ev_loop *loop = s->w->loop;
+	double	c = ms(s->timeout_client_ms), v = ms(s->timeout_server_ms);
 
 	s->state = SS_RELAY;
-	s->t_connected = ev_now(loop);
-	s->cli_active = s->srv_active = s->t_connected;
+	s->t_connected = ev_now(s->w->loop);
+	s->r.cli.active = s->r.srv.active = s->t_connected;
 	s->term = NULL;
-	ev_io_stop(loop, &s->srv.io);
-	ev_set_cb(&s->srv.io, relay_io_cb);
-	s->srv.events = 0;
-	relay_start(s);
+	timer_arm(s, c < v ? c : v);	/* the idle timer */
+	relay_start(&s->r);
 }
 
 /* Act on relay_connect_send()'s answer: true if the session moved on
@@ -218,29 +269,29 @@ connect_settle(struct session *s, int r)
 static void
 connect_started(struct session *s)
 {
-	if (connect_settle(s, relay_connect_send(s, s->attempts == 1)))
+	if (connect_settle(s, relay_connect_send(&s->r, s->attempts == 1)))
 		return;
-	ev_io_set(&s->srv.io, s->srv.fd, EV_WRITE);
-	ev_set_cb(&s->srv.io, connect_io_cb);
-	ev_io_start(s->w->loop, &s->srv.io);
-	s->srv.events = EV_WRITE;
+	ev_io_set(&s->r.srv.io, s->r.srv.fd, EV_WRITE);
+	ev_set_cb(&s->r.srv.io, connect_io_cb);
+	ev_io_start(s->w->loop, &s->r.srv.io);
+	s->r.srv.events = EV_WRITE;
 	timer_arm(s, ms(s->timeout_connect_ms));
 }
 
 static void
 connect_io_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
-	struct side	*sd = io->data;
-	struct session	*s = sd->s;
+	struct relay_side	*sd = io->data;
+	struct session		*s = session_of(sd->r);
 
 	(void)loop;
 	(void)revents;
 	/* Bytes to send prove the connection (or its failure) themselves;
 	 * with none, ask the socket. */
-	if (buf_pending(s->cli.buf) > 0 &&
-	    connect_settle(s, relay_connect_send(s, false)))
+	if (buf_pending(s->r.cli.buf) > 0 &&
+	    connect_settle(s, relay_connect_send(&s->r, false)))
 		return;
-	if (net_connect_result(s->srv.fd) == -1) {
+	if (net_connect_result(s->r.srv.fd) == -1) {
 		connect_failed(s, "SC");
 		return;
 	}
@@ -262,8 +313,8 @@ session_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 		connect_failed(s, "sC");
 		return;
 	case SS_RELAY:
-		cdl = s->cli_active + ms(s->timeout_client_ms);
-		sdl = s->srv_active + ms(s->timeout_server_ms);
+		cdl = s->r.cli.active + ms(s->timeout_client_ms);
+		sdl = s->r.srv.active + ms(s->timeout_server_ms);
 		if (now >= cdl) {
 			session_close(s, "cD", false);
 			return;
@@ -278,30 +329,6 @@ session_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 	case SS_CLOSED:
 		return;
 	}
-}
-
-/* Arm the idle timer when entering the relay. */
-void
-relay_start(struct session *s)
-{
-	double	c = ms(s->timeout_client_ms), v = ms(s->timeout_server_ms);
-
-	timer_arm(s, c < v ? c : v);
-	relay_io_cb(s->w->loop, &s->cli.io, EV_CUSTOM);
-}
-
-static void
-side_close(struct session *s, struct side *sd, bool rst)
-{
-	ev_io_stop(s->w->loop, &sd->io);
-	if (sd->fd != -1) {
-		if (rst)
-			net_close_rst(sd->fd);
-		else
-			net_close(sd->fd);
-		sd->fd = -1;
-	}
-	relay_side_fini(s, sd);
 }
 
 static void
@@ -321,7 +348,8 @@ session_log(struct session *s)
 	    net_addr_str((struct sockaddr *)&s->client, cbuf, sizeof(cbuf)),
 	    s->fe->name, s->be->name,
 	    s->server ? s->server->name : "-", tc, tt,
-	    (unsigned long long)s->bytes_in, (unsigned long long)s->bytes_out,
+	    (unsigned long long)s->r.srv.sent,
+	    (unsigned long long)s->r.cli.sent,
 	    s->term, s->attempts > 0 ? s->attempts - 1 : 0);
 }
 
@@ -335,11 +363,11 @@ session_close(struct session *s, const char *term, bool rst)
 	s->state = SS_CLOSED;
 	s->term = term;
 	ev_timer_stop(w->loop, &s->timer);
-	side_close(s, &s->cli, rst);
-	side_close(s, &s->srv, rst);
+	relay_side_close(&s->r.cli, rst);
+	relay_side_close(&s->r.srv, rst);
 	session_log(s);
 	balance_done(s->server);
-	s->server = NULL;
+	session_use(s, NULL);
 	TAILQ_REMOVE(&w->sessions, s, entry);
 	if (--w->nsessions == 0)
 		relay_pipes_release();	/* an idle worker holds no pipe */
