@@ -376,9 +376,48 @@ test_refcount(void)
 	backend_free(be);
 }
 
+/* The balancer builds pools from the servers the table hands it. */
+static void
+test_pool_new(void)
+{
+	struct backend		*be = mkbackend(BALANCE_SOURCE, 3, NULL);
+	struct server		*list[3], *s;
+	struct pool		*p;
+
+	be->conf.timeout_queue_ms = 1234;
+	list[0] = server_find(be, "s1");
+	list[1] = server_find(be, "s2");
+	list[2] = server_find(be, "s3");
+	list[1]->backup = true;
+	p = balance_pool_new(be, list, 3);
+	ok(p != NULL && p->primary.n == 2 && p->backup.n == 1 &&
+	    p->backup.srv[0] == list[1], "pool_new: backups go to the backup "
+	    "group, in the order given");
+	ok(p->timeout_queue_ms == 1234 && p->nall == 3 &&
+	    p->ops == balance_ops_get(BALANCE_SOURCE),
+	    "pool_new: the backend's settings and algorithm");
+	ok(p->primary.nring > 0 && p->backup.nring > 0,
+	    "pool_new: each group gets its algorithm's tables");
+	is_int(atomic_load(&list[0]->refs), 3,
+	    "pool_new: the new pool holds a reference on each server");
+	balance_pool_free(p);
+	is_int(atomic_load(&list[0]->refs), 2,
+	    "pool_free: and drops it");
+	p = balance_pool_new(be, list, 0);
+	s = pick1(be, NULL);
+	ok(p != NULL && p->primary.n == 0 && s != NULL,
+	    "pool_new: an empty pool is valid (and leaves the live one alone)");
+	balance_done(s);
+	balance_pool_free(p);
+	balance_pool_free(NULL);
+	list[1]->backup = false;
+	backend_free(be);
+}
+
 int
 main(void)
 {
+	test_pool_new();
 	test_roundrobin_exact();
 	test_roundrobin_weighted();
 	test_weight_zero();
