@@ -10,10 +10,14 @@ conftest.py - fixtures of shoal's integration tests.
                 tmp_path, starts the binary with stderr to a file, polls the
                 log for "ready". At teardown every shoal the test did not stop
                 must still be alive; it is stopped with SIGTERM and must exit
-                0; its log must hold no sanitizer report and no error-level
-                line unless the test declared it expected them.
+                0; before that, its fd count must be back to the baseline
+                taken at ready and it must own no ESTABLISHED, CLOSE_WAIT or
+                FIN_WAIT2 socket (NL3); its log must hold no sanitizer
+                report and no error-level line unless the test declared it
+                expected them.
 
-The binary is $SHOAL_BUILD/shoal (default /work/main/build/shoal).
+The binary is $SHOAL_BUILD/shoal: SHOAL_BUILD must name a build directory
+(tests/run.sh and meson test set it).
 """
 
 import json
@@ -35,8 +39,11 @@ HPEERS = os.path.join(HERE, "health_peers.py")   # check-specific servers
 DEMO = os.path.join(HERE, "..", "..", "dist", "demo-backend.py")
 PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") \
     else sys.executable
-SHOAL_BUILD = os.environ.get("SHOAL_BUILD", "/work/main/build")
-SHOAL_BIN = os.path.join(SHOAL_BUILD, "shoal")
+SHOAL_BUILD = os.environ.get("SHOAL_BUILD", "")
+SHOAL_BIN = os.path.join(SHOAL_BUILD, "shoal") if SHOAL_BUILD else ""
+NO_BUILD_MSG = ("SHOAL_BUILD is not set: point it at a build directory, "
+                "e.g. SHOAL_BUILD=$PWD/build /usr/bin/python3 -m pytest "
+                "tests/integration (tests/run.sh and meson test set it)")
 
 SANITIZER_MARKERS = ("AddressSanitizer", "LeakSanitizer", "runtime error:",
                      "UndefinedBehaviorSanitizer", "ThreadSanitizer")
@@ -494,6 +501,10 @@ class Shoal:
         self.returncode = None
         self.fd_baseline = None
         self.rss_baseline = None
+        # Teardown's NL3 check; a test that changes what shoal holds for
+        # good (listeners added by a reload...) re-takes the baseline with
+        # rebaseline(), one that cannot know it sets this to False.
+        self.check_fds = True
 
     # -- addresses
     @property
@@ -531,6 +542,11 @@ class Shoal:
         self.fd_baseline = last
         self.rss_baseline = self.rss_kb()
         return self
+
+    def rebaseline(self):
+        """Take the fd baseline again (what shoal holds changed for good:
+        e.g. a reload added a listener)."""
+        self.fd_baseline = self.fd_count()
 
     def alive(self):
         return self.proc.poll() is None and proc_alive(self.pid)
@@ -725,6 +741,12 @@ class Shoal:
     def finish(self):
         """Teardown checks; returns a list of problems (empty = fine)."""
         problems = []
+        if not self.stopped and self.alive() and self.check_fds \
+                and self.fd_baseline is not None:
+            try:
+                self.check_nl3()
+            except AssertionError as e:
+                problems.append("teardown: %s" % e)
         if not self.stopped:
             if not self.alive():
                 try:
@@ -880,7 +902,10 @@ def pytest_configure(config):
 
 @pytest.fixture(autouse=True)
 def _need_binary(request):
-    if not os.access(SHOAL_BIN, os.X_OK) \
-            and "peers_only" not in request.keywords:
+    if "peers_only" in request.keywords:
+        return
+    if not SHOAL_BUILD:
+        pytest.fail(NO_BUILD_MSG, pytrace=False)
+    if not os.access(SHOAL_BIN, os.X_OK):
         pytest.fail("shoal binary not built: %s (set SHOAL_BUILD)"
                     % SHOAL_BIN, pytrace=False)
