@@ -421,10 +421,20 @@ def test_reload_binds_added_removed_moved(start_peer, start_shoal, tmp_path):
     with pytest.raises(ConnectionRefusedError):
         peers.connect(parse_hostport(new), timeout=2)
     loop = ConnLoop(parse_hostport(keep), http=False)
-    time.sleep(0.3)
+    wait_for(lambda: loop.ok >= 10, 5 * SLACK, what="traffic before the reload")
     hup(sh, cfg([keep, new], [moved]))
-    time.sleep(0.3)     # the workers apply listener changes at wake-up
+
+    def listening(b):
+        port = ":%d" % parse_hostport(b)[1]
+        return len([l for l in sh.ss(("LISTEN",))
+                    if l.split()[3].endswith(port)])
+    # The workers apply listener changes at wake-up: wait for both.
+    wait_for(lambda: listening(gone) == 0 and listening(new) == 2,
+             5 * SLACK, what="every worker dropped gone and bound new")
     sh.fd_baseline -= 2     # 4 addresses x 2 workers before, 3 x 2 now
+    n = loop.ok
+    wait_for(lambda: loop.ok >= n + 11, 5 * SLACK,
+             what="traffic on the kept bind after the reload")
     ok, errors = loop.stop()
     assert not errors and ok > 20, (ok, errors)
     assert tag(keep) == "s1"
