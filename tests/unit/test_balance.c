@@ -376,6 +376,60 @@ test_refcount(void)
 	backend_free(be);
 }
 
+/*
+ * leastconn over a big pool (sampled): held sessions still spread evenly
+ * and by weight. n servers, 10 sessions each on average, all held.
+ */
+static void
+test_leastconn_big(void)
+{
+	enum { N = 2000, PER = 10 };
+	static struct server	*held[N * PER];
+	static int		 w[N];
+	struct backend		*be;
+	int			 lo = 1 << 30, hi = 0;
+	uint64_t		 light = 0, heavy = 0;
+
+	be = mkbackend(BALANCE_LEASTCONN, N, NULL);
+	for (int i = 0; i < N * PER; i++)
+		held[i] = pick1(be, NULL);
+	for (int i = 0; i < N; i++) {
+		struct server	*s;
+		char		 name[16];
+		int		 c;
+
+		snprintf(name, sizeof(name), "s%d", i + 1);
+		s = server_find(be, name);
+		c = (int)atomic_load(&s->cur);
+		lo = c < lo ? c : lo;
+		hi = c > hi ? c : hi;
+	}
+	ok(lo >= PER - 2 && hi <= PER + 2, "leastconn, %d servers: %d held "
+	    "sessions spread %d..%d per server (mean %d)", N, N * PER, lo, hi,
+	    PER);
+	for (int i = 0; i < N * PER; i++)
+		balance_done(held[i]);
+	backend_free(be);
+
+	/* Weights 1 and 3 alternating: 3 times the sessions on the heavy. */
+	for (int i = 0; i < N; i++)
+		w[i] = i % 2 ? 3 : 1;
+	be = mkbackend(BALANCE_LEASTCONN, N, w);
+	for (int i = 0; i < N * PER; i++) {
+		held[i] = pick1(be, NULL);
+		if (w[idx(held[i])] == 3)
+			heavy++;
+		else
+			light++;
+	}
+	ok(heavy > 2.7 * light && heavy < 3.3 * light, "leastconn, %d "
+	    "servers weighted 1:3: sessions %llu:%llu", N,
+	    (unsigned long long)light, (unsigned long long)heavy);
+	for (int i = 0; i < N * PER; i++)
+		balance_done(held[i]);
+	backend_free(be);
+}
+
 /* The balancer builds pools from the servers the table hands it. */
 static void
 test_pool_new(void)
@@ -426,6 +480,7 @@ main(void)
 	test_no_repeat_in_session(BALANCE_SOURCE, "source");
 	test_no_repeat_in_session(BALANCE_RANDOM, "random");
 	test_leastconn();
+	test_leastconn_big();
 	test_source();
 	test_random();
 	test_backup_and_maxconn();
