@@ -44,6 +44,13 @@ int		 net_connect_result(int fd);
 /* TCP_NODELAY on; errors are ignored (not every socket is TCP). */
 void		 net_nodelay(int fd);
 
+/*
+ * If err is a shortage of this host's own resources rather than a fault of
+ * the peer (EMFILE/ENFILE: file descriptors, ENOBUFS/ENOMEM: memory,
+ * EADDRNOTAVAIL: local ports), what ran out, e.g. "local ports"; else NULL.
+ */
+const char	*net_local_shortage(int err);
+
 /* Close so that the peer sees an RST (SO_LINGER {1, 0}); keeps errno. */
 void		 net_close_rst(int fd);
 

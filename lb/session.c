@@ -148,14 +148,37 @@ timer_arm(struct session *s, double after)
 	ev_timer_start(s->w->loop, &s->timer);
 }
 
+/*
+ * A connect failed (err) for want of this host's own resources: not the
+ * server's fault, so it is not counted against it. Say what ran out, at
+ * most once a second, and end the session with RC.
+ */
+static void
+local_shortage(struct session *s, const char *what, int err)
+{
+	static struct ratelimit	rl;
+	unsigned long		n;
+
+	if (log_ratelimit(&rl, 1)) {
+		n = log_ratelimit_suppressed(&rl);
+		log_warnx("frontend %s: cannot connect to %s/%s: out of %s "
+		    "(%s); client closed (RC), server not blamed "
+		    "(%lu more suppressed)", s->fe->name, s->be->name,
+		    s->server ? s->server->name : "-", what, strerror(err), n);
+	}
+	session_close(s, "RC", false);
+}
+
 /* Pick a server and start connecting; or queue; or give up. */
 static void
 session_connect(struct session *s)
 {
-	struct pool	*p = backend_pool(s->be);
+	struct pool	*p;
 	struct server	*srv;
+	const char	*what;
 	ev_tstamp	 now = ev_now(s->w->loop);
 
+	p = backend_pool(s->be);
 	/* Settings come from the pool current at this attempt. */
 	s->timeout_connect_ms = p->timeout_connect_ms;
 	s->timeout_server_ms = p->timeout_server_ms;
@@ -175,10 +198,10 @@ session_connect(struct session *s)
 			connect_started(s);
 			return;
 		}
-		/* Failed at once: our fault (EMFILE) or the server's. */
-		if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
-		    errno == ENOMEM) {
-			session_close(s, "RC", false);
+		/* Failed at once: our shortage (fds, ports...) or the
+		 * server's fault. */
+		if ((what = net_local_shortage(errno)) != NULL) {
+			local_shortage(s, what, errno);
 			return;
 		}
 		atomic_fetch_add_explicit(&srv->connect_fail, 1,
@@ -204,16 +227,22 @@ session_connect(struct session *s)
 		session_close(s, s->term ? s->term : "SC", false);
 }
 
-/* The current connect attempt failed: count it and try another server. */
+/* The current connect attempt failed (err: its errno, 0 for a timeout):
+ * count it and try another server. */
 static void
-connect_failed(struct session *s, const char *term)
+connect_failed(struct session *s, const char *term, int err)
 {
-	struct server *srv = s->server;
+	struct server	*srv = s->server;
+	const char	*what;
 
 	ev_io_stop(s->w->loop, &s->r.srv.io);
 	net_close(s->r.srv.fd);
 	s->r.srv.fd = -1;
 	s->r.srv.events = 0;
+	if ((what = net_local_shortage(err)) != NULL) {
+		local_shortage(s, what, err);
+		return;
+	}
 	atomic_fetch_add_explicit(&srv->connect_fail, 1, memory_order_relaxed);
 	server_note_failure(srv);
 	log_debug("session %s: connect to %s/%s failed (%s)", s->fe->name,
@@ -251,7 +280,7 @@ connect_settle(struct session *s, int r)
 	case RELAY_CLOSED:
 		return true;
 	case RELAY_CONNFAIL:
-		connect_failed(s, "SC");
+		connect_failed(s, "SC", errno);
 		return true;
 	case RELAY_SENT:
 		connect_done(s);
@@ -292,7 +321,7 @@ connect_io_cb(struct ev_loop *loop, ev_io *io, int revents)
 	    connect_settle(s, relay_connect_send(&s->r, false)))
 		return;
 	if (net_connect_result(s->r.srv.fd) == -1) {
-		connect_failed(s, "SC");
+		connect_failed(s, "SC", errno);
 		return;
 	}
 	connect_done(s);
@@ -310,7 +339,7 @@ session_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 		session_connect(s);
 		return;
 	case SS_CONNECTING:
-		connect_failed(s, "sC");
+		connect_failed(s, "sC", 0);
 		return;
 	case SS_RELAY:
 		cdl = s->r.cli.active + ms(s->timeout_client_ms);
