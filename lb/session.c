@@ -169,7 +169,7 @@ local_shortage(struct session *s, const char *what, int err)
 	session_close(s, "RC", false);
 }
 
-/* Pick a server and start connecting; or queue; or give up. */
+/* Pick a server and start connecting; or wait; or give up. */
 static void
 session_connect(struct session *s)
 {
@@ -178,6 +178,11 @@ session_connect(struct session *s)
 	const char	*what;
 	ev_tstamp	 now = ev_now(s->w->loop);
 
+	/* Until a connect started, follow the frontend to the backend it
+	 * uses now: a reload may have changed it while we waited. */
+	if (s->attempts == 0)
+		s->be = atomic_load_explicit(&s->fe->backend,
+		    memory_order_acquire);
 	p = backend_pool(s->be);
 	/* Settings come from the pool current at this attempt. */
 	s->timeout_connect_ms = p->timeout_connect_ms;
@@ -189,7 +194,8 @@ session_connect(struct session *s)
 	    (srv = balance_pick(p, &s->pk)) != NULL) {
 		s->pk.tried[s->pk.ntried++] = srv;
 		session_use(s, srv);
-		s->attempts++;
+		if (s->attempts++ == 0)
+			s->t_first_connect = now;
 		s->t_connect = now;
 		s->r.srv.fd = net_connect((struct sockaddr *)&srv->addr,
 		    srv->addrlen);
@@ -214,9 +220,13 @@ session_connect(struct session *s)
 			return;
 		}
 	}
-	if (s->pk.full && s->attempts == 0 &&
-	    now - s->t_accept < ms(s->timeout_queue_ms)) {
-		/* Every usable server is at its maxconn: wait for a slot. */
+	/*
+	 * Nothing tried yet: every usable server is at its maxconn, or no
+	 * server is eligible at all (all checking or down after a start, a
+	 * reload or a flap). Either is a wait of up to timeout_queue, picking
+	 * again every QUEUE_POLL from the pool current then.
+	 */
+	if (s->attempts == 0 && now - s->t_accept < ms(s->timeout_queue_ms)) {
 		s->state = SS_QUEUED;
 		timer_arm(s, QUEUE_POLL);
 		return;
@@ -365,21 +375,26 @@ session_log(struct session *s)
 {
 	char		 cbuf[NET_ADDRSTRLEN];
 	ev_tstamp	 now = ev_now(s->w->loop);
-	long		 tc = -1, tt;
+	long		 tc = -1, tt, tq;
 
 	if (!log_enabled(LOG_LVL_INFO))
 		return;
 	if (s->t_connected > 0)
 		tc = (long)((s->t_connected - s->t_connect) * 1000 + 0.5);
 	tt = (long)((now - s->t_accept) * 1000 + 0.5);
+	/* Time waiting for a server (queue): until the first connect. */
+	tq = (long)(((s->t_first_connect > 0 ? s->t_first_connect : now) -
+	    s->t_accept) * 1000 + 0.5);
+	/* New fields go at the end: parsers of the line rely on the order. */
 	log_info("session client=%s frontend=%s server=%s/%s connect_ms=%ld "
-	    "total_ms=%ld bytes_in=%llu bytes_out=%llu term=%s retries=%d",
+	    "total_ms=%ld bytes_in=%llu bytes_out=%llu term=%s retries=%d "
+	    "queue_ms=%ld",
 	    net_addr_str((struct sockaddr *)&s->client, cbuf, sizeof(cbuf)),
 	    s->fe->name, s->be->name,
 	    s->server ? s->server->name : "-", tc, tt,
 	    (unsigned long long)s->r.srv.sent,
 	    (unsigned long long)s->r.cli.sent,
-	    s->term, s->attempts > 0 ? s->attempts - 1 : 0);
+	    s->term, s->attempts > 0 ? s->attempts - 1 : 0, tq);
 }
 
 void

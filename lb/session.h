@@ -46,6 +46,7 @@ struct session {
 	ev_timer		 timer;		/* connect, queue or idle deadline */
 	ev_tstamp		 t_accept;
 	ev_tstamp		 t_connect;	/* last connect started */
+	ev_tstamp		 t_first_connect; /* first connect started, 0 = none */
 	ev_tstamp		 t_connected;	/* 0 until connected */
 	struct sockaddr_storage	 client;
 	socklen_t		 clientlen;

@@ -88,13 +88,15 @@ def line_time(sh, pattern):
 
 
 def session_starts(sh, server):
-    """Start times (s) of the sessions relayed to app/server: the session
-    line's timestamp minus its total_ms."""
+    """When the sessions relayed to app/server started connecting to it:
+    the session line's timestamp minus its total_ms (the accept) plus its
+    queue_ms (the wait for an eligible server)."""
     out = []
     for ts, _, msg in sh.log_lines():
         if msg.startswith("session ") and " server=app/%s " % server in msg:
             total = int(msg.split("total_ms=", 1)[1].split()[0])
-            out.append(ts_of(ts) - total / 1000.0)
+            queue = int(msg.split("queue_ms=", 1)[1].split()[0])
+            out.append(ts_of(ts) - (total - queue) / 1000.0)
     return out
 
 

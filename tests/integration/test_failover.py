@@ -110,10 +110,13 @@ def test_blackholed_backend_netns(netns, start_peer, start_shoal):
 def test_no_backend_refused(start_shoal):
     """S10: both servers refuse. 50 clients are closed at once (well within
     timeout_connect x (retries+1) + 200 ms); term SC, server app/-; then
-    shoal does not spin (CPU < 5 % over 2.5 s)."""
+    shoal does not spin (CPU < 5 % over 2.5 s). timeout_queue = 0: once
+    passive health has marked both down a client would otherwise wait for
+    one to come back (test_admin's test_no_eligible_server_is_a_wait)."""
     p1, p2 = alloc_port(), alloc_port()
     lb = start_shoal([("a", "127.0.0.1:%d" % p1), ("b", "127.0.0.1:%d" % p2)],
-                     backend={"timeout_connect": "1s", "retries": 2},
+                     backend={"timeout_connect": "1s", "retries": 2,
+                              "timeout_queue": "0s"},
                      expect_errors=True)
     bound = 1.0 * 3 + 0.2
     worst = 0.0
