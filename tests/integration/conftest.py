@@ -531,22 +531,23 @@ class Shoal:
                                      % (timeout, self.log()[-3000:]))
             time.sleep(0.01)
         self.t_ready = time.monotonic()
-        # Baseline: the fd count once it has been stable for 3 reads.
+        self.rebaseline()
+        self.rss_baseline = self.rss_kb()
+        return self
+
+    def rebaseline(self, timeout=1.0):
+        """Take the fd baseline: the count once it has been stable for 3
+        reads, or the last read after `timeout` s. At ready, and again
+        when what shoal holds changed for good (a reload added a listener,
+        a hand-over ended)."""
         last, same = None, 0
-        end = time.monotonic() + 1.0
+        end = time.monotonic() + timeout
         while time.monotonic() < end and same < 3:
             n = self.fd_count()
             same = same + 1 if n == last else 0
             last = n
             time.sleep(0.03)
         self.fd_baseline = last
-        self.rss_baseline = self.rss_kb()
-        return self
-
-    def rebaseline(self):
-        """Take the fd baseline again (what shoal holds changed for good:
-        e.g. a reload added a listener)."""
-        self.fd_baseline = self.fd_count()
 
     def alive(self):
         return self.proc.poll() is None and proc_alive(self.pid)
