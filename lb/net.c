@@ -190,15 +190,7 @@ net_close(int fd)
 bool
 net_local_error(int err)
 {
-	switch (err) {
-	case EMFILE:
-	case ENFILE:
-	case ENOBUFS:
-	case ENOMEM:
-		return true;
-	default:
-		return false;
-	}
+	return net_local_shortage(err) != NULL;
 }
 
 const void *
