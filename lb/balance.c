@@ -6,6 +6,12 @@
  *   one atomic cursor per backend walks it. Picks are exact across worker
  *   threads: N sequential sessions over K equal servers give N/K each.
  * leastconn: the fewest active sessions relative to weight; ties rotate.
+ *   Up to LC_SCAN_MAX servers every one is compared. Beyond, a pick takes
+ *   the least loaded of LC_SAMPLES servers drawn by weight (the power of d
+ *   choices): O(1) whatever the pool size, with no shared structure to
+ *   keep sorted while every worker changes the counters (HAProxy keeps a
+ *   tree under a lock instead). With d = 16 the spread stays within a
+ *   session or two of the mean (tests/unit/test_balance.c measures it).
  * source: consistent hashing of the client address on a ring of points
  *   (64 per unit of weight), so removing one of K servers moves ~1/K.
  * random: two weighted random choices, the less loaded wins.
@@ -21,6 +27,8 @@
 #define SWRR_MAX_WORK	(1u << 22)	/* steps allowed for the exact SWRR */
 #define RING_VNODES	64		/* ring points per unit of weight */
 #define RING_MAX	(1u << 20)	/* most ring points per group */
+#define LC_SCAN_MAX	64		/* leastconn: exact scan up to this */
+#define LC_SAMPLES	16		/* leastconn: weighted samples beyond */
 
 uint64_t
 balance_rand(uint64_t *state)
@@ -281,7 +289,38 @@ less_loaded(const struct server *a, const struct server *b)
 static int
 lc_build(struct pool_group *g)
 {
-	return build_seq(g);	/* unused by leastconn itself; kept uniform */
+	return build_seq(g);	/* big pools sample from it, by weight */
+}
+
+/* s if this session may use it and it beats best (NULL: none yet), else
+ * best. A server at its maxconn sets pk->full. */
+static struct server *
+lc_better(struct pick *pk, struct server *s, struct server *best)
+{
+	if (was_tried(pk, s))
+		return best;
+	if (s->maxconn > 0 && atomic_load_explicit(&s->cur,
+	    memory_order_relaxed) >= (uint32_t)s->maxconn) {
+		pk->full = true;
+		return best;
+	}
+	return best == NULL || less_loaded(s, best) ? s : best;
+}
+
+/* The least loaded of LC_SAMPLES servers drawn by weight, or NULL. */
+static struct server *
+lc_sample(struct pool_group *g, struct pick *pk)
+{
+	struct server *best = NULL;
+
+	for (int i = 0; i < LC_SAMPLES; i++) {
+		struct server *s = g->srv[g->seq[balance_rand(pk->rng) %
+		    g->seqlen]];
+
+		if (s != best)
+			best = lc_better(pk, s, best);
+	}
+	return best;
 }
 
 static struct server *
@@ -292,24 +331,20 @@ lc_pick(struct pool *p, struct pool_group *g, struct pick *pk)
 
 	if (g->n == 0)
 		return NULL;
+	if (g->n > LC_SCAN_MAX && g->seqlen > 0) {
+		/* Big pool: sample. Nothing found (mostly tried or full):
+		 * the full scan below decides. */
+		for (int attempt = 0; attempt < 4; attempt++)
+			if ((best = lc_sample(g, pk)) != NULL && acquire(best))
+				return best;
+	}
 	/* Rotate the starting point so that ties spread evenly. */
 	start = atomic_fetch_add_explicit(&p->be->rr, 1,
 	    memory_order_relaxed) % g->n;
 	for (int attempt = 0; attempt < 4; attempt++) {
 		best = NULL;
-		for (i = 0; i < g->n; i++) {
-			struct server *s = g->srv[(start + i) % g->n];
-
-			if (was_tried(pk, s))
-				continue;
-			if (s->maxconn > 0 && atomic_load_explicit(&s->cur,
-			    memory_order_relaxed) >= (uint32_t)s->maxconn) {
-				pk->full = true;
-				continue;
-			}
-			if (best == NULL || less_loaded(s, best))
-				best = s;
-		}
+		for (i = 0; i < g->n; i++)
+			best = lc_better(pk, g->srv[(start + i) % g->n], best);
 		if (best == NULL)
 			return NULL;
 		/* Another worker may have filled it in between. */
@@ -446,25 +481,61 @@ balance_ops_get(enum conf_balance b)
 	return &balance_table[b];
 }
 
-int
-balance_build(struct pool *p)
+static void
+group_free(struct pool_group *g)
 {
-	if (p->ops->build(&p->primary) == -1 ||
-	    p->ops->build(&p->backup) == -1) {
-		errno = ENOMEM;
-		return -1;
-	}
-	return 0;
-}
-
-void
-balance_group_free(struct pool_group *g)
-{
+	for (size_t i = 0; i < g->n; i++)
+		server_unref(g->srv[i]);
+	free(g->srv);
 	free(g->seq);
 	free(g->ring);
 	free(g->ring_srv);
-	g->seq = g->ring = g->ring_srv = NULL;
-	g->seqlen = g->nring = 0;
+}
+
+void
+balance_pool_free(struct pool *p)
+{
+	if (p == NULL)
+		return;
+	group_free(&p->primary);
+	group_free(&p->backup);
+	free(p);
+}
+
+struct pool *
+balance_pool_new(struct backend *be, struct server *const *srv, size_t n)
+{
+	struct pool		*p;
+	struct pool_group	*g;
+
+	if ((p = calloc(1, sizeof(*p))) == NULL)
+		return NULL;
+	p->primary.srv = calloc(n + 1, sizeof(*p->primary.srv));
+	p->backup.srv = calloc(n + 1, sizeof(*p->backup.srv));
+	if (p->primary.srv == NULL || p->backup.srv == NULL) {
+		balance_pool_free(p);
+		errno = ENOMEM;
+		return NULL;
+	}
+	for (size_t i = 0; i < n; i++) {
+		g = srv[i]->backup ? &p->backup : &p->primary;
+		server_ref(srv[i]);
+		g->srv[g->n++] = srv[i];
+	}
+	p->be = be;
+	p->ops = balance_ops_get(be->conf.balance);
+	p->timeout_connect_ms = be->conf.timeout_connect_ms;
+	p->timeout_server_ms = be->conf.timeout_server_ms;
+	p->timeout_queue_ms = be->conf.timeout_queue_ms;
+	p->retries = be->conf.retries;
+	p->nall = (int)be->nservers;
+	if (p->ops->build(&p->primary) == -1 ||
+	    p->ops->build(&p->backup) == -1) {
+		balance_pool_free(p);
+		errno = ENOMEM;
+		return NULL;
+	}
+	return p;
 }
 
 struct server *

@@ -4,6 +4,11 @@
  * The algorithms (roundrobin, leastconn, source, random) are static
  * functions behind one small ops table. Picking reads only the immutable
  * pool and the servers' atomic counters: no lock, no allocation.
+ *
+ * The balancer owns the pool: the server table hands it the eligible
+ * servers of a backend (balance_pool_new) and swaps the result in; the
+ * table never looks inside a pool. Knowledge goes one way: balance knows
+ * servers, the table knows only these two pool functions.
  */
 #ifndef SHOAL_BALANCE_H
 #define SHOAL_BALANCE_H
@@ -13,6 +18,32 @@
 #include <sys/socket.h>
 
 #include "server.h"
+
+/* One group of eligible servers (primaries or backups) in a pool. */
+struct pool_group {
+	size_t			 n;		/* eligible servers */
+	struct server		**srv;		/* [n], each holds a reference */
+	uint32_t		*seq;		/* weighted, interleaved order */
+	uint32_t		 seqlen;	/* its length */
+	uint32_t		*ring;		/* source: sorted ring points */
+	uint32_t		*ring_srv;	/* source: server index per point */
+	uint32_t		 nring;
+};
+
+/* An immutable snapshot of a backend, what workers pick from. */
+struct pool {
+	struct backend		*be;
+	const struct balance_ops *ops;
+	uint32_t		 timeout_connect_ms;
+	uint32_t		 timeout_server_ms;
+	uint32_t		 timeout_queue_ms;
+	int			 retries;
+	int			 nall;		/* servers in the table */
+	struct pool_group	 primary;
+	struct pool_group	 backup;
+	uint64_t		 retired;	/* the table's QSBR epoch of the swap */
+	struct pool		*next_retired;	/* the table's list of retired pools */
+};
 
 #define PICK_MAX_TRIED	17	/* 1 + the largest `retries` */
 
@@ -36,11 +67,17 @@ struct balance_ops {
 
 const struct balance_ops *balance_ops_get(enum conf_balance);
 
-/* Build both groups' tables of a new pool; 0 or -1 (ENOMEM). */
-int		 balance_build(struct pool *);
+/*
+ * Build a pool for be from its eligible servers srv[n] (backups go to the
+ * backup group), with the backend's settings and balance algorithm. Every
+ * listed server gets a reference owned by the pool. Returns the pool,
+ * owned by the caller until balance_pool_free(), or NULL (ENOMEM).
+ */
+struct pool	*balance_pool_new(struct backend *, struct server *const *srv,
+		    size_t n);
 
-/* Free what balance_build() allocated in a group. */
-void		 balance_group_free(struct pool_group *);
+/* Free a pool and drop its server references; accepts NULL. */
+void		 balance_pool_free(struct pool *);
 
 /*
  * Choose an eligible server of the pool, skipping pk->tried. On success

@@ -14,6 +14,7 @@
 #include "listen.h"
 #include "log.h"
 #include "notify.h"
+#include "relay.h"
 
 #define RECLAIM_INTERVAL	0.1	/* seconds between QSBR reclaims */
 #define STOP_POLL		0.05	/* seconds between stop checks */
@@ -43,7 +44,7 @@ globals_apply(struct control *c, const struct conf_global *g)
 {
 	atomic_store(&proxy_limits.maxconn, g->maxconn);
 	atomic_store(&proxy_tuning.io_collect_us, g->io_collect_us);
-	atomic_store(&proxy_tuning.splice, g->splice);
+	relay_set_splice(g->splice);
 	for (size_t i = 0; i < c->nworkers; i++)
 		worker_command(c->workers[i], WCMD_TUNE);
 }

@@ -147,6 +147,25 @@ net_nodelay(int fd)
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
+const char *
+net_local_shortage(int err)
+{
+	switch (err) {
+	case EMFILE:
+		return "file descriptors (process limit)";
+	case ENFILE:
+		return "file descriptors (system limit)";
+	case ENOBUFS:
+		return "socket buffers";
+	case ENOMEM:
+		return "memory";
+	case EADDRNOTAVAIL:
+		return "local ports (net.ipv4.ip_local_port_range)";
+	default:
+		return NULL;
+	}
+}
+
 void
 net_close_rst(int fd)
 {
@@ -171,15 +190,7 @@ net_close(int fd)
 bool
 net_local_error(int err)
 {
-	switch (err) {
-	case EMFILE:
-	case ENFILE:
-	case ENOBUFS:
-	case ENOMEM:
-		return true;
-	default:
-		return false;
-	}
+	return net_local_shortage(err) != NULL;
 }
 
 const void *

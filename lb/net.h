@@ -51,11 +51,15 @@ void		 net_close_rst(int fd);
 void		 net_close(int fd);
 
 /*
- * True if err says this host ran out of something (fds: EMFILE, ENFILE;
- * memory or buffers: ENOMEM, ENOBUFS), not that a peer misbehaved. Every
- * accept loop pauses on these and retries from a timer (a level-triggered
- * listener would spin); the list is kept here only.
+ * The one list of this host's own shortages, as opposed to a peer's fault:
+ * fds (EMFILE, ENFILE), memory or buffers (ENOMEM, ENOBUFS), local ports
+ * (EADDRNOTAVAIL, from connect). net_local_shortage() says what ran out
+ * ("local ports (net.ipv4.ip_local_port_range)"...) or NULL;
+ * net_local_error() is true for the same errors. Every accept loop pauses
+ * on these and retries from a timer (a level-triggered listener would
+ * spin); a connect failing with one is not blamed on the server.
  */
+const char	*net_local_shortage(int err);
 bool		 net_local_error(int err);
 
 /* The address bytes of an AF_INET (4) or AF_INET6 (16) sockaddr. */

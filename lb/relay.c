@@ -23,8 +23,7 @@
 
 #include "log.h"
 #include "net.h"
-#include "session.h"
-#include "worker.h"
+#include "relay.h"
 
 #define RELAY_ROUNDS	4	/* reads per direction per wake-up */
 #define PIPE_POOL_MAX	64	/* empty pipes a worker keeps for reuse */
@@ -39,12 +38,40 @@ static _Thread_local struct {
 	int	 n;
 } pipes;
 
-/* [global] splice: read at each use, so a reload applies at once. */
+static _Atomic bool	relay_splice = true;	/* [global] splice */
+
+void
+relay_set_splice(bool on)
+{
+	atomic_store_explicit(&relay_splice, on, memory_order_relaxed);
+}
+
 static bool
 splice_enabled(void)
 {
-	return atomic_load_explicit(&proxy_tuning.splice,
-	    memory_order_relaxed);
+	return atomic_load_explicit(&relay_splice, memory_order_relaxed);
+}
+
+static void
+side_init(struct relay *r, struct relay_side *sd, struct relay_side *peer,
+    const struct relay_role *role)
+{
+	sd->fd = -1;
+	sd->pipe[0] = sd->pipe[1] = -1;
+	sd->events = 0;
+	sd->peer = peer;
+	sd->r = r;
+	sd->role = role;
+	ev_init(&sd->io, relay_io_cb);
+	sd->io.data = sd;
+}
+
+void
+relay_init(struct relay *r, const struct relay_role *cli,
+    const struct relay_role *srv)
+{
+	side_init(r, &r->cli, &r->srv, cli);
+	side_init(r, &r->srv, &r->cli, srv);
 }
 
 /* An empty pipe into p[2]: from the pool, or new. 0 or -1 (errno). */
@@ -65,9 +92,9 @@ pipe_get(int p[2])
 }
 
 void
-relay_side_fini(struct session *s, struct side *sd)
+relay_side_fini(struct relay_side *sd)
 {
-	buf_put(&s->w->bufs, sd->buf);
+	buf_put(sd->r->bufs, sd->buf);
 	sd->buf = NULL;
 	if (sd->pipe[0] == -1)
 		return;
@@ -85,6 +112,20 @@ relay_side_fini(struct session *s, struct side *sd)
 }
 
 void
+relay_side_close(struct relay_side *sd, bool rst)
+{
+	ev_io_stop(sd->r->loop, &sd->io);
+	if (sd->fd != -1) {
+		if (rst)
+			net_close_rst(sd->fd);
+		else
+			net_close(sd->fd);
+		sd->fd = -1;
+	}
+	relay_side_fini(sd);
+}
+
+void
 relay_pipes_release(void)
 {
 	while (pipes.n > 0) {
@@ -96,7 +137,7 @@ relay_pipes_release(void)
 
 /* Read this side with splice? Only while it streams, with a pipe at hand. */
 static bool
-want_splice(struct side *sd)
+want_splice(struct relay_side *sd)
 {
 	if (!sd->bulk || sd->nosplice || !splice_enabled())
 		return false;
@@ -108,35 +149,42 @@ want_splice(struct side *sd)
 
 /* Bytes read from sd and not yet written to its peer. */
 static size_t
-pending(const struct side *sd)
+pending(const struct relay_side *sd)
 {
 	return buf_pending(sd->buf) + sd->inpipe;
 }
 
-/* A side failed (reset, broken pipe): end the session with RSTs. */
+/* A side failed (reset, broken pipe): its role hears it, then the relay
+ * ends with RSTs. */
 static void
-relay_abort(struct session *s, struct side *failed)
+relay_abort(struct relay *r, struct relay_side *failed)
 {
-	/* A server that resets before saying anything counts as failing. */
-	if (failed->who == 'S' && !s->srv_spoke)
-		server_note_failure(s->server);
-	session_close(s, failed->who == 'C' ? "CD" : "SD", true);
+	if (failed->role->failed != NULL)
+		failed->role->failed(failed);
+	r->close(r, failed->role->term_fail, true);
 }
 
+/* n bytes were written to `to`. */
 static void
-count(struct session *s, struct side *to, size_t n)
+count(struct relay_side *to, size_t n)
 {
-	struct server *srv = s->server;
+	to->sent += n;
+	if (to->sent_total != NULL)
+		atomic_fetch_add_explicit(to->sent_total, n,
+		    memory_order_relaxed);
+	to->active = ev_now(to->r->loop);
+}
 
-	if (to->who == 'S') {
-		s->bytes_in += n;
-		atomic_fetch_add_explicit(&srv->bytes_in, n,
-		    memory_order_relaxed);
-	} else {
-		s->bytes_out += n;
-		atomic_fetch_add_explicit(&srv->bytes_out, n,
-		    memory_order_relaxed);
+/* n bytes (or EOF: 0) were read from `from`. */
+static void
+heard(struct relay_side *from, size_t n)
+{
+	if (n > 0 && !from->spoke) {
+		from->spoke = true;
+		if (from->role->first_read != NULL)
+			from->role->first_read(from);
 	}
+	from->active = ev_now(from->r->loop);
 }
 
 /*
@@ -146,12 +194,12 @@ count(struct session *s, struct side *to, size_t n)
  * the same loop either way. `notified`: epoll said `from` is readable; if
  * not, and its last read drained it, it is not read now (that read would
  * nearly always cost an EAGAIN): relay_update() watches it instead.
- * Returns -1 if the session was closed, else 0.
+ * Returns -1 if the relay was closed, else 0.
  */
 static int
-relay_copy(struct session *s, struct side *from, bool notified)
+relay_copy(struct relay *r, struct relay_side *from, bool notified)
 {
-	struct side	*to = from->peer;
+	struct relay_side *to = from->peer;
 	struct buf	*b;
 	size_t		 cap;
 	ssize_t		 n;
@@ -173,8 +221,7 @@ relay_copy(struct session *s, struct side *from, bool notified)
 					from->inpipe -= (size_t)n;
 				else
 					from->buf->off += (uint32_t)n;
-				count(s, to, (size_t)n);
-				session_touch(s, to);
+				count(to, (size_t)n);
 				continue;
 			}
 			if (n == -1 && errno == EINTR)
@@ -182,11 +229,11 @@ relay_copy(struct session *s, struct side *from, bool notified)
 			if (n == -1 && (errno == EAGAIN ||
 			    errno == EWOULDBLOCK))
 				return 0;
-			relay_abort(s, to);
+			relay_abort(r, to);
 			return -1;
 		}
 		if (from->buf != NULL) {
-			buf_put(&s->w->bufs, from->buf);
+			buf_put(r->bufs, from->buf);
 			from->buf = NULL;
 		}
 		if (from->rd_eof) {
@@ -200,7 +247,7 @@ relay_copy(struct session *s, struct side *from, bool notified)
 					return 0;
 				if (shutdown(to->fd, SHUT_WR) == -1 &&
 				    errno != ENOTCONN) {
-					relay_abort(s, to);
+					relay_abort(r, to);
 					return -1;
 				}
 			}
@@ -230,10 +277,10 @@ relay_copy(struct session *s, struct side *from, bool notified)
 			 * worth or more is streaming: give it a big buffer
 			 * (fewer syscalls per MiB); requests and replies keep
 			 * using small ones. */
-			b = from->bulk ? buf_get_big(&s->w->bufs) :
-			    buf_get(&s->w->bufs);
+			b = from->bulk ? buf_get_big(r->bufs) :
+			    buf_get(r->bufs);
 			if (b == NULL) {
-				session_close(s, "RD", true);
+				r->close(r, "RD", true);
 				return -1;
 			}
 			cap = b->cap;
@@ -242,21 +289,17 @@ relay_copy(struct session *s, struct side *from, bool notified)
 				b->len = (uint32_t)n;
 				from->buf = b;
 			} else	/* nothing read: the buffer goes back at once */
-				buf_put(&s->w->bufs, b);
+				buf_put(r->bufs, b);
 		}
 		if (n > 0) {
-			if (from->who == 'S' && !s->srv_spoke) {
-				s->srv_spoke = true;
-				server_note_success(s->server);
-			}
 			from->rd_short = (size_t)n < cap;
 			from->bulk = (size_t)n >= BUF_SIZE;
-			session_touch(s, from);
+			heard(from, (size_t)n);
 			continue;
 		}
 		if (n == 0) {
 			from->rd_eof = true;
-			session_touch(s, from);
+			heard(from, 0);
 			continue;	/* the next turn passes the FIN on */
 		}
 		if (errno == EINTR) {
@@ -267,7 +310,7 @@ relay_copy(struct session *s, struct side *from, bool notified)
 			from->rd_short = true;
 			return 0;
 		}
-		relay_abort(s, from);
+		relay_abort(r, from);
 		return -1;
 	}
 }
@@ -280,18 +323,18 @@ relay_copy(struct session *s, struct side *from, bool notified)
  * connect() returns). The client's FIN is kept for after the connect.
  * Returns RELAY_SENT, RELAY_WAIT (nothing to send, or the socket is not
  * writable yet), RELAY_CONNFAIL (errno: the connect failed) or
- * RELAY_CLOSED (the client failed: the session is closed).
+ * RELAY_CLOSED (the client failed: the relay is closed).
  */
 int
-relay_connect_send(struct session *s, bool read_client)
+relay_connect_send(struct relay *r, bool read_client)
 {
-	struct side	*c = &s->cli;
+	struct relay_side *c = &r->cli;
 	struct buf	*b;
 	ssize_t		 n;
 
 	if (read_client && c->buf == NULL && !c->rd_eof) {
-		if ((b = buf_get(&s->w->bufs)) == NULL) {
-			session_close(s, "RD", true);
+		if ((b = buf_get(r->bufs)) == NULL) {
+			r->close(r, "RD", true);
 			return RELAY_CLOSED;
 		}
 		do
@@ -302,15 +345,15 @@ relay_connect_send(struct session *s, bool read_client)
 			c->buf = b;
 			c->rd_short = (size_t)n < b->cap;
 			c->bulk = (size_t)n >= BUF_SIZE;
-			session_touch(s, c);
+			heard(c, (size_t)n);
 		} else {
-			buf_put(&s->w->bufs, b);
+			buf_put(r->bufs, b);
 			if (n == 0)
 				c->rd_eof = true;
 			else if (errno == EAGAIN || errno == EWOULDBLOCK)
 				c->rd_short = true;
 			else {
-				session_close(s, "CD", true);
+				r->close(r, c->role->term_fail, true);
 				return RELAY_CLOSED;
 			}
 		}
@@ -319,15 +362,14 @@ relay_connect_send(struct session *s, bool read_client)
 		return RELAY_WAIT;
 	b = c->buf;
 	do
-		n = send(s->srv.fd, b->data + b->off, b->len - b->off,
+		n = send(r->srv.fd, b->data + b->off, b->len - b->off,
 		    MSG_NOSIGNAL);
 	while (n == -1 && errno == EINTR);
 	if (n > 0) {
 		b->off += (uint32_t)n;
-		count(s, &s->srv, (size_t)n);
-		session_touch(s, &s->srv);
+		count(&r->srv, (size_t)n);
 		if (buf_pending(b) == 0) {
-			buf_put(&s->w->bufs, b);
+			buf_put(r->bufs, b);
 			c->buf = NULL;
 		}
 		return RELAY_SENT;
@@ -339,15 +381,15 @@ relay_connect_send(struct session *s, bool read_client)
 
 /* Set a side's watcher to the wanted events, touching libev only on change. */
 static void
-side_want(struct session *s, struct side *sd, int events)
+side_want(struct relay_side *sd, int events)
 {
 	if (sd->events == events)
 		return;
-	ev_io_stop(s->w->loop, &sd->io);
+	ev_io_stop(sd->r->loop, &sd->io);
 	sd->events = events;
 	if (events != 0) {
 		ev_io_set(&sd->io, sd->fd, events);
-		ev_io_start(s->w->loop, &sd->io);
+		ev_io_start(sd->r->loop, &sd->io);
 	}
 }
 
@@ -356,27 +398,36 @@ side_want(struct session *s, struct side *sd, int events)
  * it waits and it has not ended; write a side while its peer's bytes wait.
  */
 static void
-relay_update(struct session *s)
+relay_update(struct relay *r)
 {
-	struct side *sides[2] = { &s->cli, &s->srv };
+	struct relay_side *sides[2] = { &r->cli, &r->srv };
 
 	for (int i = 0; i < 2; i++) {
-		struct side	*sd = sides[i];
-		int		 ev = 0;
+		struct relay_side	*sd = sides[i];
+		int			 ev = 0;
 
 		if (!sd->rd_eof && pending(sd) == 0)
 			ev |= EV_READ;
 		if (pending(sd->peer) > 0)
 			ev |= EV_WRITE;
-		side_want(s, sd, ev);
+		side_want(sd, ev);
 	}
+}
+
+void
+relay_start(struct relay *r)
+{
+	ev_io_stop(r->loop, &r->srv.io);
+	ev_set_cb(&r->srv.io, relay_io_cb);
+	r->srv.events = 0;
+	relay_io_cb(r->loop, &r->cli.io, EV_CUSTOM);
 }
 
 void
 relay_io_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
-	struct side	*sd = io->data;
-	struct session	*s = sd->s;
+	struct relay_side	*sd = io->data;
+	struct relay		*r = sd->r;
 
 	(void)loop;
 	if (revents & EV_CUSTOM) {
@@ -384,23 +435,24 @@ relay_io_cb(struct ev_loop *loop, ev_io *io, int revents)
 		 * (or its FIN); its socket is read now only if it was not
 		 * tried while connecting. A server that speaks first is read
 		 * when epoll says so. */
-		if (relay_copy(s, &s->cli, false) == -1)
+		if (relay_copy(r, &r->cli, false) == -1)
 			return;
 	} else {
 		if ((revents & EV_WRITE) &&
-		    relay_copy(s, sd->peer, false) == -1)
+		    relay_copy(r, sd->peer, false) == -1)
 			return;
-		if ((revents & EV_READ) && relay_copy(s, sd, true) == -1)
+		if ((revents & EV_READ) && relay_copy(r, sd, true) == -1)
 			return;
 	}
 	/* Both directions ended and flushed: a clean close. */
-	if (s->cli.rd_eof && s->srv.rd_eof && pending(&s->cli) == 0 &&
-	    pending(&s->srv) == 0) {
-		/* A clean end counts as a success even for a silent server. */
-		if (!s->srv_spoke)
-			server_note_success(s->server);
-		session_close(s, "--", false);
+	if (r->cli.rd_eof && r->srv.rd_eof && pending(&r->cli) == 0 &&
+	    pending(&r->srv) == 0) {
+		if (r->cli.role->ended != NULL)
+			r->cli.role->ended(&r->cli);
+		if (r->srv.role->ended != NULL)
+			r->srv.role->ended(&r->srv);
+		r->close(r, "--", false);
 		return;
 	}
-	relay_update(s);
+	relay_update(r);
 }

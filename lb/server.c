@@ -30,7 +30,6 @@ static int				 batch_depth;
 static struct backend			**dirty;	/* to publish at batch end */
 static size_t				 ndirty, dirty_cap;
 
-static void	pool_free(struct pool *);
 static void	dirty_forget(struct backend *);
 static struct server *join_quiet(struct backend *, const struct server_spec *,
 		    enum server_source);
@@ -78,7 +77,7 @@ backend_free(struct backend *be)
 	while ((s = TAILQ_FIRST(&be->servers)) != NULL)
 		server_remove(s);
 	if ((p = atomic_exchange(&be->pool, NULL)) != NULL)
-		pool_free(p);
+		balance_pool_free(p);
 	free(be->names);
 	free(be);
 }
@@ -550,68 +549,22 @@ server_unref(struct server *s)
 		free(s);
 }
 
-static void
-group_fill(struct pool_group *g, struct server **all, size_t n)
-{
-	g->n = n;
-	g->srv = all;
-	for (size_t i = 0; i < n; i++)
-		server_ref(all[i]);
-}
-
-static void
-pool_free(struct pool *p)
-{
-	for (size_t i = 0; i < p->primary.n; i++)
-		server_unref(p->primary.srv[i]);
-	for (size_t i = 0; i < p->backup.n; i++)
-		server_unref(p->backup.srv[i]);
-	balance_group_free(&p->primary);
-	balance_group_free(&p->backup);
-	free(p->primary.srv);
-	free(p->backup.srv);
-	free(p);
-}
-
 int
 server_publish(struct backend *be)
 {
 	struct pool	*p, *old;
-	struct server	*s, **prim, **back;
-	size_t		 np = 0, nb = 0;
+	struct server	*s, **elig;
+	size_t		 n = 0;
 
-	if ((p = calloc(1, sizeof(*p))) == NULL)
+	if ((elig = calloc(be->nservers + 1, sizeof(*elig))) == NULL)
 		return -1;
-	prim = calloc(be->nservers + 1, sizeof(*prim));
-	back = calloc(be->nservers + 1, sizeof(*back));
-	if (prim == NULL || back == NULL) {
-		free(prim);
-		free(back);
-		free(p);
+	TAILQ_FOREACH(s, &be->servers, entry)
+		if (server_eligible(s))
+			elig[n++] = s;
+	p = balance_pool_new(be, elig, n);
+	free(elig);
+	if (p == NULL)
 		return -1;
-	}
-	TAILQ_FOREACH(s, &be->servers, entry) {
-		if (!server_eligible(s))
-			continue;
-		if (s->backup)
-			back[nb++] = s;
-		else
-			prim[np++] = s;
-	}
-	p->be = be;
-	p->ops = balance_ops_get(be->conf.balance);
-	p->timeout_connect_ms = be->conf.timeout_connect_ms;
-	p->timeout_server_ms = be->conf.timeout_server_ms;
-	p->timeout_queue_ms = be->conf.timeout_queue_ms;
-	p->retries = be->conf.retries;
-	p->nall = (int)be->nservers;
-	group_fill(&p->primary, prim, np);
-	group_fill(&p->backup, back, nb);
-	if (balance_build(p) == -1) {
-		pool_free(p);
-		errno = ENOMEM;
-		return -1;
-	}
 	old = atomic_exchange_explicit(&be->pool, p, memory_order_acq_rel);
 	if (old != NULL) {
 		old->retired = atomic_fetch_add(&qsbr_global, 1) + 1;
@@ -693,7 +646,7 @@ qsbr_reclaim(void)
 	while ((p = *pp) != NULL) {
 		if (p->retired <= min) {
 			*pp = p->next_retired;
-			pool_free(p);
+			balance_pool_free(p);
 		} else
 			pp = &p->next_retired;
 	}
@@ -708,6 +661,6 @@ qsbr_drain(void)
 
 	while ((p = retired_head) != NULL) {
 		retired_head = p->next_retired;
-		pool_free(p);
+		balance_pool_free(p);
 	}
 }

@@ -5,8 +5,9 @@
  * Ownership and threads:
  *  - The table is written only by the control loop (main thread): adding,
  *    removing, changing state or weight. Every change that affects picking
- *    ends with server_publish(backend), which builds a new pool and swaps it
- *    in atomically. Workers only ever read the current pool.
+ *    ends with server_publish(backend), which has the balancer build a new
+ *    pool (balance_pool_new) and swaps it in atomically. Workers only ever
+ *    read the current pool. The table knows nothing of a pool's insides.
  *  - A pool is freed only once every worker has passed a quiescent point
  *    after the swap (QSBR): workers never keep a pool pointer beyond the
  *    callback that loaded it.
@@ -29,7 +30,7 @@
 #include "conf.h"
 #include "net.h"
 
-struct balance_ops;
+struct pool;			/* balance.h: what workers pick from */
 
 enum server_source {
 	SRC_STATIC = 0,		/* from the config file */
@@ -91,32 +92,6 @@ struct server {
 };
 
 TAILQ_HEAD(server_list, server);
-
-/* One group of eligible servers (primaries or backups) in a pool. */
-struct pool_group {
-	size_t			 n;		/* eligible servers */
-	struct server		**srv;		/* [n] */
-	uint32_t		*seq;		/* weighted, interleaved order */
-	uint32_t		 seqlen;	/* its length */
-	uint32_t		*ring;		/* source: sorted ring points */
-	uint32_t		*ring_srv;	/* source: server index per point */
-	uint32_t		 nring;
-};
-
-/* An immutable snapshot of a backend, what workers pick from. */
-struct pool {
-	struct backend		*be;
-	const struct balance_ops *ops;
-	uint32_t		 timeout_connect_ms;
-	uint32_t		 timeout_server_ms;
-	uint32_t		 timeout_queue_ms;
-	int			 retries;
-	int			 nall;		/* servers in the table */
-	struct pool_group	 primary;
-	struct pool_group	 backup;
-	uint64_t		 retired;	/* QSBR epoch of the swap */
-	struct pool		*next_retired;
-};
 
 struct backend {
 	char			 name[CONF_NAME_MAX];

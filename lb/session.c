@@ -1,8 +1,22 @@
 /*
  * session.c - a session's life: pick a server, connect (with retries on
  * other servers), hand over to the relay, time out, close once.
+ *
+ *     client            session (one worker)           server
+ *    +------+  r.cli  +---------------------+  r.srv  +------+
+ *    |      | <-----> | pick -> connect ->  | <-----> |      |
+ *    |      |         | relay -> close once |         |      |
+ *    +------+         +---------------------+         +------+
+ *   client_role:            timer: queue,       server_role: first byte
+ *   nothing to report       connect, idle       = passive success; reset
+ *                                               before it = failure
+ *
+ * The two sides are symmetric halves of a struct relay (relay.h), each with
+ * its peer, its own byte counters and its role: what the session is told
+ * about that side. No code here or in relay.c asks "which side is this".
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -25,26 +39,63 @@ ms(uint32_t v)
 	return v / 1000.0;
 }
 
-void
-session_touch(struct session *s, struct side *sd)
+static struct session *
+session_of(struct relay *r)
 {
-	if (sd == &s->cli)
-		s->cli_active = ev_now(s->w->loop);
-	else
-		s->srv_active = ev_now(s->w->loop);
+	return (struct session *)(void *)((char *)r -
+	    offsetof(struct session, r));
 }
 
+/* The relay's exit is the session's. */
 static void
-side_init(struct session *s, struct side *sd, struct side *peer, char who)
+relay_close_cb(struct relay *r, const char *term, bool rst)
 {
-	sd->fd = -1;
-	sd->pipe[0] = sd->pipe[1] = -1;
-	sd->events = 0;
-	sd->peer = peer;
-	sd->s = s;
-	sd->who = who;
-	ev_init(&sd->io, relay_io_cb);
-	sd->io.data = sd;
+	session_close(session_of(r), term, rst);
+}
+
+/* The server spoke: passive health counts it as working. */
+static void
+server_first_read(struct relay_side *sd)
+{
+	server_note_success(session_of(sd->r)->server);
+}
+
+/* A server that resets before saying anything counts as failing. */
+static void
+server_failed(struct relay_side *sd)
+{
+	if (!sd->spoke)
+		server_note_failure(session_of(sd->r)->server);
+}
+
+/* A clean end counts as a success even for a silent server. */
+static void
+server_ended(struct relay_side *sd)
+{
+	if (!sd->spoke)
+		server_note_success(session_of(sd->r)->server);
+}
+
+static const struct relay_role client_role = {
+	.name = "client",
+	.term_fail = "CD",
+};
+
+static const struct relay_role server_role = {
+	.name = "server",
+	.term_fail = "SD",
+	.first_read = server_first_read,
+	.failed = server_failed,
+	.ended = server_ended,
+};
+
+/* s now uses srv: bytes relayed either way count on it. */
+static void
+session_use(struct session *s, struct server *srv)
+{
+	s->server = srv;
+	s->r.srv.sent_total = srv ? &srv->bytes_in : NULL;
+	s->r.cli.sent_total = srv ? &srv->bytes_out : NULL;
 }
 
 void
@@ -67,15 +118,17 @@ session_start(struct worker *w, struct frontend *fe, int fd,
 	s->w = w;
 	s->fe = fe;
 	s->be = atomic_load_explicit(&fe->backend, memory_order_acquire);
-	side_init(s, &s->cli, &s->srv, 'C');
-	side_init(s, &s->srv, &s->cli, 'S');
-	s->cli.fd = fd;
+	relay_init(&s->r, &client_role, &server_role);
+	s->r.loop = w->loop;
+	s->r.bufs = &w->bufs;
+	s->r.close = relay_close_cb;
+	s->r.cli.fd = fd;
 	memcpy(&s->client, sa, salen);
 	s->clientlen = salen;
 	s->pk.client = (const struct sockaddr *)&s->client;
 	s->pk.rng = &w->rng;
 	s->t_accept = ev_now(w->loop);
-	s->cli_active = s->srv_active = s->t_accept;
+	s->r.cli.active = s->r.srv.active = s->t_accept;
 	s->timeout_client_ms = atomic_load_explicit(&fe->timeout_client_ms,
 	    memory_order_relaxed);
 	ev_init(&s->timer, session_timer_cb);
@@ -95,14 +148,42 @@ timer_arm(struct session *s, double after)
 	ev_timer_start(s->w->loop, &s->timer);
 }
 
-/* Pick a server and start connecting; or queue; or give up. */
+/*
+ * A connect failed (err) for want of this host's own resources: not the
+ * server's fault, so it is not counted against it. Say what ran out, at
+ * most once a second, and end the session with RC.
+ */
+static void
+local_shortage(struct session *s, const char *what, int err)
+{
+	static struct ratelimit	rl;
+	unsigned long		n;
+
+	if (log_ratelimit(&rl, 1)) {
+		n = log_ratelimit_suppressed(&rl);
+		log_warnx("frontend %s: cannot connect to %s/%s: out of %s "
+		    "(%s); client closed (RC), server not blamed "
+		    "(%lu more suppressed)", s->fe->name, s->be->name,
+		    s->server ? s->server->name : "-", what, strerror(err), n);
+	}
+	session_close(s, "RC", false);
+}
+
+/* Pick a server and start connecting; or wait; or give up. */
 static void
 session_connect(struct session *s)
 {
-	struct pool	*p = backend_pool(s->be);
+	struct pool	*p;
 	struct server	*srv;
+	const char	*what;
 	ev_tstamp	 now = ev_now(s->w->loop);
 
+	/* Until a connect started, follow the frontend to the backend it
+	 * uses now: a reload may have changed it while we waited. */
+	if (s->attempts == 0)
+		s->be = atomic_load_explicit(&s->fe->backend,
+		    memory_order_acquire);
+	p = backend_pool(s->be);
 	/* Settings come from the pool current at this attempt. */
 	s->timeout_connect_ms = p->timeout_connect_ms;
 	s->timeout_server_ms = p->timeout_server_ms;
@@ -112,35 +193,40 @@ session_connect(struct session *s)
 	while (s->pk.ntried < PICK_MAX_TRIED &&
 	    (srv = balance_pick(p, &s->pk)) != NULL) {
 		s->pk.tried[s->pk.ntried++] = srv;
-		s->server = srv;
-		s->attempts++;
+		session_use(s, srv);
+		if (s->attempts++ == 0)
+			s->t_first_connect = now;
 		s->t_connect = now;
-		s->srv.fd = net_connect((struct sockaddr *)&srv->addr,
+		s->r.srv.fd = net_connect((struct sockaddr *)&srv->addr,
 		    srv->addrlen);
-		if (s->srv.fd != -1) {
+		if (s->r.srv.fd != -1) {
 			s->state = SS_CONNECTING;
 			connect_started(s);
 			return;
 		}
-		/* Failed at once: our fault (EMFILE) or the server's. */
-		if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
-		    errno == ENOMEM) {
-			session_close(s, "RC", false);
+		/* Failed at once: our shortage (fds, ports...) or the
+		 * server's fault. */
+		if ((what = net_local_shortage(errno)) != NULL) {
+			local_shortage(s, what, errno);
 			return;
 		}
 		atomic_fetch_add_explicit(&srv->connect_fail, 1,
 		    memory_order_relaxed);
 		server_note_failure(srv);
 		balance_done(srv);
-		s->server = NULL;
+		session_use(s, NULL);
 		if (s->attempts > s->retries) {
 			session_close(s, "SC", false);
 			return;
 		}
 	}
-	if (s->pk.full && s->attempts == 0 &&
-	    now - s->t_accept < ms(s->timeout_queue_ms)) {
-		/* Every usable server is at its maxconn: wait for a slot. */
+	/*
+	 * Nothing tried yet: every usable server is at its maxconn, or no
+	 * server is eligible at all (all checking or down after a start, a
+	 * reload or a flap). Either is a wait of up to timeout_queue, picking
+	 * again every QUEUE_POLL from the pool current then.
+	 */
+	if (s->attempts == 0 && now - s->t_accept < ms(s->timeout_queue_ms)) {
 		s->state = SS_QUEUED;
 		timer_arm(s, QUEUE_POLL);
 		return;
@@ -151,22 +237,28 @@ session_connect(struct session *s)
 		session_close(s, s->term ? s->term : "SC", false);
 }
 
-/* The current connect attempt failed: count it and try another server. */
+/* The current connect attempt failed (err: its errno, 0 for a timeout):
+ * count it and try another server. */
 static void
-connect_failed(struct session *s, const char *term)
+connect_failed(struct session *s, const char *term, int err)
 {
-	struct server *srv = s->server;
+	struct server	*srv = s->server;
+	const char	*what;
 
-	ev_io_stop(s->w->loop, &s->srv.io);
-	net_close(s->srv.fd);
-	s->srv.fd = -1;
-	s->srv.events = 0;
+	ev_io_stop(s->w->loop, &s->r.srv.io);
+	net_close(s->r.srv.fd);
+	s->r.srv.fd = -1;
+	s->r.srv.events = 0;
+	if ((what = net_local_shortage(err)) != NULL) {
+		local_shortage(s, what, err);
+		return;
+	}
 	atomic_fetch_add_explicit(&srv->connect_fail, 1, memory_order_relaxed);
 	server_note_failure(srv);
 	log_debug("session %s: connect to %s/%s failed (%s)", s->fe->name,
 	    s->be->name, srv->name, term);
 	balance_done(srv);
-	s->server = NULL;
+	session_use(s, NULL);
 	s->term = term;
 	if (s->attempts > s->retries) {
 		session_close(s, term, false);
@@ -179,16 +271,14 @@ connect_failed(struct session *s, const char *term)
 static void
 connect_done(struct session *s)
 {
-	struct ev_loop *loop = s->w->loop;
+	double	c = ms(s->timeout_client_ms), v = ms(s->timeout_server_ms);
 
 	s->state = SS_RELAY;
-	s->t_connected = ev_now(loop);
-	s->cli_active = s->srv_active = s->t_connected;
+	s->t_connected = ev_now(s->w->loop);
+	s->r.cli.active = s->r.srv.active = s->t_connected;
 	s->term = NULL;
-	ev_io_stop(loop, &s->srv.io);
-	ev_set_cb(&s->srv.io, relay_io_cb);
-	s->srv.events = 0;
-	relay_start(s);
+	timer_arm(s, c < v ? c : v);	/* the idle timer */
+	relay_start(&s->r);
 }
 
 /* Act on relay_connect_send()'s answer: true if the session moved on
@@ -200,7 +290,7 @@ connect_settle(struct session *s, int r)
 	case RELAY_CLOSED:
 		return true;
 	case RELAY_CONNFAIL:
-		connect_failed(s, "SC");
+		connect_failed(s, "SC", errno);
 		return true;
 	case RELAY_SENT:
 		connect_done(s);
@@ -218,30 +308,30 @@ connect_settle(struct session *s, int r)
 static void
 connect_started(struct session *s)
 {
-	if (connect_settle(s, relay_connect_send(s, s->attempts == 1)))
+	if (connect_settle(s, relay_connect_send(&s->r, s->attempts == 1)))
 		return;
-	ev_io_set(&s->srv.io, s->srv.fd, EV_WRITE);
-	ev_set_cb(&s->srv.io, connect_io_cb);
-	ev_io_start(s->w->loop, &s->srv.io);
-	s->srv.events = EV_WRITE;
+	ev_io_set(&s->r.srv.io, s->r.srv.fd, EV_WRITE);
+	ev_set_cb(&s->r.srv.io, connect_io_cb);
+	ev_io_start(s->w->loop, &s->r.srv.io);
+	s->r.srv.events = EV_WRITE;
 	timer_arm(s, ms(s->timeout_connect_ms));
 }
 
 static void
 connect_io_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
-	struct side	*sd = io->data;
-	struct session	*s = sd->s;
+	struct relay_side	*sd = io->data;
+	struct session		*s = session_of(sd->r);
 
 	(void)loop;
 	(void)revents;
 	/* Bytes to send prove the connection (or its failure) themselves;
 	 * with none, ask the socket. */
-	if (buf_pending(s->cli.buf) > 0 &&
-	    connect_settle(s, relay_connect_send(s, false)))
+	if (buf_pending(s->r.cli.buf) > 0 &&
+	    connect_settle(s, relay_connect_send(&s->r, false)))
 		return;
-	if (net_connect_result(s->srv.fd) == -1) {
-		connect_failed(s, "SC");
+	if (net_connect_result(s->r.srv.fd) == -1) {
+		connect_failed(s, "SC", errno);
 		return;
 	}
 	connect_done(s);
@@ -259,11 +349,11 @@ session_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 		session_connect(s);
 		return;
 	case SS_CONNECTING:
-		connect_failed(s, "sC");
+		connect_failed(s, "sC", 0);
 		return;
 	case SS_RELAY:
-		cdl = s->cli_active + ms(s->timeout_client_ms);
-		sdl = s->srv_active + ms(s->timeout_server_ms);
+		cdl = s->r.cli.active + ms(s->timeout_client_ms);
+		sdl = s->r.srv.active + ms(s->timeout_server_ms);
 		if (now >= cdl) {
 			session_close(s, "cD", false);
 			return;
@@ -280,49 +370,31 @@ session_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 	}
 }
 
-/* Arm the idle timer when entering the relay. */
-void
-relay_start(struct session *s)
-{
-	double	c = ms(s->timeout_client_ms), v = ms(s->timeout_server_ms);
-
-	timer_arm(s, c < v ? c : v);
-	relay_io_cb(s->w->loop, &s->cli.io, EV_CUSTOM);
-}
-
-static void
-side_close(struct session *s, struct side *sd, bool rst)
-{
-	ev_io_stop(s->w->loop, &sd->io);
-	if (sd->fd != -1) {
-		if (rst)
-			net_close_rst(sd->fd);
-		else
-			net_close(sd->fd);
-		sd->fd = -1;
-	}
-	relay_side_fini(s, sd);
-}
-
 static void
 session_log(struct session *s)
 {
 	char		 cbuf[NET_ADDRSTRLEN];
 	ev_tstamp	 now = ev_now(s->w->loop);
-	long		 tc = -1, tt;
+	long		 tc = -1, tt, tq;
 
 	if (!log_enabled(LOG_LVL_INFO))
 		return;
 	if (s->t_connected > 0)
 		tc = (long)((s->t_connected - s->t_connect) * 1000 + 0.5);
 	tt = (long)((now - s->t_accept) * 1000 + 0.5);
+	/* Time waiting for a server (queue): until the first connect. */
+	tq = (long)(((s->t_first_connect > 0 ? s->t_first_connect : now) -
+	    s->t_accept) * 1000 + 0.5);
+	/* New fields go at the end: parsers of the line rely on the order. */
 	log_info("session client=%s frontend=%s server=%s/%s connect_ms=%ld "
-	    "total_ms=%ld bytes_in=%llu bytes_out=%llu term=%s retries=%d",
+	    "total_ms=%ld bytes_in=%llu bytes_out=%llu term=%s retries=%d "
+	    "queue_ms=%ld",
 	    net_addr_str((struct sockaddr *)&s->client, cbuf, sizeof(cbuf)),
 	    s->fe->name, s->be->name,
 	    s->server ? s->server->name : "-", tc, tt,
-	    (unsigned long long)s->bytes_in, (unsigned long long)s->bytes_out,
-	    s->term, s->attempts > 0 ? s->attempts - 1 : 0);
+	    (unsigned long long)s->r.srv.sent,
+	    (unsigned long long)s->r.cli.sent,
+	    s->term, s->attempts > 0 ? s->attempts - 1 : 0, tq);
 }
 
 void
@@ -335,11 +407,11 @@ session_close(struct session *s, const char *term, bool rst)
 	s->state = SS_CLOSED;
 	s->term = term;
 	ev_timer_stop(w->loop, &s->timer);
-	side_close(s, &s->cli, rst);
-	side_close(s, &s->srv, rst);
+	relay_side_close(&s->r.cli, rst);
+	relay_side_close(&s->r.srv, rst);
 	session_log(s);
 	balance_done(s->server);
-	s->server = NULL;
+	session_use(s, NULL);
 	TAILQ_REMOVE(&w->sessions, s, entry);
 	if (--w->nsessions == 0)
 		relay_pipes_release();	/* an idle worker holds no pipe */

@@ -21,7 +21,7 @@
 #define EMFILE_PAUSE	0.100	/* seconds accept sleeps after EMFILE */
 
 struct proxy_limits proxy_limits;
-struct proxy_tuning proxy_tuning = { .splice = true };
+struct proxy_tuning proxy_tuning;
 
 static struct ratelimit emfile_rl;
 

@@ -103,7 +103,6 @@ extern struct proxy_limits proxy_limits;
 /* [global] tuning, set by the control loop (start, reload), read by workers. */
 struct proxy_tuning {
 	_Atomic uint32_t	 io_collect_us;	/* [global] io_collect */
-	_Atomic bool		 splice;	/* [global] splice */
 };
 
 extern struct proxy_tuning proxy_tuning;

@@ -43,8 +43,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 PEERS = os.path.join(HERE, "peers.py")
 PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") \
     else sys.executable
-SHOAL = os.path.join(os.environ.get("SHOAL_BUILD", "/work/main/build"),
-                     "shoal")
+if not os.environ.get("SHOAL_BUILD"):
+    sys.exit("SHOAL_BUILD is not set: point it at a build directory "
+             "(e.g. SHOAL_BUILD=$PWD/build)")
+SHOAL = os.path.join(os.environ["SHOAL_BUILD"], "shoal")
 HAPROXY = os.environ.get("HAPROXY", "haproxy")
 
 

@@ -10,10 +10,14 @@ conftest.py - fixtures of shoal's integration tests.
                 tmp_path, starts the binary with stderr to a file, polls the
                 log for "ready". At teardown every shoal the test did not stop
                 must still be alive; it is stopped with SIGTERM and must exit
-                0; its log must hold no sanitizer report and no error-level
-                line unless the test declared it expected them.
+                0; before that, its fd count must be back to the baseline
+                taken at ready and it must own no ESTABLISHED, CLOSE_WAIT or
+                FIN_WAIT2 socket (NL3); its log must hold no sanitizer
+                report and no error-level line unless the test declared it
+                expected them.
 
-The binary is $SHOAL_BUILD/shoal (default /work/main/build/shoal).
+The binary is $SHOAL_BUILD/shoal: SHOAL_BUILD must name a build directory
+(tests/run.sh and meson test set it).
 """
 
 import json
@@ -35,8 +39,11 @@ HPEERS = os.path.join(HERE, "health_peers.py")   # check-specific servers
 DEMO = os.path.join(HERE, "..", "..", "dist", "demo-backend.py")
 PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") \
     else sys.executable
-SHOAL_BUILD = os.environ.get("SHOAL_BUILD", "/work/main/build")
-SHOAL_BIN = os.path.join(SHOAL_BUILD, "shoal")
+SHOAL_BUILD = os.environ.get("SHOAL_BUILD", "")
+SHOAL_BIN = os.path.join(SHOAL_BUILD, "shoal") if SHOAL_BUILD else ""
+NO_BUILD_MSG = ("SHOAL_BUILD is not set: point it at a build directory, "
+                "e.g. SHOAL_BUILD=$PWD/build /usr/bin/python3 -m pytest "
+                "tests/integration (tests/run.sh and meson test set it)")
 
 SANITIZER_MARKERS = ("AddressSanitizer", "LeakSanitizer", "runtime error:",
                      "UndefinedBehaviorSanitizer", "ThreadSanitizer")
@@ -494,6 +501,10 @@ class Shoal:
         self.returncode = None
         self.fd_baseline = None
         self.rss_baseline = None
+        # Teardown's NL3 check; a test that changes what shoal holds for
+        # good (listeners added by a reload...) re-takes the baseline with
+        # rebaseline(), one that cannot know it sets this to False.
+        self.check_fds = True
 
     # -- addresses
     @property
@@ -520,17 +531,23 @@ class Shoal:
                                      % (timeout, self.log()[-3000:]))
             time.sleep(0.01)
         self.t_ready = time.monotonic()
-        # Baseline: the fd count once it has been stable for 3 reads.
+        self.rebaseline()
+        self.rss_baseline = self.rss_kb()
+        return self
+
+    def rebaseline(self, timeout=1.0):
+        """Take the fd baseline: the count once it has been stable for 3
+        reads, or the last read after `timeout` s. At ready, and again
+        when what shoal holds changed for good (a reload added a listener,
+        a hand-over ended)."""
         last, same = None, 0
-        end = time.monotonic() + 1.0
+        end = time.monotonic() + timeout
         while time.monotonic() < end and same < 3:
             n = self.fd_count()
             same = same + 1 if n == last else 0
             last = n
             time.sleep(0.03)
         self.fd_baseline = last
-        self.rss_baseline = self.rss_kb()
-        return self
 
     def alive(self):
         return self.proc.poll() is None and proc_alive(self.pid)
@@ -697,16 +714,40 @@ class Shoal:
                 n += 1
         return n
 
-    def check_nl3(self, timeout=2.0, rss_slack_kb=None):
+    def checked_servers(self):
+        """Addresses ("127.0.0.1:80") of the servers shoal health-checks
+        (every server of a backend whose `check` is not none)."""
+        out, checked, addrs = set(), False, []
+        for line in self.config_text.splitlines() + ["["]:
+            line = line.strip()
+            if line.startswith("["):
+                if checked:
+                    out.update(addrs)
+                checked, addrs = False, []
+                continue
+            k, _, v = line.partition("=")
+            k, v = k.strip(), v.strip()
+            if k == "check" and v and v != "none":
+                checked = True
+            elif k == "server" and len(v.split()) >= 2:
+                addrs.append(v.split()[1])
+        return out
+
+    def check_nl3(self, timeout=2.0, rss_slack_kb=None, in_flight_checks=0):
         """NL3: within `timeout` s the fd count is back to the baseline and
-        shoal owns no ESTABLISHED, CLOSE_WAIT or FIN_WAIT2 socket."""
+        shoal owns no ESTABLISHED, CLOSE_WAIT or FIN_WAIT2 socket.
+        in_flight_checks > 0 tolerates that many health-check sockets to
+        checked servers (the teardown passes one per checked server)."""
         bad_states = ("ESTAB", "CLOSE-WAIT", "FIN-WAIT-2")
+        checked = self.checked_servers() if in_flight_checks else set()
         deadline = time.monotonic() + timeout * SLACK
         assert self.alive(), "shoal died:\n" + self.log()[-3000:]
         while True:
             fds = self.fd_count()
-            socks = self.ss(bad_states)
-            if fds == self.fd_baseline and not socks:
+            socks = [l for l in self.ss(bad_states)
+                     if l.split()[4] not in checked]
+            if abs(fds - self.fd_baseline) <= in_flight_checks \
+                    and not socks:
                 break
             if time.monotonic() > deadline:
                 raise AssertionError(
@@ -725,6 +766,15 @@ class Shoal:
     def finish(self):
         """Teardown checks; returns a list of problems (empty = fine)."""
         problems = []
+        if not self.stopped and self.alive() and self.check_fds \
+                and self.fd_baseline is not None:
+            try:
+                # Health checks open and close sockets all along: one may
+                # be in flight per checked server (and may have been at
+                # the baseline).
+                self.check_nl3(in_flight_checks=len(self.checked_servers()))
+            except AssertionError as e:
+                problems.append("teardown: %s" % e)
         if not self.stopped:
             if not self.alive():
                 try:
@@ -880,7 +930,10 @@ def pytest_configure(config):
 
 @pytest.fixture(autouse=True)
 def _need_binary(request):
-    if not os.access(SHOAL_BIN, os.X_OK) \
-            and "peers_only" not in request.keywords:
+    if "peers_only" in request.keywords:
+        return
+    if not SHOAL_BUILD:
+        pytest.fail(NO_BUILD_MSG, pytrace=False)
+    if not os.access(SHOAL_BIN, os.X_OK):
         pytest.fail("shoal binary not built: %s (set SHOAL_BUILD)"
                     % SHOAL_BIN, pytrace=False)

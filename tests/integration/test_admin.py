@@ -720,18 +720,23 @@ def test_drain_under_load(start_peer, start_shoal, tmp_path):
     t_drain = time.monotonic()
     assert re.match(r"^ok: app/s1 up -> drain \(\d+ active sessions\)$",
                     ans), ans
-    time.sleep(1.0)
+
+    def runs_since(t0):
+        return len([r for r in list(loop.runs) if r[1] > t0])
+    wait_for(lambda: runs_since(t_drain) > 25, 10 * SLACK,
+             what="client runs while s1 drains")
     t = servers_table(sh.sock)
     assert t["app/s1"]["state"] == "drain" and t["app/s1"]["cur"] >= 2, t
     # The long sessions on the drained server still flow.
     r0 = [e.rounds for e in longs]
-    time.sleep(0.3)
-    assert all(e.rounds > r for e, r in zip(longs, r0))
+    wait_for(lambda: all(e.rounds > r for e, r in zip(longs, r0)),
+             5 * SLACK, what="every long session moving on")
 
     ans = admin(sh.sock, "set server app/s1 state ready")
     t_ready = time.monotonic()
     assert ans.startswith("ok: app/s1 drain -> up"), ans
-    time.sleep(0.5)
+    wait_for(lambda: runs_since(t_ready) > 10, 10 * SLACK,
+             what="client runs after ready")
     runs = loop.stop()
     assert not loop.errors, loop.errors[:5]
     for e in longs:
@@ -931,3 +936,55 @@ def test_reload_command(start_peer, start_shoal, tmp_path):
     assert peers.exchange(sh.addr, 100, 1)["rx_len"] == 100
     # The refused reload is logged at error level, and only that.
     sh.allow_errors = [re.compile(r"^reload refused: ")]
+
+
+# --------------------------------------------------------------------------
+# No eligible server is a wait (issue 12 §1)
+
+def test_no_eligible_server_is_a_wait(start_peer, start_shoal, tmp_path):
+    """A client that arrives while no server is eligible waits (up to
+    timeout_queue) and is served as soon as one becomes eligible; if none
+    does, it is closed after timeout_queue (SC), no server blamed."""
+    a = start_peer("tag", name="a")
+    sh = start_admin_shoal(start_shoal, tmp_path, [a],
+                           backend=[("timeout_queue", "2s")])
+    assert admin(sh.sock, "set server app/a state maint").startswith("ok")
+    out = {}
+
+    def client():
+        t0 = time.monotonic()
+        try:
+            s, tag = peers.open_tagged(sh.addr, timeout=10)
+            s.close()
+        except OSError as e:
+            tag = "error %s" % e
+        out.update(tag=tag, at=time.monotonic(), waited=time.monotonic() - t0)
+
+    th = threading.Thread(target=client, daemon=True)
+    th.start()
+    # Waiting: accepted by shoal, nothing opened towards the server.
+    sh.wait_for(lambda: sh.established_on(sh.port) == 1 or out, 5,
+                what="the client accepted")
+    assert not out, "the client was not kept waiting: %s" % out
+    assert not [l for l in sh.ss(("ESTAB",))
+                if l.split()[4].endswith(":%d" % a.port)]
+    t_ready = time.monotonic()
+    assert admin(sh.sock, "set server app/a state ready").startswith("ok")
+    th.join(5 * SLACK)
+    assert out.get("tag") == "a", out
+    print("\nwaited %.3fs; served %.3fs after the server became eligible"
+          % (out["waited"], out["at"] - t_ready))
+    assert out["at"] - t_ready <= 0.2 * SLACK, out
+    s1 = sh.wait_sessions(1)[-1]
+    assert s1["term"] == "--" and s1["server_name"] == "a", s1
+
+    # Nothing becomes eligible: closed after timeout_queue, as before.
+    assert admin(sh.sock, "set server app/a state maint").startswith("ok")
+    t0 = time.monotonic()
+    n, _, err = peers.download(sh.addr, timeout=10)
+    dt = time.monotonic() - t0
+    assert n == 0, (n, err)
+    assert 2.0 <= dt <= 2.0 + 0.3 * SLACK, "closed after %.3fs" % dt
+    s2 = sh.wait_sessions(2)[-1]
+    assert s2["term"] == "SC" and s2["server"] == "app/-", s2
+    assert servers_table(sh.sock)["app/a"]["conn_fail"] == 0

@@ -27,7 +27,7 @@ import pytest
 
 import discovery_wire as w
 import peers
-from conftest import SLACK, alloc_port, fmt_hostport, wait_for
+from conftest import SHOAL_BUILD, SLACK, alloc_port, fmt_hostport, wait_for
 from discovery_helpers import (Announcer, Lan, Sender, counters,
                                discovery_config, find_line, free_udp_port,
                                log_index, table_events, wait_line,
@@ -88,13 +88,15 @@ def line_time(sh, pattern):
 
 
 def session_starts(sh, server):
-    """Start times (s) of the sessions relayed to app/server: the session
-    line's timestamp minus its total_ms."""
+    """When the sessions relayed to app/server started connecting to it:
+    the session line's timestamp minus its total_ms (the accept) plus its
+    queue_ms (the wait for an eligible server)."""
     out = []
     for ts, _, msg in sh.log_lines():
         if msg.startswith("session ") and " server=app/%s " % server in msg:
             total = int(msg.split("total_ms=", 1)[1].split()[0])
-            out.append(ts_of(ts) - total / 1000.0)
+            queue = int(msg.split("queue_ms=", 1)[1].split()[0])
+            out.append(ts_of(ts) - (total - queue) / 1000.0)
     return out
 
 
@@ -444,7 +446,10 @@ def test_check_gate_and_sigusr1(start_shoal, start_peer, announcers,
     name = "127.0.0.1:%d" % port
     ann = announcers(announce_args(keyfile, dport, port,
                                    extra=["--check", "tcp"]), "gated")
-    time.sleep(3 * INTERVAL_MS / 1000.0)
+    wait_for(lambda: "not announcing" in ann.log(), 5 * SLACK,
+             what="the announcer's first failed check")
+    assert datagrams_until_canary(sh, dport) == 1, \
+        "the gated announcer sent a datagram"
     assert find_line(sh, "server app/%s" % name) is None, \
         "announced while the service does not answer"
     p = start_peer("banner", "--banner", "P\n", name="P", port=port)
@@ -490,13 +495,30 @@ def test_check_http(start_shoal, announcers, tmp_path):
         bad = announcers(announce_args(keyfile, dport, port,
                                        extra=["--check", "http:/missing"]),
                          "h2")
-        time.sleep(4 * INTERVAL_MS / 1000.0)
-        assert find_line(sh, r"added by announcement", start=i0) is None
+        wait_for(lambda: "not announcing" in bad.log(), 5 * SLACK,
+                 what="h2's first failed check")
         assert "HTTP/1.0 404" in bad.log()
+        # Everything h2 sent was processed before the canary: nothing.
+        assert datagrams_until_canary(sh, dport) == 1, \
+            "the gated announcer sent a datagram"
+        assert find_line(sh, r"added by announcement", start=i0) is None
         assert bad.stop() == 0
     finally:
         srv.kill()
         srv.wait(5)
+
+
+def datagrams_until_canary(sh, dport):
+    """Send a junk datagram and wait for its verdict; return how many
+    datagrams shoal counted meanwhile. 1 proves nothing else arrived
+    before the canary (shoal reads its socket in order)."""
+    n0 = sum(counters(sh).values())
+    tx = Sender(dport)
+    tx.send(b"canary")
+    tx.close()
+    wait_for(lambda: sum(counters(sh).values()) > n0, 2 * SLACK,
+             what="the canary's verdict")
+    return sum(counters(sh).values()) - n0
 
 
 def subprocess_http(port, tmp_path):
@@ -559,8 +581,7 @@ def test_supervised_and_pid1(start_shoal, start_peer, announcers,
     p = start_peer("echo", name="p")
     name = "127.0.0.1:%d" % p.port
     args = [str(a) for a in announce_args(keyfile, dport, p.port)]
-    bin_ = os.path.join(os.environ.get("SHOAL_BUILD", "/work/main/build"),
-                        "shoal-announce")
+    bin_ = os.path.join(SHOAL_BUILD, "shoal-announce")
 
     def blocked():
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM,
@@ -598,8 +619,7 @@ def test_supervised_and_pid1(start_shoal, start_peer, announcers,
 def test_refuses_open_key_file(tmp_path):
     import subprocess
     kf = write_keyfile(tmp_path, {1: KEY}, name="open.key", mode=0o644)
-    r = subprocess.run([os.path.join(os.environ.get(
-        "SHOAL_BUILD", "/work/main/build"), "shoal-announce"), "--pool",
+    r = subprocess.run([os.path.join(SHOAL_BUILD, "shoal-announce"), "--pool",
         "app", "--port", "1", "--key-file", kf], capture_output=True,
         text=True, timeout=10)
     assert r.returncode == 1

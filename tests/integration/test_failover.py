@@ -110,10 +110,13 @@ def test_blackholed_backend_netns(netns, start_peer, start_shoal):
 def test_no_backend_refused(start_shoal):
     """S10: both servers refuse. 50 clients are closed at once (well within
     timeout_connect x (retries+1) + 200 ms); term SC, server app/-; then
-    shoal does not spin (CPU < 5 % over 2.5 s)."""
+    shoal does not spin (CPU < 5 % over 2.5 s). timeout_queue = 0: once
+    passive health has marked both down a client would otherwise wait for
+    one to come back (test_admin's test_no_eligible_server_is_a_wait)."""
     p1, p2 = alloc_port(), alloc_port()
     lb = start_shoal([("a", "127.0.0.1:%d" % p1), ("b", "127.0.0.1:%d" % p2)],
-                     backend={"timeout_connect": "1s", "retries": 2},
+                     backend={"timeout_connect": "1s", "retries": 2,
+                              "timeout_queue": "0s"},
                      expect_errors=True)
     bound = 1.0 * 3 + 0.2
     worst = 0.0
@@ -171,3 +174,57 @@ def test_no_backend_blackholed_netns(netns, start_peer, start_shoal):
     lb.check_nl3()
     cpu = lb.cpu_over(2.0)
     assert cpu < 0.05 * 2.0, "shoal used %.2fs CPU in 2s idle" % cpu
+
+
+def test_local_port_exhaustion_not_blamed(netns, start_peer, start_shoal):
+    """Issue 12 §2.4: with this host's ephemeral ports exhausted, connect()
+    fails with EADDRNOTAVAIL. That is shoal's shortage, not the server's:
+    the sessions end RC, the log says what ran out (rate-limited), and the
+    server is neither counted as failing nor marked down."""
+    ns = netns()
+    # Two ephemeral ports: shoal's third connection to the server has none.
+    ns.run(["sysctl", "-q", "-w", "net.ipv4.ip_local_port_range=40000 40001"])
+    e = start_peer("echo", name="e", netns=ns)
+    port = 41100
+    hosts = ["127.0.0.%d" % i for i in range(1, 7)]
+    # Each client goes to another bind address, so the clients' own
+    # ephemeral ports (unique per destination) do not run out.
+    spare = "127.0.0.7"     # for the last client
+    lb = start_shoal([e], binds=["%s:%d" % (h, port)
+                                 for h in hosts + [spare]],
+                     netns=ns, backend={"retries": 2})
+    holders = []
+    for h in hosts:
+        p = start_peer("holder", "--count", 1, host=h, port=port, netns=ns)
+        p.wait_events("ready", timeout=10 * SLACK)
+        holders.append(p)
+    sessions = lb.wait_sessions(4)   # 6 clients, 2 ports: 4 closed at once
+    assert all(s["term"] == "RC" for s in sessions), sessions
+    assert all(s["server_name"] == "e" for s in sessions), sessions
+    log = lb.log()
+    warns = [m for _, lvl, m in lb.log_lines()
+             if lvl == "warn" and "out of local ports" in m]
+    assert 1 <= len(warns) <= 2, warns      # rate-limited: 1/s
+    assert "EADDRNOTAVAIL" in warns[0] or "assign requested address" \
+        in warns[0], warns[0]
+    assert "-> down" not in log, "the server was blamed:\n" + log[-2000:]
+    # The two sessions that got a port still work; once they end, a new
+    # client is served by the same server.
+    for p in holders:
+        p.kill()
+    lb.wait_for(lambda: lb.established_on(port) == 0, 5,
+                what="the held sessions closed")
+    # The ports just freed sit in TIME_WAIT (reusable on loopback after
+    # 1 s): try until a connection goes through, with a deadline.
+    deadline = time.monotonic() + 5 * SLACK
+    while True:
+        cl = start_peer("client", "--count", 1, "--mode", "exchange",
+                        "--size", 1000, host=spare, port=port, netns=ns)
+        cl.wait_events("done", timeout=10 * SLACK)
+        r = cl.conns()[0]
+        if r.get("rx_len") == 1000 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert r.get("rx_err") is None and r.get("rx_len") == 1000 and \
+        r.get("rx_sha") == r.get("tx_sha"), r
+    assert "-> down" not in lb.log()

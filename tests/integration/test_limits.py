@@ -228,10 +228,19 @@ def test_server_maxconn_queue_served(start_peer, start_shoal):
         out.update(tag=t, at=time.monotonic(), waited=time.monotonic() - t0)
         s.close()
 
+    def to_server(port):
+        return len([l for l in lb.ss(("ESTAB",))
+                    if l.split()[4].endswith(":%d" % port)])
+
     th = threading.Thread(target=queued, daemon=True)
     th.start()
-    time.sleep(0.3)  # the client is queued; now free a's slot
-    assert th.is_alive(), "client was not queued: %s" % out
+    # Queued: shoal accepted the client (3 client sessions) but opened
+    # nothing more to the servers (still the one held session each).
+    lb.wait_for(lambda: lb.established_on(lb.port) == 3, 5,
+                what="the third client accepted")
+    assert to_server(a.port) == 1 and to_server(b.port) == 1, \
+        lb.ss(("ESTAB",))
+    assert not out, "client was not queued: %s" % out
     t_free = time.monotonic()
     held.pop("a").close()
     th.join(5)

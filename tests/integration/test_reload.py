@@ -421,10 +421,20 @@ def test_reload_binds_added_removed_moved(start_peer, start_shoal, tmp_path):
     with pytest.raises(ConnectionRefusedError):
         peers.connect(parse_hostport(new), timeout=2)
     loop = ConnLoop(parse_hostport(keep), http=False)
-    time.sleep(0.3)
+    wait_for(lambda: loop.ok >= 10, 5 * SLACK, what="traffic before the reload")
     hup(sh, cfg([keep, new], [moved]))
-    time.sleep(0.3)     # the workers apply listener changes at wake-up
+
+    def listening(b):
+        port = ":%d" % parse_hostport(b)[1]
+        return len([l for l in sh.ss(("LISTEN",))
+                    if l.split()[3].endswith(port)])
+    # The workers apply listener changes at wake-up: wait for both.
+    wait_for(lambda: listening(gone) == 0 and listening(new) == 2,
+             5 * SLACK, what="every worker dropped gone and bound new")
     sh.fd_baseline -= 2     # 4 addresses x 2 workers before, 3 x 2 now
+    n = loop.ok
+    wait_for(lambda: loop.ok >= n + 11, 5 * SLACK,
+             what="traffic on the kept bind after the reload")
     ok, errors = loop.stop()
     assert not errors and ok > 20, (ok, errors)
     assert tag(keep) == "s1"
@@ -543,3 +553,46 @@ def _discovery_rows(sock):
         f = line.split()
         rows.append(["ann" if f[-1] == "ann-label" else f[0]] + f)
     return rows
+
+
+def test_reload_to_checked_backend_no_client_refused(start_peer, start_shoal):
+    """A reload that moves the frontend to a new backend whose server is
+    still being checked: clients arriving meanwhile wait for it
+    (timeout_queue) instead of being closed; none is refused."""
+    a = start_peer("tag", name="a")
+    b = start_peer("tag", name="b")
+    bind = new_bind()
+
+    def cfg(backend):
+        return "\n".join([
+            "[global]", "threads = 2", "log_level = info", "grace = 5s", "",
+            "[frontend web]", "bind = %s" % bind, "backend = %s" % backend,
+            "timeout_client = 10s", "",
+            "[backend app]", "server = a %s" % a.addr, "",
+            "[backend next]", "server = b %s" % b.addr, "check = tcp",
+            "check_interval = 300ms", "rise = 2", "timeout_queue = 5s", ""])
+    sh = start_shoal(config_text=cfg("app"), binds=[bind])
+    tags, stop = [], threading.Event()
+
+    def loop():
+        while not stop.is_set():
+            try:
+                s, t = peers.open_tagged(sh.addr, timeout=10 * SLACK)
+                s.close()
+            except OSError as e:
+                t = "error %s" % e
+            tags.append(t)
+    th = threading.Thread(target=loop, daemon=True)
+    th.start()
+    wait_for(lambda: tags.count("a") >= 5, 5 * SLACK, what="a serving")
+    hup(sh, cfg("next"))
+    wait_for(lambda: tags.count("b") >= 5, 10 * SLACK, what="b serving")
+    stop.set()
+    th.join(15 * SLACK)
+    bad = [t for t in tags if t not in ("a", "b")]
+    assert not bad, "%d of %d clients not served: %r" % (
+        len(bad), len(tags), bad[:5])
+    waited = [s["queue_ms"] for s in sh.sessions()
+              if s["server_name"] == "b"]
+    print("\n%d clients, %d to b; longest wait for b %d ms"
+          % (len(tags), len(waited), max(waited)))

@@ -376,9 +376,102 @@ test_refcount(void)
 	backend_free(be);
 }
 
+/*
+ * leastconn over a big pool (sampled): held sessions still spread evenly
+ * and by weight. n servers, 10 sessions each on average, all held.
+ */
+static void
+test_leastconn_big(void)
+{
+	enum { N = 2000, PER = 10 };
+	static struct server	*held[N * PER];
+	static int		 w[N];
+	struct backend		*be;
+	int			 lo = 1 << 30, hi = 0;
+	uint64_t		 light = 0, heavy = 0;
+
+	be = mkbackend(BALANCE_LEASTCONN, N, NULL);
+	for (int i = 0; i < N * PER; i++)
+		held[i] = pick1(be, NULL);
+	for (int i = 0; i < N; i++) {
+		struct server	*s;
+		char		 name[16];
+		int		 c;
+
+		snprintf(name, sizeof(name), "s%d", i + 1);
+		s = server_find(be, name);
+		c = (int)atomic_load(&s->cur);
+		lo = c < lo ? c : lo;
+		hi = c > hi ? c : hi;
+	}
+	ok(lo >= PER - 2 && hi <= PER + 2, "leastconn, %d servers: %d held "
+	    "sessions spread %d..%d per server (mean %d)", N, N * PER, lo, hi,
+	    PER);
+	for (int i = 0; i < N * PER; i++)
+		balance_done(held[i]);
+	backend_free(be);
+
+	/* Weights 1 and 3 alternating: 3 times the sessions on the heavy. */
+	for (int i = 0; i < N; i++)
+		w[i] = i % 2 ? 3 : 1;
+	be = mkbackend(BALANCE_LEASTCONN, N, w);
+	for (int i = 0; i < N * PER; i++) {
+		held[i] = pick1(be, NULL);
+		if (w[idx(held[i])] == 3)
+			heavy++;
+		else
+			light++;
+	}
+	ok(heavy > 2.7 * light && heavy < 3.3 * light, "leastconn, %d "
+	    "servers weighted 1:3: sessions %llu:%llu", N,
+	    (unsigned long long)light, (unsigned long long)heavy);
+	for (int i = 0; i < N * PER; i++)
+		balance_done(held[i]);
+	backend_free(be);
+}
+
+/* The balancer builds pools from the servers the table hands it. */
+static void
+test_pool_new(void)
+{
+	struct backend		*be = mkbackend(BALANCE_SOURCE, 3, NULL);
+	struct server		*list[3], *s;
+	struct pool		*p;
+
+	be->conf.timeout_queue_ms = 1234;
+	list[0] = server_find(be, "s1");
+	list[1] = server_find(be, "s2");
+	list[2] = server_find(be, "s3");
+	list[1]->backup = true;
+	p = balance_pool_new(be, list, 3);
+	ok(p != NULL && p->primary.n == 2 && p->backup.n == 1 &&
+	    p->backup.srv[0] == list[1], "pool_new: backups go to the backup "
+	    "group, in the order given");
+	ok(p->timeout_queue_ms == 1234 && p->nall == 3 &&
+	    p->ops == balance_ops_get(BALANCE_SOURCE),
+	    "pool_new: the backend's settings and algorithm");
+	ok(p->primary.nring > 0 && p->backup.nring > 0,
+	    "pool_new: each group gets its algorithm's tables");
+	is_int(atomic_load(&list[0]->refs), 3,
+	    "pool_new: the new pool holds a reference on each server");
+	balance_pool_free(p);
+	is_int(atomic_load(&list[0]->refs), 2,
+	    "pool_free: and drops it");
+	p = balance_pool_new(be, list, 0);
+	s = pick1(be, NULL);
+	ok(p != NULL && p->primary.n == 0 && s != NULL,
+	    "pool_new: an empty pool is valid (and leaves the live one alone)");
+	balance_done(s);
+	balance_pool_free(p);
+	balance_pool_free(NULL);
+	list[1]->backup = false;
+	backend_free(be);
+}
+
 int
 main(void)
 {
+	test_pool_new();
 	test_roundrobin_exact();
 	test_roundrobin_weighted();
 	test_weight_zero();
@@ -387,6 +480,7 @@ main(void)
 	test_no_repeat_in_session(BALANCE_SOURCE, "source");
 	test_no_repeat_in_session(BALANCE_RANDOM, "random");
 	test_leastconn();
+	test_leastconn_big();
 	test_source();
 	test_random();
 	test_backup_and_maxconn();

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "balance.h"
 #include "codec.h"
 #include "conf.h"
 #include "log.h"

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "balance.h"
 #include "server.h"
 #include "t.h"
 
