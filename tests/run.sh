@@ -7,11 +7,12 @@
 # Environment: SHOAL_TEST_ASAN=0 skips the ASan+UBSan pass,
 # SHOAL_TEST_TSAN=0 the ThreadSanitizer pass and SHOAL_TEST_FUZZ=0 the
 # bounded fuzz runs (for quick local runs; CI always runs all three).
-# SHOAL_TEST_SYSTEMD=1 adds the Debian package under a real systemd
-# (tests/systemd: builds the package, boots it in a container; off by
-# default, the first run makes a Debian 12 rootfs with debootstrap).
-# SHOAL_TEST_DOCKER=1 adds the lab stack on a real, private Docker daemon
-# (tests/docker: builds both images, minutes; off by default).
+# The slower suites run too (CI included): the Debian package under a
+# real systemd (tests/systemd: builds the package, boots it in a container;
+# the first run makes a Debian 12 rootfs with debootstrap, cached in
+# /var/cache/shoal-test) and the lab stack on a real, private Docker daemon
+# (tests/docker: builds both images, 8-12 minutes). SHOAL_TEST_SYSTEMD=0
+# and SHOAL_TEST_DOCKER=0 skip them for quick local runs.
 # Extra arguments go to pytest (e.g. -k relay).
 set -eu
 cd "$(dirname "$0")/.."
@@ -95,7 +96,7 @@ if [ "${SHOAL_TEST_FUZZ:-1}" != 0 ]; then
     count_junit build-fuzz/meson-logs/fuzz.junit.xml
 fi
 
-if [ "${SHOAL_TEST_SYSTEMD:-0}" = 1 ]; then
+if [ "${SHOAL_TEST_SYSTEMD:-1}" = 1 ]; then
     deps_install deb systemd
     echo "=== systemd: the Debian package in a booted Debian 12 container"
     /usr/bin/python3 -m pytest -q -rP -p no:cacheprovider \
@@ -105,8 +106,8 @@ fi
 
 # The lab stack on Docker (dist/lab): images built from a debootstrapped
 # Debian 12, compose.yaml run by a private dockerd in its own network
-# namespace. Slow (see tests/docker/README.md), so only when asked.
-if [ "${SHOAL_TEST_DOCKER:-0}" = 1 ]; then
+# namespace. Slow (see tests/docker/README.md): SHOAL_TEST_DOCKER=0 skips it.
+if [ "${SHOAL_TEST_DOCKER:-1}" = 1 ]; then
     deps_install docker
     echo "=== docker: the lab stack (tests/docker)"
     SHOAL_TEST_DOCKER=1 /usr/bin/python3 -m pytest -q -p no:cacheprovider \
