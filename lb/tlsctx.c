@@ -55,10 +55,22 @@ struct tlsctx_server {
 static int	 server_index = -1;	/* SSL_CTX ex_data: tlsctx_server */
 static pthread_once_t index_once = PTHREAD_ONCE_INIT;
 
+static void	 server_destroy(struct tlsctx_server *);
+
+/* The tlsctx_server lives as long as its SSL_CTX: OpenSSL calls this
+   when the last reference (tlsctx_server's or an SSL's) goes. */
+static void
+server_ex_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx,
+    long argl, void *argp)
+{
+	server_destroy(ptr);
+}
+
 static void
 index_init(void)
 {
-	server_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+	server_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL,
+	    server_ex_free);
 }
 
 __attribute__((format(printf, 3, 4)))
@@ -468,7 +480,10 @@ tlsctx_server_new(const struct tlsctx_server_conf *conf, char *err,
 	}
 	if (set_versions(s->ctx, conf->min_version, err, errlen) == -1)
 		goto fail;
-	SSL_CTX_set_ex_data(s->ctx, server_index, s);
+	if (SSL_CTX_set_ex_data(s->ctx, server_index, s) != 1) {
+		seterr(err, errlen, "out of memory");
+		goto fail;
+	}
 	SSL_CTX_set_options(s->ctx, SSL_OP_CIPHER_SERVER_PREFERENCE |
 	    SSL_OP_NO_RENEGOTIATION);
 	SSL_CTX_set_mode(s->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
@@ -492,20 +507,30 @@ fail:
 	return NULL;
 }
 
-void
-tlsctx_server_free(struct tlsctx_server *s)
+static void
+server_destroy(struct tlsctx_server *s)
 {
 	size_t	 i;
 
 	if (s == NULL)
 		return;
-	if (s->ctx != NULL)
-		SSL_CTX_set_ex_data(s->ctx, server_index, NULL);
-	SSL_CTX_free(s->ctx);
 	for (i = 0; i < s->ncerts; i++)
 		cert_fini(&s->certs[i]);
 	free(s->certs);
 	free(s);
+}
+
+void
+tlsctx_server_free(struct tlsctx_server *s)
+{
+	if (s == NULL)
+		return;
+	if (s->ctx != NULL && SSL_CTX_get_ex_data(s->ctx, server_index) == s)
+		SSL_CTX_free(s->ctx);	/* s goes with the last reference */
+	else {
+		SSL_CTX_free(s->ctx);
+		server_destroy(s);
+	}
 }
 
 SSL_CTX *

@@ -14,8 +14,9 @@
  *
  * Reload: build a new tlsctx_server from the new files with the same
  * tlsctx_keys; on failure keep the old one (its error string names the
- * file). Sessions running on the old SSL_CTX keep it alive through
- * their SSL objects' references.
+ * file). Sessions running on the old SSL_CTX keep it (and the
+ * certificates its callbacks read) alive through their SSL objects'
+ * references.
  */
 #ifndef SHOAL_TLSCTX_H
 #define SHOAL_TLSCTX_H
@@ -40,7 +41,8 @@ struct tlsctx_keys	*tlsctx_keys_new(void);
 /* Make a fresh current key; the current becomes the previous and the
    previous is wiped. Called from a timer (the control loop). 0 or -1. */
 int			 tlsctx_keys_rotate(struct tlsctx_keys *);
-/* Free the ring (NULL accepted); no context may still use it. */
+/* Free the ring (NULL accepted) once no SSL_CTX built with it, nor any
+   SSL made from one, remains (in practice: at exit). */
 void			 tlsctx_keys_free(struct tlsctx_keys *);
 
 /* Server (termination) settings; strings are read during the build only. */
@@ -70,6 +72,9 @@ struct tlsctx_server;
  */
 struct tlsctx_server	*tlsctx_server_new(const struct tlsctx_server_conf *,
 			    char *err, size_t errlen);
+/* Drop the builder's reference (NULL accepted). The tlsctx_server and its
+   certificates stay until the last SSL made from its SSL_CTX is freed,
+   so a reload may drop the old one while its sessions still run. */
 void			 tlsctx_server_free(struct tlsctx_server *);
 
 /* The shared SSL_CTX (owned by the tlsctx_server; SSL objects made from

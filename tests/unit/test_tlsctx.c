@@ -97,14 +97,14 @@ struct conn {
 /* Handshake a client SSL against the server context over a socketpair,
    both non-blocking; 1 when both ends finished. */
 static int
-handshake(struct conn *c, SSL_CTX *sctx, SSL *cli)
+handshake_ssl(struct conn *c, SSL *srv, SSL *cli)
 {
 	int	 i, rs = 0, rc = 0, done_s = 0, done_c = 0;
 
 	socketpair(AF_UNIX, SOCK_STREAM, 0, c->fd);
 	fcntl(c->fd[0], F_SETFL, O_NONBLOCK);
 	fcntl(c->fd[1], F_SETFL, O_NONBLOCK);
-	c->srv = SSL_new(sctx);
+	c->srv = srv;
 	c->cli = cli;
 	SSL_set_fd(c->srv, c->fd[0]);
 	SSL_set_fd(c->cli, c->fd[1]);
@@ -130,6 +130,12 @@ handshake(struct conn *c, SSL_CTX *sctx, SSL *cli)
 		ERR_print_errors_fp(stdout);
 	ERR_clear_error();
 	return done_s && done_c;
+}
+
+static int
+handshake(struct conn *c, SSL_CTX *sctx, SSL *cli)
+{
+	return handshake_ssl(c, SSL_new(sctx), cli);
 }
 
 /* Server sends a byte, the client reads it (and any ticket with it). */
@@ -389,6 +395,19 @@ test_handshakes(void)
 	conn_close(&c);
 	SSL_SESSION_free(sess);
 	tlsctx_server_free(s);
+
+	/* A reload drops the old context while a session still runs on
+	   it: the handshake still finds its certificates. */
+	s = server(files, 2, NULL, 0, keys, err);
+	{
+		SSL	*srv = SSL_new(tlsctx_server_ctx(s));
+
+		tlsctx_server_free(s);
+		ok(handshake_ssl(&c, srv, tlsctx_client_ssl(cc, "ec.test")) &&
+		    strcmp(peer_cn(c.cli), "ec") == 0, "context freed by a "
+		    "reload: its running session still handshakes");
+		conn_close(&c);
+	}
 
 	/* tls_min 1.3 refuses a 1.2-only client. */
 	s = server(files, 1, NULL, TLS1_3_VERSION, keys, err);
