@@ -282,9 +282,11 @@ test_captured(void)
 	struct clienthello	 ch, ch2;
 	struct bytes		 b, m, r1, junk = { 0 };
 	const char		*why;
+	enum clienthello_verdict v;
 
 	b = capture(s13);
-	ok(parse(&b, &ch, &why) == CLIENTHELLO_OK, "s_client TLS 1.3 hello "
+	v = parse(&b, &ch, &why);
+	ok(v == CLIENTHELLO_OK, "s_client TLS 1.3 hello "
 	    "parsed (%zu bytes)", b.n);
 	ok(ch.has_sni && strcmp(ch.sni, "www.Example.com") == 0,
 	    "s_client SNI as sent: %s", ch.sni);
@@ -382,6 +384,7 @@ test_built(void)
 	/* An ALPN list over the limit keeps whole entries. */
 	{
 		struct bytes	 a = { 0 }, x = { 0 };
+		enum clienthello_verdict v;
 		int		 i;
 
 		put16(&a, 200 * 5);
@@ -390,7 +393,8 @@ test_built(void)
 		put_ext(&x, 0x0010, &a);
 		m = hello(&x);
 		r = records(&m, 16384);
-		ok(parse(&r, &ch, &why) == CLIENTHELLO_OK &&
+		v = parse(&r, &ch, &why);
+		ok(v == CLIENTHELLO_OK &&
 		    ch.alpn_truncated && ch.alpn_count == 102 &&
 		    ch.alpn_len == 510, "long ALPN list truncated to whole "
 		    "entries (%d)", ch.alpn_count);
@@ -404,7 +408,7 @@ test_built(void)
 /* Refused with a reason, and still refused whatever follows. */
 static void
 refused(const void *p, size_t n, enum clienthello_verdict want,
-    const char *name)
+    const char *name, const char *reason)
 {
 	struct clienthello	 ch;
 	struct bytes		 b = { 0 };
@@ -414,20 +418,22 @@ refused(const void *p, size_t n, enum clienthello_verdict want,
 	put(&b, p, n);
 	v = clienthello_parse(b.p, b.n, &ch, &why);
 	put(&b, "\x16\x03\x01\x00\x05\x01\x00\x00\x01\x00", 10);
-	ok(v == want && why != NULL && clienthello_parse(b.p, b.n, &ch,
-	    &why2) == want, "%s: %s", name, why ? why : "(no reason)");
+	ok(v == want && why != NULL && strstr(why, reason) != NULL &&
+	    clienthello_parse(b.p, b.n, &ch, &why2) == want, "%s: %s", name,
+	    why ? why : "(no reason)");
 	free(b.p);
 }
 
 static void
-refuse_ext(unsigned type, const void *data, size_t n, const char *name)
+refuse_ext(unsigned type, const void *data, size_t n, const char *name,
+    const char *reason)
 {
 	struct bytes	 e = { 0 }, m, r;
 
 	ext_raw(&e, type, data, n);
 	m = hello(&e);
 	r = records(&m, 16384);
-	refused(r.p, r.n, CLIENTHELLO_MALFORMED, name);
+	refused(r.p, r.n, CLIENTHELLO_MALFORMED, name, reason);
 	free(e.p);
 	free(m.p);
 	free(r.p);
@@ -442,44 +448,63 @@ test_refusals(void)
 	struct bytes		 e = { 0 }, m, r;
 	const char		*why;
 
-	refused("GET / HTTP/1.1\r\n", 16, CLIENTHELLO_NOT_TLS, "HTTP");
-	refused("G", 1, CLIENTHELLO_NOT_TLS, "first byte of HTTP");
-	refused("SSH-2.0-x\r\n", 11, CLIENTHELLO_NOT_TLS, "SSH banner");
-	refused(sslv2, sizeof(sslv2), CLIENTHELLO_NOT_TLS, "SSLv2 hello");
-	refused("\x16\x02", 2, CLIENTHELLO_NOT_TLS, "record major 2");
-	refused("\x16\x03\x09", 3, CLIENTHELLO_NOT_TLS, "record minor 9");
+	refused("GET / HTTP/1.1\r\n", 16, CLIENTHELLO_NOT_TLS, "HTTP",
+	    "not a TLS handshake record");
+	refused("G", 1, CLIENTHELLO_NOT_TLS, "first byte of HTTP",
+	    "not a TLS handshake record");
+	refused("SSH-2.0-x\r\n", 11, CLIENTHELLO_NOT_TLS, "SSH banner",
+	    "not a TLS handshake record");
+	refused(sslv2, sizeof(sslv2), CLIENTHELLO_NOT_TLS, "SSLv2 hello",
+	    "SSLv2");
+	refused("\x16\x02", 2, CLIENTHELLO_NOT_TLS, "record major 2",
+	    "record version");
+	refused("\x16\x03\x09", 3, CLIENTHELLO_NOT_TLS, "record minor 9",
+	    "record version");
 	refused("\x17\x03\x03\x00\x10", 5, CLIENTHELLO_NOT_TLS,
-	    "application data first");
+	    "application data first", "not a TLS handshake record");
 	refused("\x16\x03\x01\x00\x00", 5, CLIENTHELLO_MALFORMED,
-	    "empty record");
+	    "empty record", "empty handshake record");
 	refused("\x16\x03\x01\x40\x01", 5, CLIENTHELLO_MALFORMED,
-	    "16385-byte record");
+	    "16385-byte record", "longer than 16384");
 	refused("\x16\x03\x01\x00\x04\x02", 6, CLIENTHELLO_MALFORMED,
-	    "ServerHello");
+	    "ServerHello", "not a ClientHello");
 	refused("\x16\x03\x01\x00\x04\x01\x00\x00\x10", 9,
-	    CLIENTHELLO_MALFORMED, "hello of 16 bytes");
+	    CLIENTHELLO_MALFORMED, "hello of 16 bytes", "shorter than its");
 	refused("\x16\x03\x01\x00\x04\x01\x01\x00\x01", 9,
-	    CLIENTHELLO_MALFORMED, "hello of 64 KiB + 1");
+	    CLIENTHELLO_MALFORMED, "hello of 64 KiB + 1", "longer than 65536");
 	refused("\x16\x03\x01\x00\x01\x01\x15\x03\x01\x00\x02", 11,
-	    CLIENTHELLO_MALFORMED, "alert record inside the hello");
+	    CLIENTHELLO_MALFORMED, "alert record inside the hello",
+	    "another type");
 
-	refuse_ext(0, "\x00\x06\x00\x00\x03" "a\0b", 9, "NUL in SNI");
-	refuse_ext(0, "\x00\x06\x00\x00\x03" "a..", 9, "empty label");
-	refuse_ext(0, "\x00\x00", 2, "empty server_name list");
+	refuse_ext(0, "\x00\x06\x00\x00\x03" "a\0b", 8, "NUL in SNI",
+	    "not a host name");
+	refuse_ext(0, "\x00\x06\x00\x00\x03" "a..", 8, "empty label",
+	    "not a host name");
+	refuse_ext(0, "\x00\x06\x00\x00\x03" "a\xc3" "b", 8, "8-bit SNI",
+	    "not a host name");
+	refuse_ext(0, "\x00\x00", 2, "empty server_name list",
+	    "list length wrong");
 	refuse_ext(0, "\x00\x09\x00\x00\x03" "abc", 8, "server_name list "
-	    "overrun");
+	    "overrun", "list length wrong");
+	refuse_ext(0, "\x00\x06\x00\x00\x04" "abc", 8, "host name overruns "
+	    "its list", "overruns its list");
 	refuse_ext(0, "\x00\x0c\x00\x00\x03" "abc\x00\x00\x03" "def", 14,
-	    "two host names");
-	refuse_ext(16, "\x00\x03\x00\x01\x61", 5, "empty ALPN entry");
-	refuse_ext(16, "\x00\x03\x05h2", 5, "ALPN entry overrun");
-	refuse_ext(43, "\x03\x03\x04\x03", 4, "odd supported_versions");
-	refuse_ext(43, "\x02\x0a\x0a", 3, "only GREASE versions");
+	    "two host names", "two host names");
+	refuse_ext(16, "\x00\x03\x00\x01\x61", 5, "empty ALPN entry",
+	    "ALPN entry empty");
+	refuse_ext(16, "\x00\x03\x05h2", 5, "ALPN entry overrun",
+	    "ALPN entry empty or overrunning");
+	refuse_ext(43, "\x03\x03\x04\x03", 4, "odd supported_versions",
+	    "supported_versions length wrong");
+	refuse_ext(43, "\x02\x0a\x0a", 3, "only GREASE versions",
+	    "only GREASE");
 
 	ext_sni(&e, "a.example");
 	ext_sni(&e, "b.example");
 	m = hello(&e);
 	r = records(&m, 16384);
-	refused(r.p, r.n, CLIENTHELLO_MALFORMED, "server_name twice");
+	refused(r.p, r.n, CLIENTHELLO_MALFORMED, "server_name twice",
+	    "sent twice");
 	free(r.p);
 	/* Cut one byte off the message but not off its length field. */
 	r = records(&m, 16384);
@@ -492,7 +517,7 @@ test_refusals(void)
 	m.p[4 + 2 + 32 + 1 + 2 + 4 + 2 + 1]--;
 	r = records(&m, 16384);
 	refused(r.p, r.n, CLIENTHELLO_MALFORMED, "extensions short of the "
-	    "body");
+	    "body", "does not fill");
 	free(r.p);
 	free(m.p);
 	free(e.p);
@@ -507,7 +532,7 @@ test_routes(void)
 	    "*.api.example.com", "*.Example.COM.", "exact.other", NULL };
 	struct clienthello_route	 r[4], bad;
 	const char			*why;
-	int				 i, n = 0;
+	int				 i, n = 0, r_;
 
 	for (i = 0; pats[i] != NULL; i++)
 		n += clienthello_route_parse(pats[i], &r[i], &why) == 0;
@@ -528,17 +553,20 @@ test_routes(void)
 	is_int(clienthello_route_match(r, 4, "other", 5), -1, "no match");
 	is_int(clienthello_route_match(r, 4, "", 0), -1, "no SNI: no match");
 	is_int(clienthello_route_match(r, 4, ".", 1), -1, "lone dot");
-	ok(clienthello_route_parse("", &bad, &why) == -1, "empty: %s", why);
-	ok(clienthello_route_parse("*", &bad, &why) == -1, "'*': %s", why);
-	ok(clienthello_route_parse("*.", &bad, &why) == -1, "'*.': %s", why);
-	ok(clienthello_route_parse("a.*.com", &bad, &why) == -1,
-	    "inner '*': %s", why);
-	ok(clienthello_route_parse("*a.com", &bad, &why) == -1,
-	    "'*a.com': %s", why);
-	ok(clienthello_route_parse("a b.com", &bad, &why) == -1,
-	    "space: %s", why);
-	ok(clienthello_route_parse("a..com", &bad, &why) == -1,
-	    "empty label: %s", why);
+	r_ = clienthello_route_parse("", &bad, &why);
+	ok(r_ == -1, "empty: %s", why);
+	r_ = clienthello_route_parse("*", &bad, &why);
+	ok(r_ == -1, "'*': %s", why);
+	r_ = clienthello_route_parse("*.", &bad, &why);
+	ok(r_ == -1, "'*.': %s", why);
+	r_ = clienthello_route_parse("a.*.com", &bad, &why);
+	ok(r_ == -1, "inner '*': %s", why);
+	r_ = clienthello_route_parse("*a.com", &bad, &why);
+	ok(r_ == -1, "'*a.com': %s", why);
+	r_ = clienthello_route_parse("a b.com", &bad, &why);
+	ok(r_ == -1, "space: %s", why);
+	r_ = clienthello_route_parse("a..com", &bad, &why);
+	ok(r_ == -1, "empty label: %s", why);
 }
 
 int
