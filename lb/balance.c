@@ -484,8 +484,6 @@ balance_ops_get(enum conf_balance b)
 static void
 group_free(struct pool_group *g)
 {
-	for (size_t i = 0; i < g->n; i++)
-		server_unref(g->srv[i]);
 	free(g->srv);
 	free(g->seq);
 	free(g->ring);
@@ -519,7 +517,6 @@ balance_pool_new(struct backend *be, struct server *const *srv, size_t n)
 	}
 	for (size_t i = 0; i < n; i++) {
 		g = srv[i]->backup ? &p->backup : &p->primary;
-		server_ref(srv[i]);
 		g->srv[g->n++] = srv[i];
 	}
 	p->be = be;
@@ -556,7 +553,6 @@ balance_pick(struct pool *p, struct pick *pk)
 		s = p->ops->pick(p, &p->backup, pk);
 	if (s == NULL)
 		return NULL;
-	server_ref(s);
 	atomic_fetch_add_explicit(&s->total, 1, memory_order_relaxed);
 	return s;
 }
@@ -567,5 +563,4 @@ balance_done(struct server *s)
 	if (s == NULL)
 		return;
 	atomic_fetch_sub_explicit(&s->cur, 1, memory_order_relaxed);
-	server_unref(s);
 }

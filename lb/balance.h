@@ -6,9 +6,11 @@
  * pool and the servers' atomic counters: no lock, no allocation.
  *
  * The balancer owns the pool: the server table hands it the eligible
- * servers of a backend (balance_pool_new) and swaps the result in; the
- * table never looks inside a pool. Knowledge goes one way: balance knows
- * servers, the table knows only these two pool functions.
+ * servers of a backend (balance_pool_new) and swaps the result in.
+ * Knowledge goes one way: balance reads the fields of struct server but
+ * calls nothing of the table; the table calls balance. Server lifetimes
+ * are the table's: it takes a pool's references on its servers and a
+ * session's on the server it was given (server_pool_new, server_pick).
  */
 #ifndef SHOAL_BALANCE_H
 #define SHOAL_BALANCE_H
@@ -22,7 +24,7 @@
 /* One group of eligible servers (primaries or backups) in a pool. */
 struct pool_group {
 	size_t			 n;		/* eligible servers */
-	struct server		**srv;		/* [n], each holds a reference */
+	struct server		**srv;		/* [n], the table holds a reference */
 	uint32_t		*seq;		/* weighted, interleaved order */
 	uint32_t		 seqlen;	/* its length */
 	uint32_t		*ring;		/* source: sorted ring points */
@@ -69,26 +71,29 @@ const struct balance_ops *balance_ops_get(enum conf_balance);
 
 /*
  * Build a pool for be from its eligible servers srv[n] (backups go to the
- * backup group), with the backend's settings and balance algorithm. Every
- * listed server gets a reference owned by the pool. Returns the pool,
+ * backup group), with the backend's settings and balance algorithm. The
+ * caller keeps the servers alive as long as the pool lists them (the
+ * table's server_pool_new() takes a reference on each). Returns the pool,
  * owned by the caller until balance_pool_free(), or NULL (ENOMEM).
  */
 struct pool	*balance_pool_new(struct backend *, struct server *const *srv,
 		    size_t n);
 
-/* Free a pool and drop its server references; accepts NULL. */
+/* Free a pool; its servers are left alone. Accepts NULL. */
 void		 balance_pool_free(struct pool *);
 
 /*
  * Choose an eligible server of the pool, skipping pk->tried. On success
- * the server has one more active session and a reference owned by the
- * caller, released with balance_done(). NULL if none: pk->full tells
- * whether servers exist but are all at their maxconn (worth waiting).
- * Backup servers are used only when no primary remains to try.
+ * the server has one more active session (a slot), freed with
+ * balance_done(); it lives as long as the pool does (sessions use the
+ * table's server_pick(), which also takes a reference). NULL if none:
+ * pk->full tells whether servers exist but are all at their maxconn
+ * (worth waiting). Backup servers are used only when no primary remains
+ * to try.
  */
 struct server	*balance_pick(struct pool *, struct pick *);
 
-/* The session ended: free its slot and drop its reference. */
+/* The session ended: free its slot. Accepts NULL. */
 void		 balance_done(struct server *);
 
 /* A xorshift64* step; the state must not be 0. */

@@ -77,7 +77,7 @@ backend_free(struct backend *be)
 	while ((s = TAILQ_FIRST(&be->servers)) != NULL)
 		server_remove(s);
 	if ((p = atomic_exchange(&be->pool, NULL)) != NULL)
-		balance_pool_free(p);
+		server_pool_free(p);
 	free(be->names);
 	free(be);
 }
@@ -549,6 +549,57 @@ server_unref(struct server *s)
 		free(s);
 }
 
+struct pool *
+server_pool_new(struct backend *be, struct server *const *srv, size_t n)
+{
+	struct pool	*p;
+
+	for (size_t i = 0; i < n; i++)
+		server_ref(srv[i]);
+	if ((p = balance_pool_new(be, srv, n)) == NULL) {
+		for (size_t i = 0; i < n; i++)
+			server_unref(srv[i]);
+		errno = ENOMEM;
+	}
+	return p;
+}
+
+static void
+group_unref(struct pool_group *g)
+{
+	for (size_t i = 0; i < g->n; i++)
+		server_unref(g->srv[i]);
+}
+
+void
+server_pool_free(struct pool *p)
+{
+	if (p == NULL)
+		return;
+	group_unref(&p->primary);
+	group_unref(&p->backup);
+	balance_pool_free(p);
+}
+
+struct server *
+server_pick(struct pool *p, struct pick *pk)
+{
+	struct server	*s;
+
+	if ((s = balance_pick(p, pk)) != NULL)
+		server_ref(s);
+	return s;
+}
+
+void
+server_done(struct server *s)
+{
+	if (s == NULL)
+		return;
+	balance_done(s);
+	server_unref(s);
+}
+
 int
 server_publish(struct backend *be)
 {
@@ -561,7 +612,7 @@ server_publish(struct backend *be)
 	TAILQ_FOREACH(s, &be->servers, entry)
 		if (server_eligible(s))
 			elig[n++] = s;
-	p = balance_pool_new(be, elig, n);
+	p = server_pool_new(be, elig, n);
 	free(elig);
 	if (p == NULL)
 		return -1;
@@ -646,7 +697,7 @@ qsbr_reclaim(void)
 	while ((p = *pp) != NULL) {
 		if (p->retired <= min) {
 			*pp = p->next_retired;
-			balance_pool_free(p);
+			server_pool_free(p);
 		} else
 			pp = &p->next_retired;
 	}
@@ -661,6 +712,6 @@ qsbr_drain(void)
 
 	while ((p = retired_head) != NULL) {
 		retired_head = p->next_retired;
-		balance_pool_free(p);
+		server_pool_free(p);
 	}
 }

@@ -6,7 +6,7 @@
  *  - The table is written only by the control loop (main thread): adding,
  *    removing, changing state or weight. Every change that affects picking
  *    ends with server_publish(backend), which has the balancer build a new
- *    pool (balance_pool_new) and swaps it in atomically. Workers only ever
+ *    pool (server_pool_new) and swaps it in atomically. Workers only ever
  *    read the current pool. The table knows nothing of a pool's insides.
  *  - A pool is freed only once every worker has passed a quiescent point
  *    after the swap (QSBR): workers never keep a pool pointer beyond the
@@ -31,6 +31,7 @@
 #include "net.h"
 
 struct pool;			/* balance.h: what workers pick from */
+struct pick;			/* balance.h: one session's picking state */
 
 enum server_source {
 	SRC_STATIC = 0,		/* from the config file */
@@ -283,6 +284,23 @@ const char	*server_admin_name(enum server_admin);
 /* Take and drop a reference. The last unref frees the server. */
 void		 server_ref(struct server *);
 void		 server_unref(struct server *);
+
+/*
+ * A pool from the balancer over srv[n] (balance_pool_new), holding a
+ * reference on each of its servers; NULL (ENOMEM). server_pool_free()
+ * drops them and frees the pool; accepts NULL.
+ */
+struct pool	*server_pool_new(struct backend *, struct server *const *srv,
+		    size_t n);
+void		 server_pool_free(struct pool *);
+
+/*
+ * Sessions: balance_pick() plus a reference owned by the caller, so the
+ * server outlives its removal from the table; server_done() frees the
+ * slot and drops the reference (accepts NULL).
+ */
+struct server	*server_pick(struct pool *, struct pick *);
+void		 server_done(struct server *);
 
 /*
  * Build a new pool for the backend from the table and swap it in. The old

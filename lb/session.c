@@ -191,7 +191,7 @@ session_connect(struct session *s)
 	s->retries = p->retries;
 
 	while (s->pk.ntried < PICK_MAX_TRIED &&
-	    (srv = balance_pick(p, &s->pk)) != NULL) {
+	    (srv = server_pick(p, &s->pk)) != NULL) {
 		s->pk.tried[s->pk.ntried++] = srv;
 		session_use(s, srv);
 		if (s->attempts++ == 0)
@@ -213,7 +213,7 @@ session_connect(struct session *s)
 		atomic_fetch_add_explicit(&srv->connect_fail, 1,
 		    memory_order_relaxed);
 		server_note_failure(srv);
-		balance_done(srv);
+		server_done(srv);
 		session_use(s, NULL);
 		if (s->attempts > s->retries) {
 			session_close(s, "SC", false);
@@ -257,7 +257,7 @@ connect_failed(struct session *s, const char *term, int err)
 	server_note_failure(srv);
 	log_debug("session %s: connect to %s/%s failed (%s)", s->fe->name,
 	    s->be->name, srv->name, term);
-	balance_done(srv);
+	server_done(srv);
 	session_use(s, NULL);
 	s->term = term;
 	if (s->attempts > s->retries) {
@@ -410,7 +410,7 @@ session_close(struct session *s, const char *term, bool rst)
 	relay_side_close(&s->r.cli, rst);
 	relay_side_close(&s->r.srv, rst);
 	session_log(s);
-	balance_done(s->server);
+	server_done(s->server);
 	session_use(s, NULL);
 	TAILQ_REMOVE(&w->sessions, s, entry);
 	if (--w->nsessions == 0)

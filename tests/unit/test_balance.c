@@ -64,7 +64,7 @@ pick1(struct backend *be, const struct sockaddr *cli)
 	memset(&pk, 0, sizeof(pk));
 	pk.client = cli;
 	pk.rng = &rng;
-	return balance_pick(backend_pool(be), &pk);
+	return server_pick(backend_pool(be), &pk);
 }
 
 static void
@@ -80,7 +80,7 @@ test_roundrobin_exact(void)
 		if (idx(s) == last)
 			repeats++;
 		last = idx(s);
-		balance_done(s);
+		server_done(s);
 	}
 	ok(cnt[0] == 100 && cnt[1] == 100 && cnt[2] == 100,
 	    "roundrobin: 300 picks over 3 servers split 100/100/100 (%d/%d/%d)",
@@ -104,7 +104,7 @@ test_roundrobin_weighted(void)
 		seq[i] = idx(s) ? 'B' : 'A';
 		if (i > 0 && seq[i] == 'A' && seq[i - 1] == 'A')
 			a_twice = true;
-		balance_done(s);
+		server_done(s);
 	}
 	ok(cnt[0] == 10 && cnt[1] == 20,
 	    "weights 1:2: 30 picks split 10/20 (%d/%d)", cnt[0], cnt[1]);
@@ -123,7 +123,7 @@ test_roundrobin_weighted(void)
 		run = idx(s) == 0 ? run + 1 : 0;
 		if (run > maxrun)
 			maxrun = run;
-		balance_done(s);
+		server_done(s);
 	}
 	ok(c3[0] == 50 && c3[1] == 10 && c3[2] == 10,
 	    "weights 5:1:1 split 50/10/10 (%d/%d/%d)", c3[0], c3[1], c3[2]);
@@ -143,7 +143,7 @@ test_weight_zero(void)
 		struct server *s = pick1(be, NULL);
 
 		cnt[idx(s)]++;
-		balance_done(s);
+		server_done(s);
 	}
 	ok(cnt[1] == 0 && cnt[0] == 10 && cnt[2] == 10,
 	    "weight 0 is never picked (%d/%d/%d)", cnt[0], cnt[1], cnt[2]);
@@ -164,12 +164,12 @@ test_no_repeat_in_session(enum conf_balance bal, const char *name)
 	memset(&pk, 0, sizeof(pk));
 	pk.client = (struct sockaddr *)&cli;
 	pk.rng = &rng;
-	while ((s = balance_pick(backend_pool(be), &pk)) != NULL) {
+	while ((s = server_pick(backend_pool(be), &pk)) != NULL) {
 		if (seen[idx(s)]++)
 			dup = true;
 		pk.tried[pk.ntried++] = s;
 		n++;
-		balance_done(s);
+		server_done(s);
 	}
 	ok(!dup && n == 5,
 	    "%s: a session's retries try every server once, never twice (%d)",
@@ -202,12 +202,12 @@ test_leastconn(void)
 		if (s == s1)
 			avoided = false;
 		held[i % 4] = held[i % 4];	/* keep */
-		balance_done(s);
+		server_done(s);
 	}
 	ok(avoided, "leastconn: a loaded server gets no new session");
 	atomic_fetch_sub(&s1->cur, 10);
 	for (int i = 0; i < 4; i++)
-		balance_done(held[i]);
+		server_done(held[i]);
 	backend_free(be);
 
 	/* Weighted: with weights 1:3 and equal load, the heavy one wins. */
@@ -223,7 +223,7 @@ test_leastconn(void)
 	    "leastconn weights 1:3: 8 held sessions split 2/6 (%d/%d)", cnt[0],
 	    cnt[1]);
 	for (int i = 0; i < 8; i++)
-		balance_done(h[i]);
+		server_done(h[i]);
 	backend_free(be);
 }
 
@@ -246,13 +246,13 @@ test_source(void)
 		s = pick1(be, (struct sockaddr *)&cli);
 		before[i] = idx(s);
 		cnt[idx(s)]++;
-		balance_done(s);
+		server_done(s);
 		/* Same address, other port: same server. */
 		addr4(&cli, ip, 1000);
 		s = pick1(be, (struct sockaddr *)&cli);
 		if (idx(s) != before[i])
 			wrong++;
-		balance_done(s);
+		server_done(s);
 	}
 	is_int(wrong, 0, "source: a client address always maps to one server");
 	bool spread = true;
@@ -277,7 +277,7 @@ test_source(void)
 			if (before[i] != 2)
 				wrong++;
 		}
-		balance_done(s);
+		server_done(s);
 	}
 	is_int(wrong, 0, "source: removing a server moves only its own clients");
 	ok(moved > CLIENTS / K / 2 && moved < CLIENTS * 2 / K,
@@ -296,7 +296,7 @@ test_random(void)
 		struct server *s = pick1(be, NULL);
 
 		cnt[idx(s)]++;
-		balance_done(s);
+		server_done(s);
 	}
 	ok(cnt[0] > 700 && cnt[1] > 700 && cnt[2] > 700 && cnt[3] > 700,
 	    "random: 4000 picks reach every server (%d/%d/%d/%d)", cnt[0],
@@ -329,23 +329,23 @@ test_backup_and_maxconn(void)
 	held = s;
 	memset(&pk, 0, sizeof(pk));
 	pk.rng = &rng;
-	s = balance_pick(backend_pool(be), &pk);
+	s = server_pick(backend_pool(be), &pk);
 	ok(s == NULL && pk.full,
 	    "maxconn: a full primary is waited for, not replaced by a backup");
-	balance_done(held);
+	server_done(held);
 
 	memset(&pk, 0, sizeof(pk));
 	pk.rng = &rng;
 	pk.tried[pk.ntried++] = p1;
-	s = balance_pick(backend_pool(be), &pk);
+	s = server_pick(backend_pool(be), &pk);
 	ok(s == b1, "backup: used once every primary was tried");
-	balance_done(s);
+	server_done(s);
 
 	p1->health = HEALTH_DOWN;
 	server_publish(be);
 	s = pick1(be, NULL);
 	ok(s == b1, "backup: used when no primary is eligible");
-	balance_done(s);
+	server_done(s);
 
 	b1->admin = ADM_DRAIN;
 	server_publish(be);
@@ -370,9 +370,9 @@ test_refcount(void)
 		struct server *o = pick1(be, NULL);
 
 		ok(o != s, "a removed server is never picked (%d)", i);
-		balance_done(o);
+		server_done(o);
 	}
-	balance_done(s);	/* frees it; ASan/valgrind would complain if not */
+	server_done(s);	/* frees it; ASan/valgrind would complain if not */
 	backend_free(be);
 }
 
@@ -408,7 +408,7 @@ test_leastconn_big(void)
 	    "sessions spread %d..%d per server (mean %d)", N, N * PER, lo, hi,
 	    PER);
 	for (int i = 0; i < N * PER; i++)
-		balance_done(held[i]);
+		server_done(held[i]);
 	backend_free(be);
 
 	/* Weights 1 and 3 alternating: 3 times the sessions on the heavy. */
@@ -426,7 +426,7 @@ test_leastconn_big(void)
 	    "servers weighted 1:3: sessions %llu:%llu", N,
 	    (unsigned long long)light, (unsigned long long)heavy);
 	for (int i = 0; i < N * PER; i++)
-		balance_done(held[i]);
+		server_done(held[i]);
 	backend_free(be);
 }
 
@@ -443,7 +443,7 @@ test_pool_new(void)
 	list[1] = server_find(be, "s2");
 	list[2] = server_find(be, "s3");
 	list[1]->backup = true;
-	p = balance_pool_new(be, list, 3);
+	p = server_pool_new(be, list, 3);
 	ok(p != NULL && p->primary.n == 2 && p->backup.n == 1 &&
 	    p->backup.srv[0] == list[1], "pool_new: backups go to the backup "
 	    "group, in the order given");
@@ -454,16 +454,16 @@ test_pool_new(void)
 	    "pool_new: each group gets its algorithm's tables");
 	is_int(atomic_load(&list[0]->refs), 3,
 	    "pool_new: the new pool holds a reference on each server");
-	balance_pool_free(p);
+	server_pool_free(p);
 	is_int(atomic_load(&list[0]->refs), 2,
 	    "pool_free: and drops it");
-	p = balance_pool_new(be, list, 0);
+	p = server_pool_new(be, list, 0);
 	s = pick1(be, NULL);
 	ok(p != NULL && p->primary.n == 0 && s != NULL,
 	    "pool_new: an empty pool is valid (and leaves the live one alone)");
-	balance_done(s);
-	balance_pool_free(p);
-	balance_pool_free(NULL);
+	server_done(s);
+	server_pool_free(p);
+	server_pool_free(NULL);
 	list[1]->backup = false;
 	backend_free(be);
 }

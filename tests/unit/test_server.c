@@ -188,8 +188,8 @@ reader_main(void *arg)
 		memcpy(first, p->primary.srv, n * sizeof(*first));
 		memset(&pk, 0, sizeof(pk));
 		pk.rng = &rd->rng;
-		if ((s = balance_pick(p, &pk)) != NULL)
-			balance_done(s);
+		if ((s = server_pick(p, &pk)) != NULL)
+			server_done(s);
 		/* Still within the callback: the pool must be unchanged and
 		 * every server it lists alive. */
 		for (size_t i = 0; i < n; i++)
