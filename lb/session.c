@@ -24,7 +24,6 @@
 #include "log.h"
 #include "net.h"
 #include "session.h"
-#include "worker.h"
 
 #define QUEUE_POLL	0.010	/* seconds between picks while queued */
 
@@ -99,7 +98,7 @@ session_use(struct session *s, struct server *srv)
 }
 
 void
-session_start(struct worker *w, struct frontend *fe, int fd,
+session_start(struct session_home *h, struct frontend *fe, int fd,
     const struct sockaddr *sa, socklen_t salen)
 {
 	struct session *s;
@@ -111,30 +110,29 @@ session_start(struct worker *w, struct frontend *fe, int fd,
 			log_warnx("frontend %s: out of memory, closing client",
 			    fe->name);
 		net_close(fd);
-		proxy_release_slot(fe);
-		worker_slot_freed(w);
+		h->slot_freed(h, fe);
 		return;
 	}
-	s->w = w;
+	s->home = h;
 	s->fe = fe;
 	s->be = atomic_load_explicit(&fe->backend, memory_order_acquire);
 	relay_init(&s->r, &client_role, &server_role);
-	s->r.loop = w->loop;
-	s->r.bufs = &w->bufs;
+	s->r.loop = h->loop;
+	s->r.bufs = h->bufs;
 	s->r.close = relay_close_cb;
 	s->r.cli.fd = fd;
 	memcpy(&s->client, sa, salen);
 	s->clientlen = salen;
 	s->pk.client = (const struct sockaddr *)&s->client;
-	s->pk.rng = &w->rng;
-	s->t_accept = ev_now(w->loop);
+	s->pk.rng = h->rng;
+	s->t_accept = ev_now(h->loop);
 	s->r.cli.active = s->r.srv.active = s->t_accept;
 	s->timeout_client_ms = atomic_load_explicit(&fe->timeout_client_ms,
 	    memory_order_relaxed);
 	ev_init(&s->timer, session_timer_cb);
 	s->timer.data = s;
-	TAILQ_INSERT_TAIL(&w->sessions, s, entry);
-	w->nsessions++;
+	TAILQ_INSERT_TAIL(&h->sessions, s, entry);
+	h->nsessions++;
 	/* TCP_NODELAY comes from the listener (net_listen). */
 	session_connect(s);
 }
@@ -143,9 +141,9 @@ session_start(struct worker *w, struct frontend *fe, int fd,
 static void
 timer_arm(struct session *s, double after)
 {
-	ev_timer_stop(s->w->loop, &s->timer);
+	ev_timer_stop(s->home->loop, &s->timer);
 	ev_timer_set(&s->timer, after > 0 ? after : 0.0001, 0.);
-	ev_timer_start(s->w->loop, &s->timer);
+	ev_timer_start(s->home->loop, &s->timer);
 }
 
 /*
@@ -176,7 +174,7 @@ session_connect(struct session *s)
 	struct pool	*p;
 	struct server	*srv;
 	const char	*what;
-	ev_tstamp	 now = ev_now(s->w->loop);
+	ev_tstamp	 now = ev_now(s->home->loop);
 
 	/* Until a connect started, follow the frontend to the backend it
 	 * uses now: a reload may have changed it while we waited. */
@@ -245,7 +243,7 @@ connect_failed(struct session *s, const char *term, int err)
 	struct server	*srv = s->server;
 	const char	*what;
 
-	ev_io_stop(s->w->loop, &s->r.srv.io);
+	ev_io_stop(s->home->loop, &s->r.srv.io);
 	net_close(s->r.srv.fd);
 	s->r.srv.fd = -1;
 	s->r.srv.events = 0;
@@ -274,7 +272,7 @@ connect_done(struct session *s)
 	double	c = ms(s->timeout_client_ms), v = ms(s->timeout_server_ms);
 
 	s->state = SS_RELAY;
-	s->t_connected = ev_now(s->w->loop);
+	s->t_connected = ev_now(s->home->loop);
 	s->r.cli.active = s->r.srv.active = s->t_connected;
 	s->term = NULL;
 	timer_arm(s, c < v ? c : v);	/* the idle timer */
@@ -312,7 +310,7 @@ connect_started(struct session *s)
 		return;
 	ev_io_set(&s->r.srv.io, s->r.srv.fd, EV_WRITE);
 	ev_set_cb(&s->r.srv.io, connect_io_cb);
-	ev_io_start(s->w->loop, &s->r.srv.io);
+	ev_io_start(s->home->loop, &s->r.srv.io);
 	s->r.srv.events = EV_WRITE;
 	timer_arm(s, ms(s->timeout_connect_ms));
 }
@@ -374,7 +372,7 @@ static void
 session_log(struct session *s)
 {
 	char		 cbuf[NET_ADDRSTRLEN];
-	ev_tstamp	 now = ev_now(s->w->loop);
+	ev_tstamp	 now = ev_now(s->home->loop);
 	long		 tc = -1, tt, tq;
 
 	if (!log_enabled(LOG_LVL_INFO))
@@ -400,35 +398,34 @@ session_log(struct session *s)
 void
 session_close(struct session *s, const char *term, bool rst)
 {
-	struct worker *w = s->w;
+	struct session_home *h = s->home;
 
 	if (s->state == SS_CLOSED)
 		return;
 	s->state = SS_CLOSED;
 	s->term = term;
-	ev_timer_stop(w->loop, &s->timer);
+	ev_timer_stop(h->loop, &s->timer);
 	relay_side_close(&s->r.cli, rst);
 	relay_side_close(&s->r.srv, rst);
 	session_log(s);
 	server_done(s->server);
 	session_use(s, NULL);
-	TAILQ_REMOVE(&w->sessions, s, entry);
-	if (--w->nsessions == 0)
+	TAILQ_REMOVE(&h->sessions, s, entry);
+	if (--h->nsessions == 0)
 		relay_pipes_release();	/* an idle worker holds no pipe */
-	proxy_release_slot(s->fe);
 	/* Never free inside our own callback stack: defer to the reaper. */
-	s->next_dead = w->dead;
-	w->dead = s;
-	worker_slot_freed(w);
+	s->next_dead = h->dead;
+	h->dead = s;
+	h->slot_freed(h, s->fe);
 }
 
 void
-session_reap(struct worker *w)
+session_reap(struct session_home *h)
 {
 	struct session *s;
 
-	while ((s = w->dead) != NULL) {
-		w->dead = s->next_dead;
+	while ((s = h->dead) != NULL) {
+		h->dead = s->next_dead;
 		free(s);
 	}
 }

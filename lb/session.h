@@ -5,6 +5,9 @@
  * -> CONNECTING -> RELAY and ends in exactly one place, session_close(),
  * which stops its watchers, closes its fds, logs one line and defers the
  * free to before the worker's next poll.
+ *
+ * Knowledge goes one way: the worker owns sessions and calls session_*;
+ * a session knows of its worker only the struct session_home it was given.
  */
 #ifndef SHOAL_SESSION_H
 #define SHOAL_SESSION_H
@@ -16,11 +19,12 @@
 #include <sys/socket.h>
 
 #include "balance.h"
+#include "buf.h"
+#include "frontend.h"
 #include "relay.h"
 
-struct worker;
-struct frontend;
 struct session;
+struct session_home;
 
 enum session_state {
 	SS_QUEUED = 0,		/* every server at maxconn: waiting */
@@ -30,7 +34,7 @@ enum session_state {
 };
 
 struct session {
-	struct worker		*w;		/* owner */
+	struct session_home	*home;		/* the worker it lives on */
 	struct frontend		*fe;
 	struct backend		*be;
 	struct server		*server;	/* current, with a slot and a ref */
@@ -58,12 +62,30 @@ struct session {
 TAILQ_HEAD(session_list, session);
 
 /*
+ * What a session needs of the worker it lives on: its loop, buffer pool
+ * and PRNG, the live list and the closed ones to free before the next
+ * poll (session_reap). Owned by the worker, given at session_start().
+ */
+struct session_home {
+	struct ev_loop		*loop;
+	struct buf_pool		*bufs;
+	uint64_t		*rng;		/* PRNG state for picking */
+	struct session_list	 sessions;	/* live */
+	size_t			 nsessions;
+	struct session		*dead;		/* closed, free before next poll */
+	/* A session gave back its slot (it ended, or could not start):
+	 * release it in fe and the process counts, resume accepting. */
+	void			(*slot_freed)(struct session_home *,
+				    struct frontend *);
+};
+
+/*
  * Take an accepted client fd (ownership passes to the session) and start
  * connecting to a server of the frontend's backend. The session slot in
  * the frontend and process counters is already reserved by the caller and
  * released by session_close().
  */
-void	session_start(struct worker *, struct frontend *, int fd,
+void	session_start(struct session_home *, struct frontend *, int fd,
 	    const struct sockaddr *, socklen_t);
 
 /*
@@ -75,6 +97,6 @@ void	session_start(struct worker *, struct frontend *, int fd,
 void	session_close(struct session *, const char *term, bool rst);
 
 /* Free the sessions closed since the last call (before the next poll). */
-void	session_reap(struct worker *);
+void	session_reap(struct session_home *);
 
 #endif /* SHOAL_SESSION_H */

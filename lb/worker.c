@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -150,9 +151,15 @@ resume_cb(struct ev_loop *loop, ev_timer *t, int revents)
 	listeners_resume(t->data);
 }
 
-void
-worker_slot_freed(struct worker *w)
+/* A session gave its slot back: release it; resume paused listeners if
+ * that allows. */
+static void
+slot_freed(struct session_home *h, struct frontend *fe)
 {
+	struct worker *w = (struct worker *)(void *)((char *)h -
+	    offsetof(struct worker, home));
+
+	proxy_release_slot(fe);
 	if (ev_is_active(&w->resume))
 		listeners_resume(w);
 }
@@ -208,7 +215,7 @@ accept_cb(struct ev_loop *loop, ev_io *io, int revents)
 		    memory_order_relaxed);
 		atomic_fetch_add_explicit(&proxy_limits.total, 1,
 		    memory_order_relaxed);
-		session_start(w, l->fe, fd, (struct sockaddr *)&ss, len);
+		session_start(&w->home, l->fe, fd, (struct sockaddr *)&ss, len);
 	}
 }
 
@@ -343,7 +350,7 @@ mbox_run(struct worker *w)
 		case WMSG_KILL_SERVER: {
 			struct session *se, *sn;
 
-			for (se = TAILQ_FIRST(&w->sessions); se != NULL;
+			for (se = TAILQ_FIRST(&w->home.sessions); se != NULL;
 			    se = sn) {
 				sn = TAILQ_NEXT(se, entry);
 				if (se->server == m->srv)
@@ -383,7 +390,7 @@ sessions_kill(struct worker *w)
 {
 	struct session *s;
 
-	while ((s = TAILQ_FIRST(&w->sessions)) != NULL)
+	while ((s = TAILQ_FIRST(&w->home.sessions)) != NULL)
 		session_close(s, "KD", false);
 }
 
@@ -437,7 +444,7 @@ reap_cb(struct ev_loop *loop, ev_prepare *p, int revents)
 {
 	(void)loop;
 	(void)revents;
-	session_reap(p->data);
+	session_reap(&((struct worker *)p->data)->home);
 }
 
 
@@ -450,7 +457,10 @@ worker_new(int id, int nworkers, struct frontend **fes, size_t nfes)
 	if ((w = calloc(1, sizeof(*w))) == NULL)
 		return NULL;
 	w->id = id;
-	TAILQ_INIT(&w->sessions);
+	TAILQ_INIT(&w->home.sessions);
+	w->home.bufs = &w->bufs;
+	w->home.rng = &w->rng;
+	w->home.slot_freed = slot_freed;
 	buf_pool_init(&w->bufs, 256);
 	pthread_mutex_init(&w->mbox_lock, NULL);
 	w->mbox_tail = &w->mbox;
@@ -463,6 +473,7 @@ worker_new(int id, int nworkers, struct frontend **fes, size_t nfes)
 		worker_free(w);
 		return NULL;
 	}
+	w->home.loop = w->loop;
 	tune(w);
 	for (size_t i = 0; i < nfes; i++) {
 		for (size_t j = 0; j < fes[i]->nbinds; j++) {
@@ -513,7 +524,7 @@ worker_free(struct worker *w)
 	if (w->loop != NULL) {
 		listeners_close(w);
 		sessions_kill(w);
-		session_reap(w);
+		session_reap(&w->home);
 		ev_loop_destroy(w->loop);
 	}
 	for (size_t i = 0; i < w->nlisteners; i++) {

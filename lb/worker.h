@@ -17,20 +17,9 @@
 
 #include "buf.h"
 #include "conf.h"
+#include "frontend.h"
 #include "server.h"
 #include "session.h"
-
-/* A frontend: shared by every worker, written by the control loop. */
-struct frontend {
-	char			 name[CONF_NAME_MAX];
-	struct conf_addr	*binds;		/* [nbinds], owned */
-	size_t			 nbinds;
-	_Atomic(struct backend *) backend;	/* where sessions go */
-	_Atomic uint32_t	 timeout_client_ms;
-	_Atomic int		 maxconn;	/* 0 = only the global cap */
-	_Atomic uint32_t	 cur;		/* active sessions */
-	_Atomic uint64_t	 total;		/* sessions accepted */
-};
 
 /* One worker's listening socket for one bind address of a frontend. */
 struct listener {
@@ -82,9 +71,7 @@ struct worker {
 	pthread_mutex_t		 mbox_lock;	/* control -> worker messages */
 	struct wmsg		*mbox;		/* FIFO head */
 	struct wmsg		**mbox_tail;
-	struct session_list	 sessions;	/* live */
-	size_t			 nsessions;
-	struct session		*dead;		/* closed, free before next poll */
+	struct session_home	 home;		/* its sessions */
 	struct buf_pool		 bufs;
 	uint64_t		 rng;		/* PRNG state */
 	_Atomic uint64_t	 qsbr;		/* QSBR slot */
@@ -106,10 +93,6 @@ struct proxy_tuning {
 };
 
 extern struct proxy_tuning proxy_tuning;
-
-/* Build a frontend from its config (backend already created). */
-struct frontend	*frontend_new(const struct conf_frontend *, struct backend *);
-void		 frontend_free(struct frontend *);
 
 /*
  * Create worker id (of nworkers) with its listening sockets for every bind
@@ -141,9 +124,6 @@ void		 worker_command(struct worker *, unsigned cmd);
 
 /* Join a worker that was sent WCMD_EXIT. */
 void		 worker_join(struct worker *);
-
-/* Workers: a session slot was freed; resume paused listeners if allowed. */
-void		 worker_slot_freed(struct worker *);
 
 /* Release a slot reserved at accept (session end). */
 void		 proxy_release_slot(struct frontend *);
