@@ -385,135 +385,207 @@ load_key(const char *file, long id)
 	keys_wipe(keys, n);
 }
 
-static void
-parse_args(int argc, char *argv[])
-{
-	enum {
-		O_POOL = 256, O_PORT, O_ADDR, O_WEIGHT, O_INTERVAL, O_IFACE,
-		O_GROUP, O_TARGET, O_KEYFILE, O_KEYID, O_REALM, O_LABEL,
-		O_CHECK, O_MAXCONN, O_DRAIN_TIMEOUT,
-	};
-	static const struct option longopts[] = {
-		{ "pool", required_argument, NULL, O_POOL },
-		{ "port", required_argument, NULL, O_PORT },
-		{ "addr", required_argument, NULL, O_ADDR },
-		{ "weight", required_argument, NULL, O_WEIGHT },
-		{ "interval", required_argument, NULL, O_INTERVAL },
-		{ "iface", required_argument, NULL, O_IFACE },
-		{ "group", required_argument, NULL, O_GROUP },
-		{ "target", required_argument, NULL, O_TARGET },
-		{ "key-file", required_argument, NULL, O_KEYFILE },
-		{ "key-id", required_argument, NULL, O_KEYID },
-		{ "realm", required_argument, NULL, O_REALM },
-		{ "label", required_argument, NULL, O_LABEL },
-		{ "check", required_argument, NULL, O_CHECK },
-		{ "maxconn", required_argument, NULL, O_MAXCONN },
-		{ "drain-timeout", required_argument, NULL, O_DRAIN_TIMEOUT },
-		{ "verbose", no_argument, NULL, 'v' },
-		{ "help", no_argument, NULL, 'h' },
-		{ "version", no_argument, NULL, 'V' },
-		{ NULL, 0, NULL, 0 },
-	};
-	const char	*key_file = NULL, *why, *iface = NULL;
-	long		 v, key_id = -1;
-	bool		 have_group = false;
-	int		 ch;
+/* What the options leave for the checks after them. */
+struct cli {
+	const char	*key_file;
+	const char	*iface;
+	long		 key_id;
+	bool		 have_group;
+};
 
-	A.weight = 1;
-	A.interval_ms = 1000;
-	A.drain_timeout_ms = 8000;
-	snprintf(A.realm, sizeof(A.realm), "shoal");
+static void
+opt_pool(const char *arg, struct cli *c)
+{
+	(void)c;
+	if (!codec_pool_valid(arg, strlen(arg)))
+		usage_error("--pool %s: expected 1-32 characters from "
+		    "A-Z a-z 0-9 . _ -", arg);
+	snprintf(A.pool, sizeof(A.pool), "%s", arg);
+}
+
+static void
+opt_port(const char *arg, struct cli *c)
+{
+	const char	*why;
+	long		 v;
+
+	(void)c;
+	if (conf_parse_int(arg, 1, 65535, &v, &why) == -1)
+		usage_error("--port %s: %s (1-65535)", arg, why);
+	A.port = (uint16_t)v;
+}
+
+static void
+opt_addr(const char *arg, struct cli *c)
+{
+	(void)c;
+	if (strcmp(arg, "auto") == 0)
+		A.addr_arg[0] = '\0';
+	else if (strlen(arg) >= sizeof(A.addr_arg))
+		usage_error("--addr %s: too long", arg);
+	else
+		snprintf(A.addr_arg, sizeof(A.addr_arg), "%s", arg);
+}
+
+static void
+opt_weight(const char *arg, struct cli *c)
+{
+	const char	*why;
+	long		 v;
+
+	(void)c;
+	if (conf_parse_int(arg, 0, CODEC_WEIGHT_MAX, &v, &why) == -1)
+		usage_error("--weight %s: %s (0-256)", arg, why);
+	A.weight = (uint16_t)v;
+}
+
+static void
+opt_interval(const char *arg, struct cli *c)
+{
+	const char *why;
+
+	(void)c;
+	if (conf_parse_duration(arg, &A.interval_ms, &why) == -1)
+		usage_error("--interval %s: %s", arg, why);
+	if (A.interval_ms < 100)
+		usage_error("--interval %s: at least 100ms", arg);
+}
+
+static void
+opt_iface(const char *arg, struct cli *c)
+{
+	c->iface = arg;
+}
+
+static void
+opt_group(const char *arg, struct cli *c)
+{
+	parse_group(arg);
+	c->have_group = true;
+}
+
+static void
+opt_target(const char *arg, struct cli *c)
+{
+	(void)c;
+	add_target(arg);
+}
+
+static void
+opt_key_file(const char *arg, struct cli *c)
+{
+	c->key_file = arg;
+}
+
+static void
+opt_key_id(const char *arg, struct cli *c)
+{
+	const char *why;
+
+	if (conf_parse_int(arg, 1, 255, &c->key_id, &why) == -1)
+		usage_error("--key-id %s: %s (1-255)", arg, why);
+}
+
+static void
+opt_realm(const char *arg, struct cli *c)
+{
+	(void)c;
+	if (strlen(arg) > CODEC_REALM_MAX)
+		usage_error("--realm: at most %d bytes", CODEC_REALM_MAX);
+	snprintf(A.realm, sizeof(A.realm), "%s", arg);
+}
+
+static void
+opt_label(const char *arg, struct cli *c)
+{
+	(void)c;
+	snprintf(A.label, sizeof(A.label), "%s", arg);
+	for (const char *p = arg; *p != '\0'; p++)
+		if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
+			usage_error("--label: printable ASCII only");
+	if (strlen(arg) > CODEC_LABEL_MAX)
+		usage_error("--label: at most %d characters", CODEC_LABEL_MAX);
+}
+
+static void
+opt_check(const char *arg, struct cli *c)
+{
+	(void)c;
+	parse_check(arg);
+}
+
+static void
+opt_maxconn(const char *arg, struct cli *c)
+{
+	const char	*why;
+	long		 v;
+
+	(void)c;
+	if (conf_parse_int(arg, 0, 1000000, &v, &why) == -1)
+		usage_error("--maxconn %s: %s", arg, why);
+	A.has_maxconn = true;
+	A.maxconn = (uint32_t)v;
+}
+
+static void
+opt_drain_timeout(const char *arg, struct cli *c)
+{
+	const char *why;
+
+	(void)c;
+	if (conf_parse_duration(arg, &A.drain_timeout_ms, &why) == -1)
+		usage_error("--drain-timeout %s: %s", arg, why);
+}
+
+/* The long options that take a value, each with its handler; getopt_long
+ * sees them in this order (prefixes are matched against it). */
+static const struct {
+	const char	*name;
+	void		(*set)(const char *, struct cli *);
+} options[] = {
+	{ "pool", opt_pool },
+	{ "port", opt_port },
+	{ "addr", opt_addr },
+	{ "weight", opt_weight },
+	{ "interval", opt_interval },
+	{ "iface", opt_iface },
+	{ "group", opt_group },
+	{ "target", opt_target },
+	{ "key-file", opt_key_file },
+	{ "key-id", opt_key_id },
+	{ "realm", opt_realm },
+	{ "label", opt_label },
+	{ "check", opt_check },
+	{ "maxconn", opt_maxconn },
+	{ "drain-timeout", opt_drain_timeout },
+};
+#define NOPTIONS	(sizeof(options) / sizeof(options[0]))
+#define OPT_BASE	256	/* getopt value of options[0] */
+
+/* Stage 1: the options, one handler each; the command after "--". */
+static void
+read_options(int argc, char *argv[], struct cli *c)
+{
+	static struct option longopts[NOPTIONS + 4];
+	int ch;
+
+	for (size_t i = 0; i < NOPTIONS; i++)
+		longopts[i] = (struct option){ options[i].name,
+		    required_argument, NULL, OPT_BASE + (int)i };
+	longopts[NOPTIONS] = (struct option){ "verbose", no_argument, NULL,
+	    'v' };
+	longopts[NOPTIONS + 1] = (struct option){ "help", no_argument, NULL,
+	    'h' };
+	longopts[NOPTIONS + 2] = (struct option){ "version", no_argument,
+	    NULL, 'V' };
 	/* "+": stop at the first non-option, so the command's own options
 	 * after "--" stay its own. */
 	while ((ch = getopt_long(argc, argv, "+vhV", longopts, NULL)) != -1) {
+		if (ch >= OPT_BASE && ch < OPT_BASE + (int)NOPTIONS) {
+			options[ch - OPT_BASE].set(optarg, c);
+			continue;
+		}
 		switch (ch) {
-		case O_POOL:
-			if (!codec_pool_valid(optarg, strlen(optarg)))
-				usage_error("--pool %s: expected 1-32 "
-				    "characters from A-Z a-z 0-9 . _ -",
-				    optarg);
-			snprintf(A.pool, sizeof(A.pool), "%s", optarg);
-			break;
-		case O_PORT:
-			if (conf_parse_int(optarg, 1, 65535, &v, &why) == -1)
-				usage_error("--port %s: %s (1-65535)", optarg,
-				    why);
-			A.port = (uint16_t)v;
-			break;
-		case O_ADDR:
-			if (strcmp(optarg, "auto") == 0)
-				A.addr_arg[0] = '\0';
-			else if (strlen(optarg) >= sizeof(A.addr_arg))
-				usage_error("--addr %s: too long", optarg);
-			else
-				snprintf(A.addr_arg, sizeof(A.addr_arg), "%s",
-				    optarg);
-			break;
-		case O_WEIGHT:
-			if (conf_parse_int(optarg, 0, CODEC_WEIGHT_MAX, &v,
-			    &why) == -1)
-				usage_error("--weight %s: %s (0-256)", optarg,
-				    why);
-			A.weight = (uint16_t)v;
-			break;
-		case O_INTERVAL:
-			if (conf_parse_duration(optarg, &A.interval_ms, &why)
-			    == -1)
-				usage_error("--interval %s: %s", optarg, why);
-			if (A.interval_ms < 100)
-				usage_error("--interval %s: at least 100ms",
-				    optarg);
-			break;
-		case O_IFACE:
-			iface = optarg;
-			break;
-		case O_GROUP:
-			parse_group(optarg);
-			have_group = true;
-			break;
-		case O_TARGET:
-			add_target(optarg);
-			break;
-		case O_KEYFILE:
-			key_file = optarg;
-			break;
-		case O_KEYID:
-			if (conf_parse_int(optarg, 1, 255, &key_id, &why) == -1)
-				usage_error("--key-id %s: %s (1-255)", optarg,
-				    why);
-			break;
-		case O_REALM:
-			if (strlen(optarg) > CODEC_REALM_MAX)
-				usage_error("--realm: at most %d bytes",
-				    CODEC_REALM_MAX);
-			snprintf(A.realm, sizeof(A.realm), "%s", optarg);
-			break;
-		case O_LABEL:
-			snprintf(A.label, sizeof(A.label), "%s", optarg);
-			for (const char *c = optarg; *c != '\0'; c++)
-				if ((unsigned char)*c < 0x20 ||
-				    (unsigned char)*c > 0x7e)
-					usage_error("--label: printable ASCII "
-					    "only");
-			if (strlen(optarg) > CODEC_LABEL_MAX)
-				usage_error("--label: at most %d characters",
-				    CODEC_LABEL_MAX);
-			break;
-		case O_CHECK:
-			parse_check(optarg);
-			break;
-		case O_MAXCONN:
-			if (conf_parse_int(optarg, 0, 1000000, &v, &why) == -1)
-				usage_error("--maxconn %s: %s", optarg, why);
-			A.has_maxconn = true;
-			A.maxconn = (uint32_t)v;
-			break;
-		case O_DRAIN_TIMEOUT:
-			if (conf_parse_duration(optarg, &A.drain_timeout_ms,
-			    &why) == -1)
-				usage_error("--drain-timeout %s: %s", optarg,
-				    why);
-			break;
 		case 'v':
 			log_set_level(LOG_LVL_DEBUG);
 			break;
@@ -534,30 +606,49 @@ parse_args(int argc, char *argv[])
 			    "run goes after --)", argv[optind]);
 		A.cmd = &argv[optind];
 	}
+}
+
+/* Stage 2: what is required, and the signing key. */
+static void
+check_required(const struct cli *c)
+{
 	if (A.pool[0] == '\0' || A.port == 0)
 		usage_error("--pool and --port are required");
-	if (key_id != -1 && key_file == NULL)
+	if (c->key_id != -1 && c->key_file == NULL)
 		usage_error("--key-id needs --key-file");
-	if (key_file != NULL)
-		load_key(key_file, key_id);
-	if (have_group && A.ntargets > 0)
+	if (c->key_file != NULL)
+		load_key(c->key_file, c->key_id);
+}
+
+/* Stage 3: where announcements go: the group (default one if none) on an
+ * interface, or the targets. */
+static void
+choose_destination(struct cli *c)
+{
+	if (c->have_group && A.ntargets > 0)
 		usage_error("--group and --target exclude each other");
-	if (!have_group) {
+	if (!c->have_group) {
 		parse_group(ANNOUNCE_GROUP);
 		set_port(&A.group, ANNOUNCE_PORT);
 	}
-	if (iface == NULL && A.ntargets == 0) {
+	if (c->iface == NULL && A.ntargets == 0) {
 		if (A.group.ss_family == AF_INET6)
 			usage_error("an IPv6 group needs --iface");
-		iface = "lo";
+		c->iface = "lo";
 	}
-	if (iface != NULL) {
-		if (strlen(iface) >= sizeof(A.iface))
-			usage_error("--iface %s: name too long", iface);
-		snprintf(A.iface, sizeof(A.iface), "%s", iface);
-		if ((A.ifindex = if_nametoindex(iface)) == 0)
-			usage_error("--iface %s: no such interface", iface);
+	if (c->iface != NULL) {
+		if (strlen(c->iface) >= sizeof(A.iface))
+			usage_error("--iface %s: name too long", c->iface);
+		snprintf(A.iface, sizeof(A.iface), "%s", c->iface);
+		if ((A.ifindex = if_nametoindex(c->iface)) == 0)
+			usage_error("--iface %s: no such interface", c->iface);
 	}
+}
+
+/* Stage 4: the announced address, which must match the group's family. */
+static void
+check_addr(void)
+{
 	if (A.addr_arg[0] != '\0' && parse_ip(A.addr_arg, &A.addr,
 	    &A.addrlen) == -1)
 		usage_error("--addr %s: expected a numeric IP address or auto",
@@ -566,12 +657,35 @@ parse_args(int argc, char *argv[])
 	    A.addr.ss_family != A.group.ss_family)
 		usage_error("--addr %s and --group are not the same address "
 		    "family", A.addr_arg);
+}
+
+/* Stage 5: settings that are allowed but probably not what was meant. */
+static void
+warn_odd(void)
+{
 	if (!A.cmd && A.drain_timeout_ms != 8000)
 		log_warnx("--drain-timeout applies only with a command "
 		    "(-- CMD ...)");
 	if (A.interval_ms > 17000)
 		log_warnx("--interval above 17s: the ttl (3.5 x interval) is "
 		    "clamped to 60s by shoal");
+}
+
+/* The command line into A, or exit: 2 and a message on bad usage. */
+static void
+parse_args(int argc, char *argv[])
+{
+	struct cli c = { .key_id = -1 };
+
+	A.weight = 1;
+	A.interval_ms = 1000;
+	A.drain_timeout_ms = 8000;
+	snprintf(A.realm, sizeof(A.realm), "shoal");
+	read_options(argc, argv, &c);
+	check_required(&c);
+	choose_destination(&c);
+	check_addr();
+	warn_odd();
 }
 
 static void
@@ -1414,29 +1528,40 @@ check_cb(struct ev_loop *loop, ev_timer *t, int revents)
 
 /* ------------------------------------------------------------------ */
 
-int
-main(int argc, char *argv[])
+/* A supervisor or shell may hand us blocked or ignored signals. */
+static void
+signals_reset(void)
 {
-	sigset_t	 none;
-	char		 abuf[NET_ADDRSTRLEN], dbuf[NET_ADDRSTRLEN + 320];
+	sigset_t none;
 
-	/* A supervisor or shell may hand us blocked or ignored signals. */
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	signal(SIGPIPE, SIG_IGN);
+}
 
-	parse_args(argc, argv);
+/* This run's instance id and the jitter PRNG. 0 or -1 (logged). */
+static int
+seed(void)
+{
 	if (getrandom(&A.instance, sizeof(A.instance), 0) !=
 	    sizeof(A.instance) || getrandom(&A.rng, sizeof(A.rng), 0) !=
 	    sizeof(A.rng)) {
 		log_warn("getrandom");
-		return 1;
+		return -1;
 	}
 	if (A.instance == 0)
 		A.instance = 1;
+	return 0;
+}
+
+/* The loop, its timers and the signals we follow (more with a command).
+ * 0 or -1 (logged). */
+static int
+loop_init(void)
+{
 	if ((A.loop = ev_default_loop(EVFLAG_AUTO)) == NULL) {
 		log_warnx("cannot initialise libev");
-		return 1;
+		return -1;
 	}
 	ev_timer_init(&A.announce_t, announce_cb, 0, 0);
 	ev_timer_init(&A.second_t, second_cb, 0, 0);
@@ -1463,10 +1588,17 @@ main(int argc, char *argv[])
 		ev_signal_start(A.loop, &A.sig_quit);
 		ev_signal_start(A.loop, &A.sig_winch);
 	}
+	return 0;
+}
 
+/* Resolve the targets (and again every ANNOUNCE_RESOLVE_EVERY) and the
+ * address to announce; a missing address is retried, not fatal. 0 or -1. */
+static int
+resolve_start(void)
+{
 	if (A.ntargets > 0) {
 		if ((A.resolver = resolver_new(A.loop)) == NULL)
-			return 1;
+			return -1;
 		resolve_targets();
 		ev_timer_init(&A.resolve_t, resolve_cb, ANNOUNCE_RESOLVE_EVERY,
 		    ANNOUNCE_RESOLVE_EVERY);
@@ -1476,6 +1608,15 @@ main(int argc, char *argv[])
 		log_warnx("no address to announce yet (%s); will retry",
 		    A.ntargets > 0 ? "no --target resolved" :
 		    "interface has no address");
+	return 0;
+}
+
+/* One line saying what will be announced, where and how. */
+static void
+log_start(void)
+{
+	char abuf[NET_ADDRSTRLEN], dbuf[NET_ADDRSTRLEN + 320];
+
 	if (A.ntargets > 0)
 		snprintf(dbuf, sizeof(dbuf), "%s%s", A.targets[0].spec,
 		    A.ntargets > 1 ? " and more" : "");
@@ -1492,8 +1633,12 @@ main(int argc, char *argv[])
 	    A.check == CHECK_KIND_NONE ? "" : ", gated by --check ",
 	    A.check == CHECK_KIND_HTTP ? "http:" : A.check == CHECK_KIND_TCP ?
 	    "tcp" : "", A.check == CHECK_KIND_HTTP ? A.check_path : "");
-	if (A.cmd != NULL)
-		child_start();
+}
+
+/* Announce now, or first wait for --check to pass. */
+static void
+gate_start(void)
+{
 	if (A.check != CHECK_KIND_NONE) {
 		A.gate = GATE_WAITING;
 		ev_timer_set(&A.check_t, 0, 0);
@@ -1502,7 +1647,13 @@ main(int argc, char *argv[])
 		A.gate = GATE_OPEN;
 		announce_begin();
 	}
-	ev_run(A.loop, 0);
+}
+
+/* After the loop: free what we hold; the exit status (the service's if
+ * we ran one). */
+static int
+finish(void)
+{
 	check_stop();
 	ev_timer_stop(A.loop, &A.resolve_t);
 	resolver_free(A.resolver);
@@ -1518,4 +1669,19 @@ main(int argc, char *argv[])
 	}
 	log_info("exiting");
 	return 0;
+}
+
+int
+main(int argc, char *argv[])
+{
+	signals_reset();
+	parse_args(argc, argv);
+	if (seed() == -1 || loop_init() == -1 || resolve_start() == -1)
+		return 1;
+	log_start();
+	if (A.cmd != NULL)
+		child_start();
+	gate_start();
+	ev_run(A.loop, 0);
+	return finish();
 }
