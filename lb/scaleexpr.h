@@ -30,7 +30,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define SCALEEXPR_TEXT_MAX	512	/* longest expression accepted */
+#define SCALEEXPR_TEXT_MAX	4096	/* longest expression accepted: any
+					   canonical text (scaleexpr_format)
+					   of 63 nodes fits */
 #define SCALEEXPR_NODES_MAX	63	/* comparisons + and/or/not */
 #define SCALEEXPR_DEPTH_MAX	16	/* nesting of ( and not */
 #define SCALEEXPR_FOR_MAX_MS	3600000	/* "for" at most 1 h */

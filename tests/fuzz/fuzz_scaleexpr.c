@@ -35,7 +35,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static struct scaleexpr	 e, e2;
 	char			 text[1100], err[SCALEEXPR_ERR_MAX];
-	char			 c1[4096], c2[4096];
+	char			 c1[8192], c2[8192];
 	double			 v[SCALE_NSIGNALS];
 	unsigned long		 col;
 	size_t			 len;

@@ -184,7 +184,7 @@ static void
 test_bad(void)
 {
 	struct scaleexpr	 e;
-	char			 err[SCALEEXPR_ERR_MAX], want[64], big[700];
+	char			 err[SCALEEXPR_ERR_MAX], want[64], big[4200];
 	size_t			 i;
 	int			 rc;
 
@@ -215,8 +215,8 @@ test_bad(void)
 	memset(big, ' ', sizeof(big) - 1);
 	big[sizeof(big) - 1] = '\0';
 	rc = scaleexpr_parse(&e, big, err, sizeof(err));
-	ok(rc == -1 && strcmp(err, "column 513: expression longer than 512 "
-	    "bytes") == 0, "over 512 bytes: %s", err);
+	ok(rc == -1 && strcmp(err, "column 4097: expression longer than 4096 "
+	    "bytes") == 0, "over 4096 bytes: %s", err);
 	rc = scaleexpr_parse(&e, "", err, 8);
 	ok(rc == -1 && strcmp(err, "column ") == 0,
 	    "a short error buffer is truncated, still terminated");
