@@ -31,6 +31,7 @@
 
 #include <ini.h>
 
+#include "cidr.h"
 #include "conf.h"
 #include "name.h"
 
@@ -68,6 +69,7 @@ enum ktype {
 	T_GROUP,	/* struct conf_addr: a multicast address, no port */
 	T_CIDRLIST,	/* struct conf_cidr *; off2: size_t count */
 	T_AUTH,		/* bool: "none" true, "hmac-sha256" false */
+	T_RATE,		/* uint32_t per second: "N/s" or "N", min..max */
 };
 
 #define K_REPEAT	0x01	/* a list: may be given more than once */
@@ -116,6 +118,7 @@ struct ref {
 
 static void	global_init(void *);
 static void	frontend_init(void *);
+static int	frontend_finish(struct parser *, void *);
 static void	backend_init(void *);
 static int	backend_finish(struct parser *, void *);
 static void	discovery_init(void *);
@@ -203,6 +206,22 @@ static const struct key frontend_keys[] = {
 	  .off2 = offsetof(struct conf_frontend, backend), .ref = "backend" },
 	KDUR(conf_frontend, "timeout_client", timeout_client_ms, 1),
 	KINT(conf_frontend, "maxconn", maxconn, 0, 1000000),
+	{ .name = "allow", .type = T_CIDRLIST, .flags = K_REPEAT,
+	  .off = offsetof(struct conf_frontend, allow),
+	  .off2 = offsetof(struct conf_frontend, nallow) },
+	{ .name = "deny", .type = T_CIDRLIST, .flags = K_REPEAT,
+	  .off = offsetof(struct conf_frontend, deny),
+	  .off2 = offsetof(struct conf_frontend, ndeny) },
+	KBOOL(conf_frontend, "accept_proxy", accept_proxy),
+	{ .name = "accept_proxy_from", .type = T_CIDRLIST, .flags = K_REPEAT,
+	  .off = offsetof(struct conf_frontend, proxy_from),
+	  .off2 = offsetof(struct conf_frontend, nproxy_from) },
+	KDUR(conf_frontend, "timeout_proxy", timeout_proxy_ms, 1),
+	KINT(conf_frontend, "maxconn_per_source", maxconn_per_source, 0,
+	    1000000),
+	{ .name = "rate_per_source", .type = T_RATE,
+	  .off = offsetof(struct conf_frontend, rate_per_source), .min = 0,
+	  .max = 1000000 },
 };
 
 static const struct key backend_keys[] = {
@@ -285,7 +304,7 @@ static const struct kind kinds[] = {
 	  .line_off = offsetof(struct conf_frontend, line),
 	  .min_count = 1,
 	  .keys = frontend_keys, .nkeys = nitems(frontend_keys),
-	  .init = frontend_init },
+	  .init = frontend_init, .finish = frontend_finish },
 	{ .name = "backend", .named = true,
 	  .size = sizeof(struct conf_backend),
 	  .off = offsetof(struct conf, backends),
@@ -1426,60 +1445,32 @@ set_group(struct parser *p, const struct key *k, char *o, const char *v)
 	return 0;
 }
 
-/* "ADDR/N" or a bare "ADDR" (one host); IPv6 with or without brackets. */
+/* One network into a conf_cidr list: "ADDR/N" or a bare "ADDR" (one
+ * host); IPv6 with or without brackets. cidr.c is the one parser. */
 static int
-set_cidr(struct parser *p, const struct key *k, char *o, const char *v)
+add_cidr(struct parser *p, const struct key *k, char *o, const char *v)
 {
 	struct conf_cidr	 c, *list;
-	const char		*orig = v;
-	struct sockaddr_in	*sin = (struct sockaddr_in *)&c.ss;
-	struct sockaddr_in6	*sin6 = (struct sockaddr_in6 *)&c.ss;
-	char			 host[INET6_ADDRSTRLEN + 2];
-	const char		*slash;
-	unsigned char		*b;
-	size_t			 hlen, alen;
-	long			 pfx;
-	int			 i, bits;
+	struct cidr		 net;
+	char			 why[96];
 
-	memset(&c, 0, sizeof(c));
-	slash = strchr(v, '/');
-	hlen = slash != NULL ? (size_t)(slash - v) : strlen(v);
-	if (hlen >= 2 && v[0] == '[' && v[hlen - 1] == ']') {
-		v++;
-		hlen -= 2;
-	}
-	if (hlen == 0 || hlen >= sizeof(host))
-		goto bad;
-	memcpy(host, v, hlen);
-	host[hlen] = '\0';
-	if (inet_pton(AF_INET, host, &sin->sin_addr) == 1) {
-		sin->sin_family = AF_INET;
-		b = (unsigned char *)&sin->sin_addr;
-		alen = 4;
-	} else if (inet_pton(AF_INET6, host, &sin6->sin6_addr) == 1) {
-		sin6->sin6_family = AF_INET6;
-		b = (unsigned char *)&sin6->sin6_addr;
-		alen = 16;
-	} else
-		goto bad;
-	pfx = (long)alen * 8;
-	if (slash != NULL && parse_long(slash + 1, 0, (long)alen * 8,
-	    &pfx) != 0) {
-		perr(p, p->line, "bad %s '" VALFMT "': prefix length must be "
-		    "0-%zu", k->name, orig, alen * 8);
+	if (cidr_parse(v, &net, why, sizeof(why)) == -1) {
+		perr(p, p->line, "bad %s '" VALFMT "': %s", k->name, v, why);
 		return -1;
 	}
-	for (i = 0; i < (int)alen * 8; i++) {
-		if (i < pfx)
-			continue;
-		bits = b[i / 8] & (0x80 >> (i % 8));
-		if (bits != 0) {
-			perr(p, p->line, "bad %s '" VALFMT "': host bits set "
-			    "after /%ld", k->name, orig, pfx);
-			return -1;
-		}
+	memset(&c, 0, sizeof(c));
+	if (net.family == AF_INET) {
+		struct sockaddr_in *sin = (struct sockaddr_in *)&c.ss;
+
+		sin->sin_family = AF_INET;
+		memcpy(&sin->sin_addr, net.addr, 4);
+	} else {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&c.ss;
+
+		sin6->sin6_family = AF_INET6;
+		memcpy(&sin6->sin6_addr, net.addr, 16);
 	}
-	c.prefix = (int)pfx;
+	c.prefix = net.prefix;
 	c.line = p->line;
 	if ((list = list_add(o, k->off, k->off2, sizeof(c))) == NULL) {
 		perr(p, p->line, "out of memory");
@@ -1487,9 +1478,63 @@ set_cidr(struct parser *p, const struct key *k, char *o, const char *v)
 	}
 	*list = c;
 	return 0;
+}
+
+/* A list of networks: blanks or commas between them; the key may repeat. */
+static int
+set_cidr(struct parser *p, const struct key *k, char *o, const char *v)
+{
+	char		 tok[CIDR_STRLEN + 16];
+	const char	*sep = " \t,";
+	size_t		 n, count = 0;
+
+	for (v += strspn(v, sep); *v != '\0'; v += strspn(v, sep)) {
+		n = strcspn(v, sep);
+		if (n >= sizeof(tok)) {
+			perr(p, p->line, "bad %s '%.*s': too long for a network",
+			    k->name, (int)(n < 128 ? n : 128), v);
+			return -1;
+		}
+		memcpy(tok, v, n);
+		tok[n] = '\0';
+		if (add_cidr(p, k, o, tok) == -1)
+			return -1;
+		v += n;
+		count++;
+	}
+	if (count == 0) {
+		perr(p, p->line, "%s needs at least one network, e.g. "
+		    "192.168.42.0/24 or fd00::/64", k->name);
+		return -1;
+	}
+	return 0;
+}
+
+/* A rate per second: "N/s" or a bare "N". */
+static int
+set_rate(struct parser *p, const struct key *k, char *o, const char *v)
+{
+	char	 num[24];
+	size_t	 n = strcspn(v, "/");
+	long	 r;
+
+	if (n >= sizeof(num) || (v[n] != '\0' && strcmp(v + n, "/s") != 0))
+		goto bad;
+	memcpy(num, v, n);
+	num[n] = '\0';
+	switch (parse_long(num, k->min, k->max, &r)) {
+	case -1:
+		goto bad;
+	case -2:
+		perr(p, p->line, "%s " VALFMT " out of range %ld-%ld per "
+		    "second", k->name, v, k->min, k->max);
+		return -1;
+	}
+	*(uint32_t *)(void *)(o + k->off) = (uint32_t)r;
+	return 0;
 bad:
-	perr(p, p->line, "bad %s '" VALFMT "': expected ADDRESS/PREFIX, e.g. "
-	    "192.168.42.0/24 or fd00::/64", k->name, orig);
+	perr(p, p->line, "bad %s '" VALFMT "': expected N/s (new sessions "
+	    "per second), e.g. 20/s", k->name, v);
 	return -1;
 }
 
@@ -1546,6 +1591,8 @@ set_value(struct parser *p, const struct key *k, char *o, const char *v)
 		return set_cidr(p, k, o, v);
 	case T_AUTH:
 		return set_auth(p, k, o, v);
+	case T_RATE:
+		return set_rate(p, k, o, v);
 	}
 	perr(p, p->line, "internal error: key '%s' has no type", k->name);
 	return -1;
@@ -1571,6 +1618,29 @@ frontend_init(void *v)
 
 	f->timeout_client_ms = 60000;
 	f->maxconn = 0;
+	f->accept_proxy = false;
+	f->timeout_proxy_ms = 3000;
+	f->maxconn_per_source = 0;
+	f->rate_per_source = 0;
+}
+
+static int
+frontend_finish(struct parser *p, void *v)
+{
+	struct conf_frontend	*f = v;
+
+	if (f->accept_proxy && f->nproxy_from == 0) {
+		perr(p, seen_line(p, "accept_proxy"), "frontend %s: "
+		    "accept_proxy = yes needs accept_proxy_from (the addresses "
+		    "of the balancers allowed to send the header)", f->name);
+		return -1;
+	}
+	if (!f->accept_proxy && f->nproxy_from > 0) {
+		perr(p, seen_line(p, "accept_proxy_from"), "frontend %s: "
+		    "accept_proxy_from without accept_proxy = yes", f->name);
+		return -1;
+	}
+	return 0;
 }
 
 static void

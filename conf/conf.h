@@ -106,6 +106,18 @@ struct conf_frontend {
 	struct conf_backend	*backend;	/* resolved, points into conf */
 	uint32_t		 timeout_client_ms; /* default 60s */
 	int			 maxconn;	/* 0 = only the global cap */
+	/* Client identity (lb/clientid.c). */
+	struct conf_cidr	*allow;		/* may connect; none = everyone */
+	size_t			 nallow;
+	struct conf_cidr	*deny;		/* may not; wins over allow */
+	size_t			 ndeny;
+	bool			 accept_proxy;	/* a PROXY header comes first */
+	struct conf_cidr	*proxy_from;	/* accept_proxy_from: who may
+						   send it (required with it) */
+	size_t			 nproxy_from;
+	uint32_t		 timeout_proxy_ms; /* default 3s */
+	int			 maxconn_per_source; /* 0 = no cap */
+	uint32_t		 rate_per_source; /* new sessions/s, 0 = no cap */
 	int			 line;
 };
 

@@ -10,11 +10,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "clientid.h"
 #include "control.h"
 #include "listen.h"
 #include "log.h"
 #include "notify.h"
 #include "relay.h"
+#include "srclimit.h"
 
 #define RECLAIM_INTERVAL	0.1	/* seconds between QSBR reclaims */
 #define STOP_POLL		0.05	/* seconds between stop checks */
@@ -128,7 +130,8 @@ control_build_table(struct control *c)
 		struct conf_frontend *cf = &conf->frontends[i];
 
 		c->frontends[i] = frontend_new(cf,
-		    control_backend(c, cf->backend_name));
+		    control_backend(c, cf->backend_name),
+		    srclimit_capacity((size_t)conf->global.maxconn));
 		if (c->frontends[i] == NULL)
 			return -1;
 		c->nfrontends++;
@@ -545,6 +548,10 @@ struct reload {
 	struct frontend		**fes;		/* [nc->nfrontends] */
 	struct conf_addr	**binds;	/* [nc->nfrontends] kept ones' */
 	struct frontend		**owners;	/* [nbinds] current owners */
+	bool			 *pol_swap;	/* [nc->nfrontends] kept ones
+						   whose client policy changes */
+	struct client_policy	**pols;		/* [nc->nfrontends] to that
+						   (NULL: none) */
 };
 
 static void
@@ -563,10 +570,42 @@ reload_free(struct control *c, struct reload *r)
 			frontend_free(r->fes[i]);
 	for (size_t i = 0; r->binds != NULL && i < r->nc->nfrontends; i++)
 		free(r->binds[i]);
+	for (size_t i = 0; r->pols != NULL && i < r->nc->nfrontends; i++)
+		client_policy_free(r->pols[i]);	/* never published */
 	free(r->fes);
 	free(r->binds);
 	free(r->owners);
+	free(r->pol_swap);
+	free(r->pols);
 	conf_free(r->nc);
+}
+
+/* The running config of frontend name, or NULL. */
+static const struct conf_frontend *
+running_frontend(struct control *c, const char *name)
+{
+	for (size_t i = 0; i < c->conf->nfrontends; i++)
+		if (strcmp(c->conf->frontends[i].name, name) == 0)
+			return &c->conf->frontends[i];
+	return NULL;
+}
+
+/* Prepare, kept frontend i: a new client policy if its own changes (the
+ * same one keeps its per-source counts). 0, or -1 (ENOMEM). */
+static int
+policy_prepare(struct control *c, struct reload *r, size_t i)
+{
+	const struct conf_frontend	*cf = &r->nc->frontends[i];
+	const struct conf_frontend	*old = running_frontend(c, cf->name);
+
+	if (old != NULL && client_policy_same(old, cf))
+		return 0;
+	r->pol_swap[i] = true;
+	if (!client_policy_wanted(cf))
+		return 0;
+	r->pols[i] = client_policy_new(cf,
+	    srclimit_capacity((size_t)r->nc->global.maxconn));
+	return r->pols[i] == NULL ? -1 : 0;
 }
 
 /* Parse: read and validate the file; nothing else is looked at. */
@@ -674,7 +713,10 @@ reload_prepare(struct control *c, struct reload *r)
 	r->fes = calloc(n ? n : 1, sizeof(*r->fes));
 	r->binds = calloc(n ? n : 1, sizeof(*r->binds));
 	r->owners = calloc(r->nbinds ? r->nbinds : 1, sizeof(*r->owners));
-	if (r->fes == NULL || r->binds == NULL || r->owners == NULL)
+	r->pol_swap = calloc(n ? n : 1, sizeof(*r->pol_swap));
+	r->pols = calloc(n ? n : 1, sizeof(*r->pols));
+	if (r->fes == NULL || r->binds == NULL || r->owners == NULL ||
+	    r->pol_swap == NULL || r->pols == NULL)
 		return -1;
 	/* Who listens on each new address now: commit rewrites the binds of
 	 * the kept frontends, and moves addresses from these owners. */
@@ -685,10 +727,14 @@ reload_prepare(struct control *c, struct reload *r)
 		const struct conf_frontend *cf = &nc->frontends[i];
 
 		if ((r->fes[i] = frontend_find(c, cf->name)) == NULL) {
-			if ((r->fes[i] = frontend_new(cf, NULL)) == NULL)
+			if ((r->fes[i] = frontend_new(cf, NULL,
+			    srclimit_capacity((size_t)nc->global.maxconn))) ==
+			    NULL)
 				return -1;
 			continue;
 		}
+		if (policy_prepare(c, r, i) == -1)
+			return -1;
 		r->binds[i] = calloc(cf->nbinds ? cf->nbinds : 1,
 		    sizeof(*r->binds[i]));
 		if (r->binds[i] == NULL)
@@ -763,6 +809,11 @@ commit_frontends(struct control *c, struct reload *r)
 		fe->nbinds = cf->nbinds;
 		atomic_store(&fe->timeout_client_ms, cf->timeout_client_ms);
 		atomic_store(&fe->maxconn, cf->maxconn);
+		if (r->pol_swap[i]) {
+			client_policy_retire(atomic_exchange(&fe->policy,
+			    r->pols[i]));
+			r->pols[i] = NULL;	/* published */
+		}
 	}
 }
 

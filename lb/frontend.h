@@ -13,6 +13,7 @@
 #include "conf.h"
 
 struct backend;
+struct client_policy;
 
 /* A frontend: shared by every worker, written by the control loop. */
 struct frontend {
@@ -24,10 +25,24 @@ struct frontend {
 	_Atomic int		 maxconn;	/* 0 = only the global cap */
 	_Atomic uint32_t	 cur;		/* active sessions */
 	_Atomic uint64_t	 total;		/* sessions accepted */
+	/* Access lists, PROXY header, per-source limits (clientid.h);
+	 * NULL: none of them. Swapped by a reload that changes them. */
+	_Atomic(struct client_policy *) policy;
+	/* Clients refused before any server was touched, by reason. */
+	_Atomic uint64_t	 refused_acl;		/* PA: allow/deny */
+	_Atomic uint64_t	 refused_proxy_from;	/* PF: untrusted peer */
+	_Atomic uint64_t	 refused_proxy_bad;	/* CP: bad/no header */
+	_Atomic uint64_t	 refused_proxy_timeout;	/* cP: header too late */
+	_Atomic uint64_t	 refused_conn_source;	/* PL: maxconn_per_source */
+	_Atomic uint64_t	 refused_rate_source;	/* PR: rate_per_source */
 };
 
-/* Build a frontend from its config (backend already created). */
-struct frontend	*frontend_new(const struct conf_frontend *, struct backend *);
+/* Build a frontend from its config (backend already created), with its
+ * client policy if it asks for one (per-source tables sized for
+ * src_capacity sources). */
+struct frontend	*frontend_new(const struct conf_frontend *, struct backend *,
+		    size_t src_capacity);
+/* Free it and its policy (no worker may use them any more). */
 void		 frontend_free(struct frontend *);
 
 #endif /* SHOAL_FRONTEND_H */

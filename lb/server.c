@@ -21,8 +21,18 @@ static _Atomic uint64_t		*qsbr_slots[QSBR_MAX_SLOTS];
 static _Atomic int		 qsbr_nslots;
 static pthread_mutex_t		 qsbr_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct pool		*retired_head;	/* control loop only */
+static struct deferred		*deferred_head;	/* control loop only */
 static void			(*qsbr_waker)(void);
 static void			(*_Atomic passive_hook)(void);
+
+/* Any other object retired by the control loop: qsbr_defer(). */
+struct deferred {
+	uint64_t		 retired;
+	void			(*free_fn)(void *);
+	bool			(*busy)(void *);
+	void			*arg;
+	struct deferred		*next;
+};
 
 /* The table's observer and its publish batch (control loop only). */
 static const struct table_observer	*observer;
@@ -674,14 +684,30 @@ qsbr_set_waker(void (*fn)(void))
 	qsbr_waker = fn;
 }
 
-void
-qsbr_reclaim(void)
+int
+qsbr_defer(void (*free_fn)(void *), bool (*busy)(void *), void *arg)
 {
-	struct pool	**pp, *p;
-	uint64_t	 min = UINT64_MAX;
+	struct deferred *d;
 
-	if (retired_head == NULL)
-		return;
+	if ((d = calloc(1, sizeof(*d))) == NULL)
+		return -1;
+	d->free_fn = free_fn;
+	d->busy = busy;
+	d->arg = arg;
+	d->retired = atomic_fetch_add(&qsbr_global, 1) + 1;
+	d->next = deferred_head;
+	deferred_head = d;
+	if (qsbr_waker != NULL)
+		qsbr_waker();
+	return 0;
+}
+
+/* The oldest epoch a worker may still be in. */
+static uint64_t
+qsbr_min(void)
+{
+	uint64_t	min = UINT64_MAX;
+
 	pthread_mutex_lock(&qsbr_lock);
 	for (int i = 0; i < atomic_load(&qsbr_nslots); i++) {
 		uint64_t v;
@@ -693,6 +719,19 @@ qsbr_reclaim(void)
 			min = v;
 	}
 	pthread_mutex_unlock(&qsbr_lock);
+	return min;
+}
+
+void
+qsbr_reclaim(void)
+{
+	struct pool	**pp, *p;
+	struct deferred	**dp, *d;
+	uint64_t	 min;
+
+	if (retired_head == NULL && deferred_head == NULL)
+		return;
+	min = qsbr_min();
 	pp = &retired_head;
 	while ((p = *pp) != NULL) {
 		if (p->retired <= min) {
@@ -701,17 +740,35 @@ qsbr_reclaim(void)
 		} else
 			pp = &p->next_retired;
 	}
-	if (retired_head != NULL && qsbr_waker != NULL)
+	/* Past the epoch no worker can take a new hold: busy() is final. */
+	dp = &deferred_head;
+	while ((d = *dp) != NULL) {
+		if (d->retired <= min && (d->busy == NULL ||
+		    !d->busy(d->arg))) {
+			*dp = d->next;
+			d->free_fn(d->arg);
+			free(d);
+		} else
+			dp = &d->next;
+	}
+	if ((retired_head != NULL || deferred_head != NULL) &&
+	    qsbr_waker != NULL)
 		qsbr_waker();
 }
 
 void
 qsbr_drain(void)
 {
-	struct pool *p;
+	struct pool	*p;
+	struct deferred	*d;
 
 	while ((p = retired_head) != NULL) {
 		retired_head = p->next_retired;
 		server_pool_free(p);
+	}
+	while ((d = deferred_head) != NULL) {
+		deferred_head = d->next;
+		d->free_fn(d->arg);
+		free(d);
 	}
 }

@@ -332,7 +332,16 @@ void		 qsbr_unregister(_Atomic uint64_t *slot);
 uint64_t	 qsbr_epoch(void);
 void		 qsbr_set_waker(void (*)(void));
 void		 qsbr_reclaim(void);
-/* Free every retired pool now; only when no worker runs. */
+/*
+ * Retire any object the control loop unpublished: free_fn(arg) runs from
+ * qsbr_reclaim() once every worker passed a quiescent point since, and
+ * busy(arg) (NULL: never busy) answers false: holds taken by sessions
+ * before the swap are given back. 0, or -1 (ENOMEM: the caller keeps it).
+ */
+int		 qsbr_defer(void (*free_fn)(void *), bool (*busy)(void *),
+		    void *arg);
+/* Free every retired pool and deferred object now; only when no worker
+ * runs. */
 void		 qsbr_drain(void);
 
 #endif /* SHOAL_SERVER_H */

@@ -15,8 +15,11 @@
  * its peer, its own byte counters and its role: what the session is told
  * about that side. No code here or in relay.c asks "which side is this".
  */
+#include <netinet/in.h>
+
 #include <errno.h>
 #include <stddef.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -31,6 +34,9 @@ static void	session_connect(struct session *);
 static void	session_timer_cb(struct ev_loop *, ev_timer *, int);
 static void	connect_io_cb(struct ev_loop *, ev_io *, int);
 static void	connect_started(struct session *);
+static void	header_start(struct session *, struct client_policy *);
+static bool	session_admit(struct session *, struct client_policy *);
+static void	timer_arm(struct session *, double);
 
 static double
 ms(uint32_t v)
@@ -101,7 +107,8 @@ void
 session_start(struct session_home *h, struct frontend *fe, int fd,
     const struct sockaddr *sa, socklen_t salen)
 {
-	struct session *s;
+	struct session		*s;
+	struct client_policy	*p;
 
 	if ((s = calloc(1, sizeof(*s))) == NULL) {
 		static struct ratelimit rl;
@@ -134,7 +141,153 @@ session_start(struct session_home *h, struct frontend *fe, int fd,
 	TAILQ_INSERT_TAIL(&h->sessions, s, entry);
 	h->nsessions++;
 	/* TCP_NODELAY comes from the listener (net_listen). */
-	session_connect(s);
+	s->state = SS_QUEUED;
+	p = atomic_load_explicit(&fe->policy, memory_order_acquire);
+	if (p != NULL && p->proxy_from != NULL)
+		header_start(s, p);
+	else if (p == NULL || session_admit(s, p))
+		session_connect(s);
+}
+
+/* ------------------------------------------------------------------ */
+/* Who the client is, and whether it may come in (clientid.h). */
+
+/* A monotonic clock in microseconds, for the per-source rates. */
+static uint64_t
+now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* Refuse the client before any server was touched: count it on its
+ * frontend, say it (at most once a second) and close. A plain close (FIN,
+ * or an RST from the kernel if the client's bytes are unread): clients
+ * and benchmarks see an empty answer, not a connect error. */
+static void
+refuse(struct session *s, const char *term, _Atomic uint64_t *counter,
+    const char *why)
+{
+	static struct ratelimit	rl;
+	char			cbuf[NET_ADDRSTRLEN];
+
+	atomic_fetch_add_explicit(counter, 1, memory_order_relaxed);
+	if (log_ratelimit(&rl, 1))
+		log_warnx("frontend %s: client %s refused (%s): %s (%lu more "
+		    "suppressed)", s->fe->name, net_addr_str((struct sockaddr *)
+		    &s->client, cbuf, sizeof(cbuf)), term, why,
+		    log_ratelimit_suppressed(&rl));
+	session_close(s, term, false);
+}
+
+/* Access lists and per-source limits: true if the client may go on. */
+static bool
+session_admit(struct session *s, struct client_policy *p)
+{
+	struct frontend	*fe = s->fe;
+	bool		 held;
+
+	switch (client_admit(p, (struct sockaddr *)&s->client, now_us(),
+	    &held)) {
+	case CLIENT_OK:
+		if (held)
+			s->held = p;
+		return true;
+	case CLIENT_DENIED:
+		refuse(s, "PA", &fe->refused_acl, "denied by allow/deny");
+		break;
+	case CLIENT_OVER_CONN:
+		refuse(s, "PL", &fe->refused_conn_source,
+		    "over maxconn_per_source");
+		break;
+	case CLIENT_OVER_RATE:
+		refuse(s, "PR", &fe->refused_rate_source,
+		    "over rate_per_source");
+		break;
+	}
+	return false;
+}
+
+/* The header is in: its source is the client from now on (LOCAL and
+ * UNKNOWN keep the peer's); then the access lists and limits apply to it,
+ * from the policy current now. */
+static void
+header_done(struct session *s, const struct proxyproto_hdr *h)
+{
+	struct client_policy *p;
+
+	free(s->pr);
+	s->pr = NULL;
+	ev_io_stop(s->home->loop, &s->r.cli.io);
+	ev_set_cb(&s->r.cli.io, relay_io_cb);
+	s->r.cli.events = 0;
+	ev_timer_stop(s->home->loop, &s->timer);
+	if (h->has_addr && !h->local) {
+		s->clientlen = h->src.ss_family == AF_INET ?
+		    sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+		memcpy(&s->client, &h->src, s->clientlen);
+	}
+	s->state = SS_QUEUED;
+	p = atomic_load_explicit(&s->fe->policy, memory_order_acquire);
+	if (p == NULL || session_admit(s, p))
+		session_connect(s);
+}
+
+/* Read towards the header; true if the session moved on. */
+static bool
+header_step(struct session *s)
+{
+	struct proxyproto_hdr	 h;
+	const char		*why = "connection closed before the header";
+
+	switch (client_proxy_read(s->r.cli.fd, s->pr, &h, &why)) {
+	case PROXY_READ_AGAIN:
+		return false;
+	case PROXY_READ_DONE:
+		header_done(s, &h);
+		return true;
+	default:	/* PROXY_READ_BAD, PROXY_READ_CLOSED */
+		refuse(s, "CP", &s->fe->refused_proxy_bad, why);
+		return true;
+	}
+}
+
+static void
+header_io_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+	struct relay_side *sd = io->data;
+
+	(void)loop;
+	(void)revents;
+	(void)header_step(session_of(sd->r));
+}
+
+/* accept_proxy: only a trusted peer may speak first, with a header,
+ * within timeout_proxy. */
+static void
+header_start(struct session *s, struct client_policy *p)
+{
+	if (!client_proxy_trusted(p, (struct sockaddr *)&s->client)) {
+		refuse(s, "PF", &s->fe->refused_proxy_from,
+		    "not in accept_proxy_from");
+		return;
+	}
+	if ((s->pr = malloc(sizeof(*s->pr))) == NULL) {
+		session_close(s, "RC", false);
+		return;
+	}
+	s->pr->have = 0;
+	s->state = SS_HEADER;
+	/* Often the header came with the connection. */
+	if (header_step(s))
+		return;
+	ev_io_set(&s->r.cli.io, s->r.cli.fd, EV_READ);
+	ev_set_cb(&s->r.cli.io, header_io_cb);
+	ev_io_start(s->home->loop, &s->r.cli.io);
+	s->r.cli.events = EV_READ;
+	timer_arm(s, ms(p->timeout_proxy_ms));
 }
 
 /* Arm the session timer to fire `after` seconds from now. */
@@ -343,6 +496,10 @@ session_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 
 	(void)revents;
 	switch (s->state) {
+	case SS_HEADER:
+		refuse(s, "cP", &s->fe->refused_proxy_timeout,
+		    "no complete PROXY header within timeout_proxy");
+		return;
 	case SS_QUEUED:
 		session_connect(s);
 		return;
@@ -410,6 +567,12 @@ session_close(struct session *s, const char *term, bool rst)
 	session_log(s);
 	server_done(s->server);
 	session_use(s, NULL);
+	free(s->pr);
+	s->pr = NULL;
+	if (s->held != NULL) {
+		client_release(s->held, (struct sockaddr *)&s->client);
+		s->held = NULL;
+	}
 	TAILQ_REMOVE(&h->sessions, s, entry);
 	if (--h->nsessions == 0)
 		relay_pipes_release();	/* an idle worker holds no pipe */

@@ -1,8 +1,8 @@
 /*
  * session.h - one client connection and its server connection.
  *
- * A session lives on one worker. It goes QUEUED (waiting for a server slot)
- * -> CONNECTING -> RELAY and ends in exactly one place, session_close(),
+ * A session lives on one worker. It goes (HEADER: reading a PROXY header
+ * ->) QUEUED (waiting for a server slot) -> CONNECTING -> RELAY and ends in exactly one place, session_close(),
  * which stops its watchers, closes its fds, logs one line and defers the
  * free to before the worker's next poll.
  *
@@ -20,6 +20,7 @@
 
 #include "balance.h"
 #include "buf.h"
+#include "clientid.h"
 #include "frontend.h"
 #include "relay.h"
 
@@ -27,7 +28,8 @@ struct session;
 struct session_home;
 
 enum session_state {
-	SS_QUEUED = 0,		/* every server at maxconn: waiting */
+	SS_HEADER = 0,		/* reading the client's PROXY header */
+	SS_QUEUED,		/* every server at maxconn: waiting */
 	SS_CONNECTING,		/* connect in progress */
 	SS_RELAY,		/* bytes flow */
 	SS_CLOSED,		/* closed, waiting to be freed */
@@ -52,8 +54,12 @@ struct session {
 	ev_tstamp		 t_connect;	/* last connect started */
 	ev_tstamp		 t_first_connect; /* first connect started, 0 = none */
 	ev_tstamp		 t_connected;	/* 0 until connected */
-	struct sockaddr_storage	 client;
+	struct sockaddr_storage	 client;	/* the PROXY header's source, if
+						   one came; else the peer */
 	socklen_t		 clientlen;
+	struct proxy_read	*pr;		/* SS_HEADER: the header so far */
+	struct client_policy	*held;		/* counted in its per-source
+						   table: released at close */
 	const char		*term;		/* two-letter termination code */
 	TAILQ_ENTRY(session)	 entry;		/* worker's live list */
 	struct session		*next_dead;	/* worker's free-later list */
@@ -91,7 +97,9 @@ void	session_start(struct session_home *, struct frontend *, int fd,
 /*
  * The one exit. term is the two-letter code ("--" normal; first letter who
  * ended it: C client, S server, c/s client/server timeout, K killed,
- * R resource; second the phase: Q queue, C connect, D data). If rst, both
+ * R resource, P policy (clientid.h); second the phase: P PROXY header,
+ * A access list, L/R per-source conn/rate limit, F untrusted header
+ * sender, Q queue, C connect, D data). If rst, both
  * fds are closed with an RST. Safe to call more than once.
  */
 void	session_close(struct session *, const char *term, bool rst);

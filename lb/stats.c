@@ -86,6 +86,56 @@ struct stats_client {
 	size_t			 bodyoff;	/* body queued so far */
 };
 
+/* Clients a frontend refused before touching a server, by reason
+ * (clientid.h): the reason's name in JSON and metrics, its code. */
+#define NREFUSALS	(sizeof(refusals) / sizeof(refusals[0]))
+
+static const struct refusal {
+	const char	*name;
+	const char	*term;
+	size_t		 off;
+} refusals[] = {
+	{ "acl", "PA", offsetof(struct frontend, refused_acl) },
+	{ "proxy_from", "PF", offsetof(struct frontend, refused_proxy_from) },
+	{ "proxy_header", "CP", offsetof(struct frontend, refused_proxy_bad) },
+	{ "proxy_timeout", "cP",
+	  offsetof(struct frontend, refused_proxy_timeout) },
+	{ "conn_per_source", "PL",
+	  offsetof(struct frontend, refused_conn_source) },
+	{ "rate_per_source", "PR",
+	  offsetof(struct frontend, refused_rate_source) },
+};
+
+static uint64_t
+refused(struct frontend *fe, const struct refusal *r)
+{
+	return atomic_load_explicit((_Atomic uint64_t *)(void *)
+	    ((char *)fe + r->off), memory_order_relaxed);
+}
+
+/* The refused cell: the total, and each reason with its code. */
+static void
+html_refused(struct sbuf *b, struct frontend *fe)
+{
+	uint64_t	total = 0;
+	bool		first = true;
+
+	for (size_t k = 0; k < NREFUSALS; k++)
+		total += refused(fe, &refusals[k]);
+	sbuf_printf(b, "<td class=n>%llu", (unsigned long long)total);
+	for (size_t k = 0; k < NREFUSALS; k++) {
+		uint64_t n = refused(fe, &refusals[k]);
+
+		if (n == 0)
+			continue;
+		sbuf_printf(b, "%s%s %s %llu", first ? "<br><span class=dim>" :
+		    ", ", refusals[k].term, refusals[k].name,
+		    (unsigned long long)n);
+		first = false;
+	}
+	sbuf_puts(b, first ? "</td>" : "</span></td>");
+}
+
 /* Sessions/s of one frontend over the last sampling period. */
 struct stats_rate {
 	const struct frontend	*fe;		/* the frontend sampled */
@@ -340,9 +390,14 @@ stats_json(struct control *c, struct sbuf *b)
 		sbuf_puts(b, "],\"backend\":");
 		sbuf_json_str(b, fb != NULL ? fb->name : "");
 		sbuf_printf(b, ",\"sessions_active\":%u,\"sessions_total\":%llu"
-		    ",\"rate\":%.3f,\"maxconn\":%d}", ld32(&fe->cur),
+		    ",\"rate\":%.3f,\"maxconn\":%d,\"refused\":{", ld32(&fe->cur),
 		    (unsigned long long)ld64(&fe->total), frontend_rate(fe),
 		    ldint(&fe->maxconn));
+		for (size_t k = 0; k < NREFUSALS; k++)
+			sbuf_printf(b, "%s\"%s\":%llu", k ? "," : "",
+			    refusals[k].name,
+			    (unsigned long long)refused(fe, &refusals[k]));
+		sbuf_puts(b, "}}");
 	}
 	sbuf_puts(b, "],\n\"backends\":[");
 	TAILQ_FOREACH(be, &c->backends, entry) {
@@ -550,6 +605,18 @@ stats_metrics(struct control *c, struct sbuf *b)
 		sbuf_prom_label(b, c->frontends[i]->name);
 		sbuf_printf(b, "\"} %.3f\n", frontend_rate(c->frontends[i]));
 	}
+	prom_family(b, "shoal_frontend_refused_total", "counter",
+	    "Clients refused before any server was touched, by reason (acl, "
+	    "proxy_from, proxy_header, proxy_timeout, conn_per_source, "
+	    "rate_per_source).");
+	for (size_t i = 0; i < c->nfrontends; i++)
+		for (size_t k = 0; k < NREFUSALS; k++) {
+			sbuf_puts(b, "shoal_frontend_refused_total{frontend=\"");
+			sbuf_prom_label(b, c->frontends[i]->name);
+			sbuf_printf(b, "\",reason=\"%s\"} %llu\n",
+			    refusals[k].name, (unsigned long long)refused(
+			    c->frontends[i], &refusals[k]));
+		}
 
 	prom_family(b, "shoal_backend_servers", "gauge",
 	    "Servers in the backend's table.");
@@ -871,7 +938,8 @@ stats_html(struct control *c, struct sbuf *b)
 	sbuf_puts(b, "<section class=frontends><h2><span>frontends</span>"
 	    "</h2><table><thead><tr><th>frontend</th><th>bind</th>"
 	    "<th>backend</th><th class=n>active</th><th class=n>total</th>"
-	    "<th class=n>rate</th></tr></thead><tbody>\n");
+	    "<th class=n>rate</th><th class=n>refused</th></tr></thead>"
+	    "<tbody>\n");
 	for (size_t i = 0; i < c->nfrontends; i++) {
 		struct frontend	*fe = c->frontends[i];
 		struct backend	*fb = atomic_load(&fe->backend);
@@ -897,8 +965,10 @@ stats_html(struct control *c, struct sbuf *b)
 			sbuf_printf(b, "<span class=dim>/%d</span>",
 			    ldint(&fe->maxconn));
 		sbuf_printf(b, "</td><td class=n>%llu</td>"
-		    "<td class=n>%.1f/s</td></tr>\n",
+		    "<td class=n>%.1f/s</td>",
 		    (unsigned long long)ld64(&fe->total), frontend_rate(fe));
+		html_refused(b, fe);
+		sbuf_puts(b, "</tr>\n");
 	}
 	sbuf_puts(b, "</tbody></table></section>\n");
 

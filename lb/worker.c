@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clientid.h"
 #include "listen.h"
 #include "log.h"
 #include "net.h"
@@ -27,9 +28,11 @@ struct proxy_tuning proxy_tuning;
 static struct ratelimit emfile_rl;
 
 struct frontend *
-frontend_new(const struct conf_frontend *cf, struct backend *be)
+frontend_new(const struct conf_frontend *cf, struct backend *be,
+    size_t src_capacity)
 {
-	struct frontend *fe;
+	struct frontend		*fe;
+	struct client_policy	*p = NULL;
 
 	if ((fe = calloc(1, sizeof(*fe))) == NULL)
 		return NULL;
@@ -40,6 +43,13 @@ frontend_new(const struct conf_frontend *cf, struct backend *be)
 	}
 	memcpy(fe->binds, cf->binds, cf->nbinds * sizeof(*fe->binds));
 	fe->nbinds = cf->nbinds;
+	if (client_policy_wanted(cf) &&
+	    (p = client_policy_new(cf, src_capacity)) == NULL) {
+		free(fe->binds);
+		free(fe);
+		return NULL;
+	}
+	atomic_init(&fe->policy, p);
 	atomic_init(&fe->backend, be);
 	atomic_init(&fe->timeout_client_ms, cf->timeout_client_ms);
 	atomic_init(&fe->maxconn, cf->maxconn);
@@ -51,6 +61,7 @@ frontend_free(struct frontend *fe)
 {
 	if (fe == NULL)
 		return;
+	client_policy_free(atomic_load(&fe->policy));
 	free(fe->binds);
 	free(fe);
 }
