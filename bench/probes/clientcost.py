@@ -1,0 +1,182 @@
+#!/usr/bin/python3
+"""
+clientcost.py - what client-identity features cost per `Connection: close`
+session, shoal against HAProxy doing the same, in the same run.
+
+  shoal-plain       shoal, one thread, no feature
+  shoal-acl1000     + `allow` with 1 000 networks (the clients' 127.0.0.0/8
+                    among them), checked on every accept
+  haproxy-plain     HAProxy mode tcp, nbthread 1
+  haproxy-acl1000   + `tcp-request connection reject unless { src -f
+                    LIST }` with the same 1 000 networks
+
+Each target relays to one nginx on loopback (`return 200`); wrk with
+`Connection: close`, 50 connections, runs on CPU 0 with nginx, the proxy
+alone on CPU 1. Rounds are interleaved (A B C D A B C D ...); per target the
+median of requests/s and of the proxy's own CPU time per session
+(user+sys from /proc/PID/stat divided by requests).
+
+Usage: bench/probes/clientcost.py [--shoal PATH] [--reps N] [--duration S]
+Every process it starts is killed at the end.
+"""
+
+import argparse
+import ipaddress
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+from measure import median, proc_cpu                 # noqa: E402
+from restarts import free_port, wait_port            # noqa: E402
+
+
+def networks(n, seed=1):
+    """n distinct networks (prefixes /16 to /28 in 10/8, 172.16/12 and
+    fd00::/8), the clients' 127.0.0.0/8 in the middle."""
+    rnd = random.Random(seed)
+    out = set()
+    while len(out) < n - 1:
+        if rnd.random() < 0.8:
+            pfx = rnd.randint(16, 28)
+            a = ipaddress.ip_address(rnd.choice([0x0a000000, 0xac100000]) |
+                                     rnd.getrandbits(20))
+            out.add(str(ipaddress.ip_network("%s/%d" % (a, pfx),
+                                              strict=False)))
+        else:
+            a = ipaddress.ip_address((0xfd << 120) | rnd.getrandbits(120))
+            out.add(str(ipaddress.ip_network("%s/%d" % (a, 64),
+                                              strict=False)))
+    nets = sorted(out)
+    nets.insert(len(nets) // 2, "127.0.0.0/8")
+    return nets
+
+
+class Bench:
+    def __init__(self, d, shoal, bport):
+        self.d, self.shoal, self.bport = d, shoal, bport
+        self.procs = []
+        self.log = open(os.path.join(d, "proc.log"), "ab")
+        self.nets = networks(1000)
+        with open(os.path.join(d, "nets.txt"), "w") as f:
+            f.write("\n".join(self.nets) + "\n")
+
+    def spawn(self, cmd):
+        p = subprocess.Popen(["taskset", "-c", "1"] + cmd,
+                             stdin=subprocess.DEVNULL, stdout=self.log,
+                             stderr=self.log, start_new_session=True)
+        self.procs.append(p)
+        return p
+
+    def cleanup(self):
+        for p in self.procs:
+            if p.poll() is None:
+                try:
+                    os.killpg(p.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            p.wait()
+        self.log.close()
+
+    def shoal_target(self, name, extra):
+        port = free_port()
+        path = os.path.join(self.d, name + ".ini")
+        with open(path, "w") as f:
+            f.write("[global]\nthreads = 1\nlog_level = warn\n"
+                    "[frontend web]\nbind = 127.0.0.1:%d\nbackend = app\n%s"
+                    "[backend app]\ncheck = none\nserver = s1 127.0.0.1:%d\n"
+                    % (port, extra, self.bport))
+        p = self.spawn([self.shoal, "-c", path])
+        wait_port(port)
+        return port, p.pid
+
+    def haproxy_target(self, name, extra):
+        port = free_port()
+        path = os.path.join(self.d, name + ".cfg")
+        with open(path, "w") as f:
+            f.write("global\n  nbthread 1\ndefaults\n  mode tcp\n"
+                    "  timeout connect 2s\n  timeout client 60s\n"
+                    "  timeout server 60s\nfrontend f\n  bind 127.0.0.1:%d\n"
+                    "%s  default_backend b\nbackend b\n"
+                    "  server s1 127.0.0.1:%d\n" % (port, extra, self.bport))
+        p = self.spawn(["haproxy", "-db", "-f", path])
+        wait_port(port)
+        return port, p.pid
+
+    def targets(self):
+        acl = "".join("allow = %s\n" % n for n in self.nets)
+        lst = os.path.join(self.d, "nets.txt")
+        return {
+            "shoal-plain": self.shoal_target("shoal-plain", ""),
+            "shoal-acl1000": self.shoal_target("shoal-acl1000", acl),
+            "haproxy-plain": self.haproxy_target("haproxy-plain", ""),
+            "haproxy-acl1000": self.haproxy_target(
+                "haproxy-acl1000", "  tcp-request connection reject unless "
+                "{ src -f %s }\n" % lst),
+        }
+
+
+def wrk_close(port, duration):
+    cmd = ["taskset", "-c", "0", "wrk", "-t1", "-c50", "-d%ds" % duration,
+           "-H", "Connection: close", "http://127.0.0.1:%d/" % port]
+    return subprocess.run(cmd, capture_output=True, text=True,
+                          timeout=duration + 30).stdout
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--shoal", default=os.path.join(ROOT, "build", "shoal"))
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--duration", type=int, default=5)
+    a = ap.parse_args()
+    d = tempfile.mkdtemp(prefix="shoal-clientcost-")
+    bport = free_port()
+    with open(os.path.join(d, "nginx.conf"), "w") as f:
+        f.write("worker_processes 1;\npid %s/nginx.pid;\nerror_log %s/err;\n"
+                "events { worker_connections 4096; }\nhttp { access_log off;"
+                " server { listen 127.0.0.1:%d; location / { return 200 "
+                "\"hello\\n\"; } } }\n" % (d, d, bport))
+    ng = subprocess.Popen(["taskset", "-c", "0", "nginx", "-p", d, "-c",
+                           os.path.join(d, "nginx.conf"), "-g",
+                           "daemon off;"], start_new_session=True)
+    b = Bench(d, a.shoal, bport)
+    res = {}
+    try:
+        wait_port(bport)
+        targets = b.targets()
+        for rep in range(a.reps):
+            for name, (port, pid) in targets.items():
+                c0 = proc_cpu(pid)
+                out = wrk_close(port, a.duration)
+                c1 = proc_cpu(pid)
+                n = int(re.search(r"(\d+) requests in", out).group(1))
+                err = re.search(r"Socket errors.*|Non-2xx.*", out)
+                row = (n / a.duration, (c1 - c0) * 1e6 / n)
+                res.setdefault(name, []).append(row)
+                print("%-16s rep %d: %6.0f req/s  proxy %5.1f us/session %s"
+                      % ((name, rep) + row + (err.group(0) if err else "",)),
+                      flush=True)
+    finally:
+        b.cleanup()
+        os.killpg(ng.pid, signal.SIGTERM)
+        ng.wait(10)
+    med = {k: (median(r[0] for r in v), median(r[1] for r in v))
+           for k, v in res.items()}
+    print("\n| target | req/s | proxy CPU µs/session | vs its plain |")
+    print("| --- | --- | --- | --- |")
+    for k, (rps, us) in med.items():
+        base = med[k.split("-")[0] + "-plain"][1]
+        print("| %s | %.0f | %.1f | %+.1f %% |" % (k, rps, us,
+                                                 (us / base - 1) * 100))
+    s, h = med["shoal-acl1000"][1], med["haproxy-acl1000"][1]
+    print("\nshoal/HAProxy CPU per session with 1 000 networks: %.2f" % (s / h))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
