@@ -47,7 +47,7 @@
 #define DURATION_RULE	"expected a number with a unit ms, s, m or h"
 #define SERVER_RULE	\
 	"expected 'NAME ADDR:PORT [weight=N] [maxconn=N] [backup] " \
-	"[init_state=up|checking|down]'"
+	"[init_state=up|checking|down] [send_proxy=none|v1|v2]'"
 #define SYNTAX_RULE	"syntax error: expected 'key = value' or '[section]'"
 
 enum ktype {
@@ -143,6 +143,13 @@ static const char *const init_state_words[] = {
 	NULL
 };
 
+static const char *const send_proxy_words[] = {
+	[SEND_PROXY_NONE] = "none",
+	[SEND_PROXY_V1] = "v1",
+	[SEND_PROXY_V2] = "v2",
+	NULL
+};
+
 static const char *const check_words[] = {
 	[CHECK_NONE] = "none",
 	[CHECK_TCP] = "tcp",
@@ -166,6 +173,7 @@ _Static_assert(sizeof(enum conf_balance) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum conf_check) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum log_level) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum conf_init_state) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum conf_send_proxy) == sizeof(int), "enum size");
 _Static_assert(fsize(conf_backend, check_http_method) > sizeof("OPTIONS"),
     "method size");
 
@@ -233,6 +241,7 @@ static const struct key backend_keys[] = {
 	KDUR(conf_backend, "timeout_server", timeout_server_ms, 1),
 	KDUR(conf_backend, "timeout_queue", timeout_queue_ms, 0),
 	KINT(conf_backend, "retries", retries, 0, 16),
+	KENUM(conf_backend, "send_proxy", send_proxy, send_proxy_words),
 	KENUM(conf_backend, "check", check, check_words),
 	{ .name = "check_http", .type = T_HTTPCHECK,
 	  .off = offsetof(struct conf_backend, check_http_method),
@@ -249,6 +258,7 @@ static const struct key backend_keys[] = {
 	KINT(conf_backend, "rise", rise, 1, 100),
 	KINT(conf_backend, "fall", fall, 1, 100),
 	KENUM(conf_backend, "init_state", init_state, init_state_words),
+	KBOOL(conf_backend, "check_send_proxy", check_send_proxy),
 	KBOOL(conf_backend, "discovery", discovery),
 	KINT(conf_backend, "max_discovered", max_discovered, 0, 100000),
 };
@@ -1254,6 +1264,7 @@ set_server(struct parser *p, const struct key *k, char *o, const char *v)
 	memset(&s, 0, sizeof(s));
 	s.weight = 1;
 	s.init_state = INIT_UNSET;
+	s.send_proxy = SEND_PROXY_UNSET;
 	s.line = p->line;
 	name = strtok_r(copy, blanks, &save);
 	addr = name != NULL ? strtok_r(NULL, blanks, &save) : NULL;
@@ -1326,10 +1337,27 @@ set_server(struct parser *p, const struct key *k, char *o, const char *v)
 				goto out;
 			}
 			s.init_state = (enum conf_init_state)st;
+		} else if (strcmp(tok, "send_proxy") == 0) {
+			int sp;
+
+			if (s.send_proxy != SEND_PROXY_UNSET) {
+				perr(p, p->line, "server option 'send_proxy' "
+				    "given twice");
+				goto out;
+			}
+			if (eq == NULL || (sp = word_index(send_proxy_words,
+			    eq)) == -1) {
+				perr(p, p->line, "bad server option "
+				    "'send_proxy%s" VALFMT "': expected "
+				    "send_proxy=none, v1 or v2",
+				    eq != NULL ? "=" : "", eq != NULL ? eq : "");
+				goto out;
+			}
+			s.send_proxy = (enum conf_send_proxy)sp;
 		} else {
 			perr(p, p->line, "unknown server option '" VALFMT "' "
-			    "(expected weight=N, maxconn=N, backup or "
-			    "init_state=STATE)", tok);
+			    "(expected weight=N, maxconn=N, backup, "
+			    "init_state=STATE or send_proxy=none|v1|v2)", tok);
 			goto out;
 		}
 	}
@@ -1673,9 +1701,12 @@ backend_finish(struct parser *p, void *v)
 
 	if (seen_line(p, "timeout_queue") == 0)
 		b->timeout_queue_ms = b->timeout_connect_ms;
-	for (size_t i = 0; i < b->nservers; i++)
+	for (size_t i = 0; i < b->nservers; i++) {
 		if (b->servers[i].init_state == INIT_UNSET)
 			b->servers[i].init_state = b->init_state;
+		if (b->servers[i].send_proxy == SEND_PROXY_UNSET)
+			b->servers[i].send_proxy = b->send_proxy;
+	}
 	if (b->nservers == 0 && !b->discovery) {
 		perr(p, b->line, "backend %s has no servers and discovery is "
 		    "off", b->name);

@@ -50,6 +50,14 @@ enum conf_init_state {
 	INIT_UNSET = -1,	/* server line without one, while parsing */
 };
 
+/* The PROXY protocol header sent to servers (lb/proxyproto.h). */
+enum conf_send_proxy {
+	SEND_PROXY_NONE = 0,
+	SEND_PROXY_V1 = 1,
+	SEND_PROXY_V2 = 2,
+	SEND_PROXY_UNSET = -1,	/* server line without one: the backend's */
+};
+
 struct conf_addr {
 	struct sockaddr_storage	 ss;		/* AF_INET or AF_INET6, port set */
 	socklen_t		 len;		/* sizeof the family's sockaddr */
@@ -63,6 +71,7 @@ struct conf_server {
 	int			 maxconn;	/* 0 = unlimited */
 	bool			 backup;	/* only used when no primary is */
 	enum conf_init_state	 init_state;	/* default: the backend's */
+	enum conf_send_proxy	 send_proxy;	/* default: the backend's */
 	int			 line;
 };
 
@@ -75,6 +84,7 @@ struct conf_backend {
 	uint32_t		 timeout_server_ms;  /* default 60s */
 	uint32_t		 timeout_queue_ms;   /* default = timeout_connect */
 	int			 retries;	/* default 2 */
+	enum conf_send_proxy	 send_proxy;	/* default none */
 	/* health checks (health/) */
 	enum conf_check		 check;		/* default none */
 	char			 check_http_method[16];	/* default "HEAD" */
@@ -92,6 +102,7 @@ struct conf_backend {
 	int			 rise;		/* default 2 */
 	int			 fall;		/* default 3 */
 	enum conf_init_state	 init_state;	/* static servers; default up */
+	bool			 check_send_proxy; /* checks send a LOCAL header */
 	/* discovery (discovery/) */
 	bool			 discovery;	/* accept announced servers */
 	int			 max_discovered; /* default 64 */

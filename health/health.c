@@ -41,10 +41,12 @@
 #include "health.h"
 #include "log.h"
 #include "net.h"
+#include "proxyproto.h"
 #include "server.h"
 
 #define HEALTH_RBUF		1024	/* reply bytes looked at, at most */
-#define HEALTH_REQ_MAX		640	/* method + path + host + fixed text */
+#define HEALTH_REQ_MAX		704	/* PROXY LOCAL header + method + path
+					   + host + fixed text */
 #define HEALTH_MIN_INTERVAL_MS	10
 #define HEALTH_REASON_MAX	192
 
@@ -67,9 +69,12 @@ struct hcheck {
 	SSL			*ssl;		/* tls checks only */
 	enum hphase		 phase;
 	ev_tstamp		 t_start;	/* ev_time() at check start */
-	char			 req[HEALTH_REQ_MAX]; /* http request */
+	char			 req[HEALTH_REQ_MAX]; /* what SEND writes, if
+						   it is ours to build */
 	const char		*out;		/* what SEND writes */
 	size_t			 outlen;
+	size_t			 pplen;		/* check_send_proxy: header
+						   bytes at the head of req */
 	size_t			 sent;
 	char			 rbuf[HEALTH_RBUF]; /* reply so far */
 	size_t			 rlen;
@@ -443,6 +448,26 @@ connect_failed(struct hcheck *h, int err)
 		check_done(h, false, "L4CON", "%s", e);
 }
 
+/*
+ * check_send_proxy: the PROXY header a check starts with, into buf: a v2
+ * LOCAL (or v1 "PROXY UNKNOWN"), the version the server gets for sessions
+ * (v2 when it gets none): the check is shoal's own connection, there is no
+ * client to name. Its length, 0 without check_send_proxy.
+ */
+static size_t
+check_proxy_header(const struct server *s, uint8_t *buf, size_t len)
+{
+	int	v = atomic_load(&s->send_proxy), n;
+
+	if (!s->be->conf.check_send_proxy)
+		return 0;
+	if (v == SEND_PROXY_UNSET)
+		v = s->be->conf.send_proxy;
+	n = proxyproto_encode(v == SEND_PROXY_V1 ? 1 : 2, NULL, NULL, NULL, 0,
+	    buf, len);
+	return n > 0 ? (size_t)n : 0;
+}
+
 static void
 check_begin(struct hcheck *h)
 {
@@ -458,6 +483,8 @@ check_begin(struct hcheck *h)
 	h->out = NULL;
 	h->outlen = 0;
 	check_addr(s, &ss);
+	h->pplen = check_proxy_header(s, (uint8_t *)h->req, sizeof(h->req));
+	n = 0;
 	switch (be->conf.check) {
 	case CHECK_HTTP:
 		if (be->conf.check_http_host[0] != '\0')
@@ -465,22 +492,22 @@ check_begin(struct hcheck *h)
 			    (int)sizeof(host) - 1, be->conf.check_http_host);
 		else
 			net_addr_str((struct sockaddr *)&ss, host, sizeof(host));
-		n = snprintf(h->req, sizeof(h->req),
+		n = snprintf(h->req + h->pplen, sizeof(h->req) - h->pplen,
 		    "%s %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n"
 		    "User-Agent: shoal-check\r\n\r\n",
 		    be->conf.check_http_method, be->conf.check_http_path, host);
-		if (n < 0 || (size_t)n >= sizeof(h->req))
-			n = (int)sizeof(h->req) - 1;	/* cannot happen */
-		h->out = h->req;
-		h->outlen = (size_t)n;
+		if (n < 0 || (size_t)n >= sizeof(h->req) - h->pplen)
+			n = (int)(sizeof(h->req) - h->pplen) - 1; /* cannot be */
 		break;
 	case CHECK_SEND_EXPECT:
-		h->out = be->conf.check_send;
-		h->outlen = be->conf.check_send_len;
+		n = (int)be->conf.check_send_len;	/* 256 at most */
+		memcpy(h->req + h->pplen, be->conf.check_send, (size_t)n);
 		break;
 	default:
 		break;
 	}
+	h->out = h->req;
+	h->outlen = h->pplen + (size_t)n;
 
 	h->phase = HP_CONNECT;
 	timer_arm(h, timeout_s(be));
@@ -675,6 +702,26 @@ recv_step(struct hcheck *h)
 	}
 }
 
+/* Everything the check writes first is written: on to its next step. */
+static void
+sent_all(struct hcheck *h)
+{
+	switch (h->srv->be->conf.check) {
+	case CHECK_TLS:
+		tls_step(h);
+		break;
+	case CHECK_HTTP:
+	case CHECK_SEND_EXPECT:
+		h->phase = HP_RECV;
+		recv_step(h);
+		break;
+	default:
+		check_done(h, true, "L4OK", h->pplen > 0 ? "connected, PROXY "
+		    "header sent" : "connected");
+		break;
+	}
+}
+
 static void
 send_step(struct hcheck *h)
 {
@@ -695,29 +742,23 @@ send_step(struct hcheck *h)
 			return;
 		}
 		errstr(e, sizeof(e), errno);
-		check_done(h, false, "L7RSP", "send: %s", e);
+		check_done(h, false, h->sent < h->pplen ? "L4CON" : "L7RSP",
+		    "send: %s", e);
 		return;
 	}
-	h->phase = HP_RECV;
-	recv_step(h);
+	sent_all(h);
 }
 
+/* Connected: write what goes first (a PROXY header, a request), if any. */
 static void
 connected(struct hcheck *h)
 {
-	switch (h->srv->be->conf.check) {
-	case CHECK_TLS:
-		tls_step(h);
-		break;
-	case CHECK_HTTP:
-	case CHECK_SEND_EXPECT:
+	if (h->outlen > h->sent) {
 		h->phase = HP_SEND;
 		send_step(h);
-		break;
-	default:
-		check_done(h, true, "L4OK", "connected");
-		break;
+		return;
 	}
+	sent_all(h);
 }
 
 static void

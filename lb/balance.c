@@ -525,6 +525,7 @@ balance_pool_new(struct backend *be, struct server *const *srv, size_t n)
 	p->timeout_server_ms = be->conf.timeout_server_ms;
 	p->timeout_queue_ms = be->conf.timeout_queue_ms;
 	p->retries = be->conf.retries;
+	p->send_proxy = be->conf.send_proxy;
 	p->nall = (int)be->nservers;
 	if (p->ops->build(&p->primary) == -1 ||
 	    p->ops->build(&p->backup) == -1) {

@@ -40,6 +40,8 @@ struct pool {
 	uint32_t		 timeout_server_ms;
 	uint32_t		 timeout_queue_ms;
 	int			 retries;
+	int			 send_proxy;	/* SEND_PROXY_*, for servers
+						   without their own */
 	int			 nall;		/* servers in the table */
 	struct pool_group	 primary;
 	struct pool_group	 backup;

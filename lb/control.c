@@ -473,6 +473,7 @@ backend_apply(struct backend *be, const struct conf_backend *nb)
 				continue;
 			server_set_weight(s, cs->weight, "reload");
 			server_set_limits(s, cs->maxconn, cs->backup);
+			server_set_send_proxy(s, cs->send_proxy);
 			continue;
 		}
 		server_spec_conf(&spec, cs);

@@ -326,38 +326,95 @@ relay_copy(struct relay *r, struct relay_side *from, bool notified)
  * RELAY_CLOSED (the client failed: the relay is closed).
  */
 int
+relay_prefix(struct relay *r, const void *p, size_t len)
+{
+	struct relay_side	*c = &r->cli;
+	struct buf		*b = c->buf;
+	size_t			 pending = buf_pending(b);
+
+	if (b == NULL) {
+		if ((b = buf_get(r->bufs)) == NULL)
+			return -1;
+		c->buf = b;
+	}
+	if (pending + len > b->cap) {
+		errno = ENOBUFS;
+		return -1;
+	}
+	if (b->off >= len)
+		b->off -= (uint32_t)len;
+	else {
+		memmove(b->data + len, b->data + b->off, pending);
+		b->off = 0;
+		b->len = (uint32_t)(pending + len);
+	}
+	memcpy(b->data + b->off, p, len);
+	r->prefix = (uint32_t)len;
+	return 0;
+}
+
+void
+relay_unprefix(struct relay *r)
+{
+	struct relay_side *c = &r->cli;
+
+	if (r->prefix == 0 || c->buf == NULL)
+		return;
+	c->buf->off += r->prefix;
+	r->prefix = 0;
+	if (buf_pending(c->buf) == 0) {
+		buf_put(r->bufs, c->buf);
+		c->buf = NULL;
+	}
+}
+
+/* The connect path's one read of the client: into a new buffer, or after
+ * our prefix. false if the relay was closed. */
+static bool
+connect_read_client(struct relay *r)
+{
+	struct relay_side	*c = &r->cli;
+	struct buf		*b = c->buf;
+	ssize_t			 n;
+
+	if (b == NULL && (b = buf_get(r->bufs)) == NULL) {
+		r->close(r, "RD", true);
+		return false;
+	}
+	do
+		n = recv(c->fd, b->data + b->len, b->cap - b->len, 0);
+	while (n == -1 && errno == EINTR);
+	if (n > 0) {
+		b->len += (uint32_t)n;
+		c->buf = b;
+		c->rd_short = (size_t)n < b->cap;
+		c->bulk = (size_t)n >= BUF_SIZE;
+		heard(c, (size_t)n);
+		return true;
+	}
+	if (c->buf == NULL)
+		buf_put(r->bufs, b);
+	if (n == 0)
+		c->rd_eof = true;
+	else if (errno == EAGAIN || errno == EWOULDBLOCK)
+		c->rd_short = true;
+	else {
+		r->close(r, c->role->term_fail, true);
+		return false;
+	}
+	return true;
+}
+
+int
 relay_connect_send(struct relay *r, bool read_client)
 {
 	struct relay_side *c = &r->cli;
 	struct buf	*b;
 	ssize_t		 n;
 
-	if (read_client && c->buf == NULL && !c->rd_eof) {
-		if ((b = buf_get(r->bufs)) == NULL) {
-			r->close(r, "RD", true);
-			return RELAY_CLOSED;
-		}
-		do
-			n = recv(c->fd, b->data, b->cap, 0);
-		while (n == -1 && errno == EINTR);
-		if (n > 0) {
-			b->len = (uint32_t)n;
-			c->buf = b;
-			c->rd_short = (size_t)n < b->cap;
-			c->bulk = (size_t)n >= BUF_SIZE;
-			heard(c, (size_t)n);
-		} else {
-			buf_put(r->bufs, b);
-			if (n == 0)
-				c->rd_eof = true;
-			else if (errno == EAGAIN || errno == EWOULDBLOCK)
-				c->rd_short = true;
-			else {
-				r->close(r, c->role->term_fail, true);
-				return RELAY_CLOSED;
-			}
-		}
-	}
+	if (read_client && !c->rd_eof && buf_pending(c->buf) == r->prefix &&
+	    !connect_read_client(r))
+		return RELAY_CLOSED;
 	if (buf_pending(c->buf) == 0)
 		return RELAY_WAIT;
 	b = c->buf;
@@ -366,6 +423,7 @@ relay_connect_send(struct relay *r, bool read_client)
 		    MSG_NOSIGNAL);
 	while (n == -1 && errno == EINTR);
 	if (n > 0) {
+		r->prefix = 0;
 		b->off += (uint32_t)n;
 		count(&r->srv, (size_t)n);
 		if (buf_pending(b) == 0) {

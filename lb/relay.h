@@ -59,6 +59,9 @@ struct relay_side {
 struct relay {
 	struct relay_side	 cli;
 	struct relay_side	 srv;
+	uint32_t		 prefix;	/* head bytes of cli.buf that are
+						   ours (a PROXY header), not
+						   the client's; 0 once sent */
 	struct ev_loop		*loop;
 	struct buf_pool		*bufs;		/* the thread's buffers */
 	/* The owner's one exit: close both sides (with RSTs if rst). */
@@ -85,6 +88,16 @@ void	relay_init(struct relay *, const struct relay_role *cli,
  * RELAY_WAIT, RELAY_CONNFAIL (errno) or RELAY_CLOSED.
  */
 int	relay_connect_send(struct relay *, bool read_client);
+
+/*
+ * Put len bytes of our own (a PROXY header for the server) ahead of what
+ * the client sent; relay_connect_send() sends them first, with the
+ * client's first bytes when it reads them. 0, or -1 (ENOMEM, or the
+ * client's bytes fill the buffer). relay_unprefix() takes them back after
+ * a failed connect, before trying another server.
+ */
+int	relay_prefix(struct relay *, const void *, size_t len);
+void	relay_unprefix(struct relay *);
 
 /* The server is connected: pass on what the client sent meanwhile and let
  * bytes flow both ways from now on. */

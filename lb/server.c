@@ -158,6 +158,7 @@ server_add(struct backend *be, const char *name, const struct sockaddr *sa,
 	s->name_hash = name_hash(be->name, s->name);
 	s->weight = weight;
 	s->maxconn = maxconn;
+	atomic_init(&s->send_proxy, SEND_PROXY_UNSET);
 	s->backup = backup;
 	s->source = source;
 	s->admin = ADM_READY;
@@ -245,6 +246,8 @@ join_quiet(struct backend *be, const struct server_spec *spec,
 	if (be->conf.check != CHECK_NONE)
 		s->health = spec->health;
 	s->announce_up = !spec->draining;
+	if (spec->own_send_proxy)
+		atomic_store(&s->send_proxy, spec->send_proxy);
 	if (spec->label != NULL)
 		snprintf(s->label, sizeof(s->label), "%s", spec->label);
 	if (observer != NULL && observer->joined != NULL)
@@ -268,6 +271,8 @@ server_spec_conf(struct server_spec *spec, const struct conf_server *cs)
 	spec->weight = cs->weight;
 	spec->maxconn = cs->maxconn;
 	spec->backup = cs->backup;
+	spec->own_send_proxy = true;
+	spec->send_proxy = cs->send_proxy;
 	spec->health = (size_t)cs->init_state < sizeof(init) / sizeof(init[0]) ?
 	    init[cs->init_state] : HEALTH_CHECKING;
 }
@@ -305,6 +310,16 @@ server_set_weight(struct server *s, int weight, const char *why)
 	    (int)s->weight, weight, why);
 	s->weight = weight;
 	server_republish(s->be);
+}
+
+void
+server_set_send_proxy(struct server *s, enum conf_send_proxy v)
+{
+	if (atomic_load(&s->send_proxy) == (int)v)
+		return;
+	log_info("server %s/%s: send_proxy %s", s->be->name, s->name,
+	    v == SEND_PROXY_V2 ? "v2" : v == SEND_PROXY_V1 ? "v1" : "none");
+	atomic_store(&s->send_proxy, v);
 }
 
 void

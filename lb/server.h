@@ -62,9 +62,11 @@ struct server {
 	char			 addrstr[NET_ADDRSTRLEN]; /* "1.2.3.4:80" */
 	uint32_t		 name_hash;	/* for the source ring */
 
-	/* Written by the control loop only; workers read these two. */
+	/* Written by the control loop only; workers read these. */
 	_Atomic int		 weight;	/* 0..256; 0 = never picked */
 	_Atomic int		 maxconn;	/* 0 = unlimited */
+	_Atomic int		 send_proxy;	/* SEND_PROXY_*; UNSET: the
+						   backend's (the pool's) */
 
 	/* Control loop only. */
 	bool			 backup;	/* only when no primary is usable */
@@ -143,6 +145,9 @@ struct server_spec {
 	bool			 draining;	/* announced as draining */
 	const char		*label;		/* announced label, NULL = none */
 	enum server_health	 health;	/* with checks; 0 = checking */
+	bool			 own_send_proxy; /* send_proxy is its own; else
+						   the backend's */
+	enum conf_send_proxy	 send_proxy;
 };
 
 /* The spec of a server line of the config (its init_state included). */
@@ -173,6 +178,8 @@ void		 server_set_weight(struct server *, int weight, const char *why);
 
 /* Reload: maxconn and backup of a static server, as in its new config
  * line; logged when they change. */
+/* A static server's own send_proxy (SEND_PROXY_*), from a reload. */
+void		 server_set_send_proxy(struct server *, enum conf_send_proxy);
 void		 server_set_limits(struct server *, int maxconn, bool backup);
 
 /* Announced servers: up or draining (logged with a stamp of last_change,

@@ -228,6 +228,8 @@ header_done(struct session *s, const struct proxyproto_hdr *h)
 		s->clientlen = h->src.ss_family == AF_INET ?
 		    sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
 		memcpy(&s->client, &h->src, s->clientlen);
+		memcpy(&s->dst, &h->dst, h->dst.ss_family == AF_INET ?
+		    sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6));
 	}
 	s->state = SS_QUEUED;
 	p = atomic_load_explicit(&s->fe->policy, memory_order_acquire);
@@ -320,6 +322,37 @@ local_shortage(struct session *s, const char *what, int err)
 	session_close(s, "RC", false);
 }
 
+/*
+ * send_proxy: put the PROXY header for srv ahead of the client's bytes:
+ * the client (the header's, if one came in) and the address it reached.
+ * false if the session was closed.
+ */
+static bool
+proxy_header_put(struct session *s, struct server *srv, const struct pool *p)
+{
+	uint8_t			 hdr[128];	/* v2 IPv6, no TLV: 52 bytes */
+	struct sockaddr_storage	 dst;
+	socklen_t		 len = sizeof(dst);
+	int			 v = atomic_load_explicit(&srv->send_proxy,
+				    memory_order_relaxed), n;
+
+	if (v == SEND_PROXY_UNSET)
+		v = p->send_proxy;
+	if (v == SEND_PROXY_NONE)
+		return true;
+	if (s->dst.sin6_family != 0)
+		memcpy(&dst, &s->dst, sizeof(s->dst));
+	else if (getsockname(s->r.cli.fd, (struct sockaddr *)&dst, &len) == -1)
+		memset(&dst, 0, sizeof(dst));	/* sent as UNSPEC / UNKNOWN */
+	n = proxyproto_encode(v, (struct sockaddr *)&s->client,
+	    (struct sockaddr *)&dst, NULL, 0, hdr, sizeof(hdr));
+	if (n < 0 || relay_prefix(&s->r, hdr, (size_t)n) == -1) {
+		local_shortage(s, "memory", errno ? errno : ENOMEM);
+		return false;
+	}
+	return true;
+}
+
 /* Pick a server and start connecting; or wait; or give up. */
 static void
 session_connect(struct session *s)
@@ -352,7 +385,8 @@ session_connect(struct session *s)
 		    srv->addrlen);
 		if (s->r.srv.fd != -1) {
 			s->state = SS_CONNECTING;
-			connect_started(s);
+			if (proxy_header_put(s, srv, p))
+				connect_started(s);
 			return;
 		}
 		/* Failed at once: our shortage (fds, ports...) or the
@@ -400,6 +434,7 @@ connect_failed(struct session *s, const char *term, int err)
 	net_close(s->r.srv.fd);
 	s->r.srv.fd = -1;
 	s->r.srv.events = 0;
+	relay_unprefix(&s->r);	/* the next server may want none */
 	if ((what = net_local_shortage(err)) != NULL) {
 		local_shortage(s, what, err);
 		return;

@@ -17,6 +17,7 @@
 #include <stdint.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
+#include <netinet/in.h>
 
 #include "balance.h"
 #include "buf.h"
@@ -57,6 +58,9 @@ struct session {
 	struct sockaddr_storage	 client;	/* the PROXY header's source, if
 						   one came; else the peer */
 	socklen_t		 clientlen;
+	struct sockaddr_in6	 dst;		/* the client's destination as a
+						   PROXY header gave it (family
+						   0: our local address) */
 	struct proxy_read	*pr;		/* SS_HEADER: the header so far */
 	struct client_policy	*held;		/* counted in its per-source
 						   table: released at close */

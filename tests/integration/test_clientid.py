@@ -271,6 +271,7 @@ def test_peer_outside_accept_proxy_from_is_refused(start_peer, start_shoal):
     assert outcome(sh.addr, hdr, bind="127.0.0.1").startswith(b"t1")
     sh.wait_sessions(1, pred=lambda x: x["term"] == "PF")
     assert refused(sh)["proxy_from"] == 1
+    wait_for(lambda: len(tag.accepts()) >= 1, 5 * SLACK)
     assert len(tag.accepts()) == 1
 
 
@@ -350,6 +351,7 @@ def test_allow_and_deny(start_peer, start_shoal):
     assert outcome(("127.0.0.1", p), bind="127.0.0.100") in (b"", "reset")
     assert outcome(("127.0.0.1", p), bind="127.0.0.63").startswith(b"t1")
     sh.wait_sessions(2, pred=lambda x: x["term"] == "PA")
+    wait_for(lambda: len(tag.accepts()) >= 3, 5 * SLACK)
     assert len(tag.accepts()) == 3
     assert refused(sh)["acl"] == 2 and metric(sh, "acl") == 2
 

@@ -437,7 +437,12 @@ static const struct {
 	  "t.ini:2: server option 'weight' needs a value: weight=N" },
 	{ "[backend app]\nserver = s1 127.0.0.1:80 fast\n",
 	  "t.ini:2: unknown server option 'fast' (expected weight=N, "
-	  "maxconn=N, backup or init_state=STATE)" },
+	  "maxconn=N, backup, init_state=STATE or send_proxy=none|v1|v2)" },
+	{ "[backend app]\nserver = s1 127.0.0.1:80 send_proxy=v3\n",
+	  "t.ini:2: bad server option 'send_proxy=v3': expected "
+	  "send_proxy=none, v1 or v2" },
+	{ "[backend app]\nserver = s1 127.0.0.1:80 send_proxy=v1 "
+	  "send_proxy=v2\n", "t.ini:2: server option 'send_proxy' given twice" },
 	{ "[backend app]\nserver = s1 127.0.0.1:80 weight=1 weight=2\n",
 	  "t.ini:2: server option 'weight' given twice" },
 	{ "[backend app]\nserver = s1 127.0.0.1:80 backup backup\n",
@@ -448,7 +453,7 @@ static const struct {
 	  "t.ini:3: duplicate server name 's1' (first at line 2)" },
 	{ "[backend app]\nserver = s1\n", "t.ini:2: bad server 's1': expected "
 	  "'NAME ADDR:PORT [weight=N] [maxconn=N] [backup] "
-	  "[init_state=up|checking|down]'" },
+	  "[init_state=up|checking|down] [send_proxy=none|v1|v2]'" },
 	{ "[backend app]\nserver = s/1 127.0.0.1:80\n", "t.ini:2: bad server "
 	  "name 's/1': expected 1-63 characters from A-Z a-z 0-9 . _ -" },
 
