@@ -9,8 +9,11 @@ session, shoal against HAProxy doing the same, in the same run.
   haproxy-plain     HAProxy mode tcp, nbthread 1
   haproxy-acl1000   + `tcp-request connection reject unless { src -f
                     LIST }` with the same 1 000 networks
+  shoal-sendv2      shoal, `send_proxy = v2`
+  haproxy-sendv2    HAProxy, `server ... send-proxy-v2`
 
-Each target relays to one nginx on loopback (`return 200`); wrk with
+Each target relays to one nginx on loopback (`return 200`; the send-v2
+targets to its `listen ... proxy_protocol` port); wrk with
 `Connection: close`, 50 connections, runs on CPU 0 with nginx, the proxy
 alone on CPU 1. Rounds are interleaved (A B C D A B C D ...); per target the
 median of requests/s and of the proxy's own CPU time per session
@@ -59,8 +62,8 @@ def networks(n, seed=1):
 
 
 class Bench:
-    def __init__(self, d, shoal, bport):
-        self.d, self.shoal, self.bport = d, shoal, bport
+    def __init__(self, d, shoal, bport, pport):
+        self.d, self.shoal, self.bport, self.pport = d, shoal, bport, pport
         self.procs = []
         self.log = open(os.path.join(d, "proc.log"), "ab")
         self.nets = networks(1000)
@@ -84,19 +87,20 @@ class Bench:
             p.wait()
         self.log.close()
 
-    def shoal_target(self, name, extra):
+    def shoal_target(self, name, extra, be_extra=""):
         port = free_port()
         path = os.path.join(self.d, name + ".ini")
         with open(path, "w") as f:
             f.write("[global]\nthreads = 1\nlog_level = warn\n"
                     "[frontend web]\nbind = 127.0.0.1:%d\nbackend = app\n%s"
                     "[backend app]\ncheck = none\nserver = s1 127.0.0.1:%d\n"
-                    % (port, extra, self.bport))
+                    "%s" % (port, extra, self.pport if be_extra else
+                            self.bport, be_extra))
         p = self.spawn([self.shoal, "-c", path])
         wait_port(port)
         return port, p.pid
 
-    def haproxy_target(self, name, extra):
+    def haproxy_target(self, name, extra, srv_opt=""):
         port = free_port()
         path = os.path.join(self.d, name + ".cfg")
         with open(path, "w") as f:
@@ -104,7 +108,9 @@ class Bench:
                     "  timeout connect 2s\n  timeout client 60s\n"
                     "  timeout server 60s\nfrontend f\n  bind 127.0.0.1:%d\n"
                     "%s  default_backend b\nbackend b\n"
-                    "  server s1 127.0.0.1:%d\n" % (port, extra, self.bport))
+                    "  server s1 127.0.0.1:%d %s\n" % (
+                        port, extra, self.pport if srv_opt else self.bport,
+                        srv_opt))
         p = self.spawn(["haproxy", "-db", "-f", path])
         wait_port(port)
         return port, p.pid
@@ -119,6 +125,10 @@ class Bench:
             "haproxy-acl1000": self.haproxy_target(
                 "haproxy-acl1000", "  tcp-request connection reject unless "
                 "{ src -f %s }\n" % lst),
+            "shoal-sendv2": self.shoal_target("shoal-sendv2", "",
+                                              "send_proxy = v2\n"),
+            "haproxy-sendv2": self.haproxy_target("haproxy-sendv2", "",
+                                                  "send-proxy-v2"),
         }
 
 
@@ -136,16 +146,17 @@ def main():
     ap.add_argument("--duration", type=int, default=5)
     a = ap.parse_args()
     d = tempfile.mkdtemp(prefix="shoal-clientcost-")
-    bport = free_port()
+    bport, pport = free_port(), free_port()
     with open(os.path.join(d, "nginx.conf"), "w") as f:
         f.write("worker_processes 1;\npid %s/nginx.pid;\nerror_log %s/err;\n"
                 "events { worker_connections 4096; }\nhttp { access_log off;"
-                " server { listen 127.0.0.1:%d; location / { return 200 "
-                "\"hello\\n\"; } } }\n" % (d, d, bport))
+                " server { listen 127.0.0.1:%d; listen 127.0.0.1:%d "
+                "proxy_protocol; location / { return 200 \"hello\\n\"; } } }"
+                "\n" % (d, d, bport, pport))
     ng = subprocess.Popen(["taskset", "-c", "0", "nginx", "-p", d, "-c",
                            os.path.join(d, "nginx.conf"), "-g",
                            "daemon off;"], start_new_session=True)
-    b = Bench(d, a.shoal, bport)
+    b = Bench(d, a.shoal, bport, pport)
     res = {}
     try:
         wait_port(bport)
@@ -174,8 +185,9 @@ def main():
         base = med[k.split("-")[0] + "-plain"][1]
         print("| %s | %.0f | %.1f | %+.1f %% |" % (k, rps, us,
                                                  (us / base - 1) * 100))
-    s, h = med["shoal-acl1000"][1], med["haproxy-acl1000"][1]
-    print("\nshoal/HAProxy CPU per session with 1 000 networks: %.2f" % (s / h))
+    for feat in ("acl1000", "sendv2"):
+        s, h = med["shoal-" + feat][1], med["haproxy-" + feat][1]
+        print("shoal/HAProxy CPU per session, %s: %.2f" % (feat, s / h))
 
 
 if __name__ == "__main__":
