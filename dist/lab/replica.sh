@@ -20,6 +20,8 @@
 #   exec NAME CMD...  run CMD in the network namespace of ha or a node
 #   status        the nodes and what shoal says about them
 #   down          stop everything and remove every namespace and file
+#   app-dir       print the directory of the app with its modules
+#                 (installed once), to run it by hand: node DIR/app.js
 # NODE is "node3" or "3". Needs root, iproute2, s6, nodejs and npm (the
 # app's modules are installed once with npm ci into a cache directory),
 # curl, and shoal built (SHOAL_BUILD, default ./build).
@@ -336,6 +338,7 @@ exec)   [ $# -ge 2 ] || die "usage: exec ha|NODE CMD..."
         exec ip netns exec "$(ns "$b")" "$@" ;;
 status) cmd_status ;;
 down)   cmd_down ;;
+app-dir) app_cache ;;
 _boot)  boot "$1" "$2" ;;
 -h|--help|help) usage ;;
 *)      die "unknown command '$cmd' (--help)" ;;

@@ -148,8 +148,10 @@ def test_two_nodes_serve_in_turn(lab):
     assert all(a != b for a, b in zip(seen, seen[1:])), seen
     status, hdrs, body = lab.get()
     doc = json.loads(body)
-    assert set(doc) == {"hello", "ip", "host", "tag", "sessionViews", "id"}
+    assert set(doc) == {"hello", "ip", "host", "tag", "sessionViews", "id",
+                        "client"}
     assert doc["ip"] == hdrs["x-backend-ip"]
+    assert doc["client"] == HA     # no PROXY header: the balancer
     assert doc["host"] in ("node1", "node2")
     assert doc["sessionViews"] == 1
 

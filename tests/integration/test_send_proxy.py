@@ -216,3 +216,51 @@ def test_check_send_proxy_keeps_an_accept_proxy_server_up(start_shoal,
                  what="three checks with a header pass")
     body, me = ask(("127.0.0.1", port2), "127.0.0.2")
     assert body == "haproxy 127.0.0.2 %d" % me[1]
+
+
+REPLICA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
+                       "..", "dist", "lab", "replica.sh")
+
+
+@pytest.fixture
+def lab_app():
+    """The lab's Node.js web app (dist/lab/webapp/app) with
+    PROXY_PROTOCOL=1 on 127.0.0.1: its port."""
+    d = subprocess.run(["sh", REPLICA, "app-dir"], capture_output=True,
+                       text=True, timeout=300, check=True).stdout.strip()
+    port = alloc_port()
+    p = subprocess.Popen(["node", os.path.join(d, "app.js")],
+                         env=dict(os.environ, PORT=str(port),
+                                  PROXY_PROTOCOL="1", TAG="pp"),
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: listening("127.0.0.1", port), 20 * SLACK,
+                 what="the web app")
+        yield port
+    finally:
+        p.terminate()
+        p.wait(10)
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_lab_web_app_sees_the_client(start_shoal, lab_app, version):
+    """The lab guide's recipe: the web app with PROXY_PROTOCOL=1 behind
+    shoal with send_proxy and check_send_proxy (HTTP checks on /healthz
+    pass through the header): its JSON answer's `client` is the real
+    client (127.0.0.5, ::1), not the balancer."""
+    import json
+    port = alloc_port()
+    binds = ["127.0.0.1:%d" % port, "[::1]:%d" % port]
+    sh = start_shoal(config_text=shoal_config(
+        binds, "node1 127.0.0.1:%d init_state=down" % lab_app,
+        ["send_proxy = %s" % version, "check_send_proxy = yes",
+         "check = http", "check_http = GET /healthz", "rise = 1",
+         "check_interval = 200ms"]), binds=binds)
+    sh.wait_for(lambda: any("node1: down -> up" in m
+                            for _, _, m in sh.log_lines()),
+                timeout=10, what="the app's check passes with a header")
+    for bind, host in (("127.0.0.5", "127.0.0.1"), ("::1", "::1")):
+        body, me = ask((host, port), bind)
+        answer = json.loads(body)
+        assert answer["client"] == bind and answer["tag"] == "pp", answer
