@@ -245,15 +245,6 @@ addr_len(const struct sockaddr_storage *ss)
 	    sizeof(struct sockaddr_in6);
 }
 
-static void
-set_port(struct sockaddr_storage *ss, uint16_t port)
-{
-	if (ss->ss_family == AF_INET)
-		((struct sockaddr_in *)ss)->sin_port = htons(port);
-	else
-		((struct sockaddr_in6 *)ss)->sin6_port = htons(port);
-}
-
 /* --group ADDR[:PORT]: "239.1.2.3", "239.1.2.3:7466", "ff12::1",
  * "[ff12::1]" or "[ff12::1]:7466". */
 static void
@@ -288,7 +279,7 @@ parse_group(const char *s)
 		usage_error("--group %s: not a numeric IP address", host);
 	if (port != NULL && conf_parse_int(port, 1, 65535, &pn, &why) == -1)
 		usage_error("--group port %s: %s", port, why);
-	set_port(&A.group, (uint16_t)pn);
+	net_set_port(&A.group, (uint16_t)pn);
 	if ((A.group.ss_family == AF_INET && !IN_MULTICAST(ntohl(
 	    ((struct sockaddr_in *)&A.group)->sin_addr.s_addr))) ||
 	    (A.group.ss_family == AF_INET6 && !IN6_IS_ADDR_MULTICAST(
@@ -333,7 +324,7 @@ add_target(const char *s)
 		usage_error("--target %s: port: %s", s, why);
 	t->port = (uint16_t)pn;
 	if (parse_ip(t->host, &t->addrs[0], &(socklen_t){ 0 }) == 0) {
-		set_port(&t->addrs[0], t->port);
+		net_set_port(&t->addrs[0], t->port);
 		t->naddrs = 1;
 		t->numeric = true;
 	}
@@ -629,7 +620,7 @@ choose_destination(struct cli *c)
 		usage_error("--group and --target exclude each other");
 	if (!c->have_group) {
 		parse_group(ANNOUNCE_GROUP);
-		set_port(&A.group, ANNOUNCE_PORT);
+		net_set_port(&A.group, ANNOUNCE_PORT);
 	}
 	if (c->iface == NULL && A.ntargets == 0) {
 		if (A.group.ss_family == AF_INET6)
@@ -908,7 +899,7 @@ resolve_addr(void)
 			close(fd);
 			memcpy(&A.addr, &ss, len);
 			A.addrlen = len;
-			set_port(&A.addr, 0);
+			net_set_port(&A.addr, 0);
 			if (ss.ss_family == AF_INET6)
 				((struct sockaddr_in6 *)&A.addr)->
 				    sin6_scope_id = 0;
@@ -936,7 +927,7 @@ open_sender(int fam)
 	}
 	if (A.addrlen != 0 && A.addr.ss_family == fam) {
 		memcpy(&b, &A.addr, A.addrlen);
-		set_port(&b, 0);
+		net_set_port(&b, 0);
 		if (bind(fd, (struct sockaddr *)&b, A.addrlen) == -1)
 			log_warn("cannot send from %s (not a local address?); "
 			    "shoal must then set require_source_match = no",
@@ -1512,7 +1503,7 @@ check_cb(struct ev_loop *loop, ev_timer *t, int revents)
 		return;
 	}
 	memcpy(&ss, &A.addr, A.addrlen);
-	set_port(&ss, A.port);
+	net_set_port(&ss, A.port);
 	if ((A.check_fd = net_connect((struct sockaddr *)&ss, A.addrlen))
 	    == -1) {
 		check_done(false, strerror(errno));

@@ -7,7 +7,10 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 
 #define NET_ADDRSTRLEN	64	/* "[ffff:...:ffff]:65535" and NUL */
 
@@ -19,6 +22,17 @@ const char	*net_host_str(const struct sockaddr *, char *buf, size_t len);
 
 /* Port of an AF_INET/AF_INET6 address, host order. */
 int		 net_port(const struct sockaddr *);
+
+/* Set the port (host order) of an AF_INET or AF_INET6 address. Inline:
+ * pure modules (lb/proxyproto.c) use it without linking net.c. */
+static inline void
+net_set_port(struct sockaddr_storage *ss, uint16_t port)
+{
+	if (ss->ss_family == AF_INET)
+		((struct sockaddr_in *)ss)->sin_port = htons(port);
+	else
+		((struct sockaddr_in6 *)ss)->sin6_port = htons(port);
+}
 
 /* True if both have the same family, address and port. */
 bool		 net_addr_equal(const struct sockaddr *, const struct sockaddr *);

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "net.h"
 #include "proxyproto.h"
 
 static const uint8_t v2_sig[12] = {
@@ -114,15 +115,6 @@ v1_addr(int af, const char *s, size_t len, struct sockaddr_storage *ss)
 	return inet_pton(AF_INET6, tmp, &sin6->sin6_addr) == 1;
 }
 
-static void
-set_port(struct sockaddr_storage *ss, uint16_t port)
-{
-	if (ss->ss_family == AF_INET)
-		((struct sockaddr_in *)ss)->sin_port = htons(port);
-	else
-		((struct sockaddr_in6 *)ss)->sin6_port = htons(port);
-}
-
 /* Split the next field of line[*pos, end) up to a space (or to end for
  * the last one). Returns its length, the field at line + start. */
 static size_t
@@ -175,8 +167,8 @@ v1_line(const char *line, size_t end, struct proxyproto_hdr *h,
 	len = v1_field(line, end, &pos, &start, true);
 	if (!v1_port(line + start, len, &dport))
 		return fail(why, "v1: bad destination port");
-	set_port(&h->src, sport);
-	set_port(&h->dst, dport);
+	net_set_port(&h->src, sport);
+	net_set_port(&h->dst, dport);
 	h->has_addr = true;
 	return 0;
 }
