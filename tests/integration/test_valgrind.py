@@ -31,3 +31,57 @@ def test_memcheck_clean(start_shoal, start_peer):
     assert "ERROR SUMMARY" not in sh.log() or \
         "ERROR SUMMARY: 0 errors" in sh.log(), sh.log()[-4000:]
     assert "definitely lost" not in sh.log(), sh.log()[-4000:]
+
+
+@pytest.mark.valgrind
+def test_memcheck_clean_with_client_identity(start_shoal, start_peer):
+    """accept_proxy (a good v1 and v2 header, a bad one, a stalled one),
+    allow/deny, per-source limits and send_proxy = v2 to an echo server
+    that returns the header: no memcheck error, no leak; a reload swaps
+    the policy (the old one is freed once unused)."""
+    import socket
+    e = start_peer("echo", name="e1")
+    sh = start_shoal(servers=[e], prefix=VALGRIND, wait=False,
+                     frontend={"accept_proxy": True,
+                               "accept_proxy_from": "127.0.0.0/8",
+                               "timeout_proxy": "1s",
+                               "allow": "127.0.0.0/8 10.0.0.0/8",
+                               "deny": "10.9.9.9",
+                               "maxconn_per_source": 4,
+                               "rate_per_source": "100/s"},
+                     backend={"send_proxy": "v2",
+                              "timeout_connect": "2s"})
+    sh.wait_ready(timeout=60)
+    v2 = (b"\r\n\r\n\x00\r\nQUIT\n\x21\x11\x00\x0c" +
+          socket.inet_aton("10.1.2.3") + socket.inet_aton("10.0.0.1") +
+          b"\x04\xd2\x00\x50")
+    for hdr in (b"PROXY TCP4 10.1.2.3 10.0.0.1 1234 80\r\n", v2):
+        s = P.connect(sh.addr, timeout=30)
+        s.sendall(hdr + b"ping")
+        s.shutdown(socket.SHUT_WR)
+        got = P.recv_all(s)
+        s.close()
+        assert got.endswith(b"ping") and len(got) > 4, got
+    for bad in (b"PROXY TCP4 10.9.9.9 10.0.0.1 1 2\r\n", b"GARBAGE\r\n\r\n",
+                b"PROXY TCP4 10.1"):
+        s = P.connect(sh.addr, timeout=30)
+        s.sendall(bad)
+        s.settimeout(30)
+        try:
+            s.recv(10)
+        except OSError:
+            pass
+        s.close()
+    sh.wait_sessions(5, timeout=60)
+    text = open(sh.conf_path).read().replace("deny = 10.9.9.9",
+                                             "deny = 10.9.9.8")
+    with open(sh.conf_path, "w") as f:
+        f.write(text)
+    sh.send_signal(1)
+    sh.wait_for(lambda: any(m.startswith("reload done")
+                            for _, _, m in sh.log_lines()), timeout=30)
+    rc = sh.stop(timeout=60)
+    assert rc == 0, sh.log()[-4000:]
+    assert "ERROR SUMMARY" not in sh.log() or \
+        "ERROR SUMMARY: 0 errors" in sh.log(), sh.log()[-4000:]
+    assert "definitely lost" not in sh.log(), sh.log()[-4000:]
