@@ -70,6 +70,9 @@ enum ktype {
 	T_CIDRLIST,	/* struct conf_cidr *; off2: size_t count */
 	T_AUTH,		/* bool: "none" true, "hmac-sha256" false */
 	T_RATE,		/* uint32_t per second: "N/s" or "N", min..max */
+	T_RESOLVE,	/* "NAME:PORT": char[size] name at off, int port
+			   at off2 */
+	T_RESOLVERS,	/* "ADDR[:PORT] ...": char[size] csv for c-ares */
 };
 
 #define K_REPEAT	0x01	/* a list: may be given more than once */
@@ -259,6 +262,16 @@ static const struct key backend_keys[] = {
 	KINT(conf_backend, "fall", fall, 1, 100),
 	KENUM(conf_backend, "init_state", init_state, init_state_words),
 	KBOOL(conf_backend, "check_send_proxy", check_send_proxy),
+	{ .name = "resolve", .type = T_RESOLVE,
+	  .off = offsetof(struct conf_backend, resolve_name),
+	  .size = fsize(conf_backend, resolve_name),
+	  .off2 = offsetof(struct conf_backend, resolve_port) },
+	{ .name = "resolvers", .type = T_RESOLVERS,
+	  .off = offsetof(struct conf_backend, resolvers),
+	  .size = fsize(conf_backend, resolvers) },
+	KDUR(conf_backend, "resolve_min", resolve_min_ms, 100),
+	KDUR(conf_backend, "resolve_max", resolve_max_ms, 100),
+	KDUR(conf_backend, "resolve_hold", resolve_hold_ms, 0),
 	KBOOL(conf_backend, "discovery", discovery),
 	KINT(conf_backend, "max_discovered", max_discovered, 0, 100000),
 };
@@ -1538,6 +1551,96 @@ set_cidr(struct parser *p, const struct key *k, char *o, const char *v)
 	return 0;
 }
 
+/* A DNS name: 1-253 characters, labels of 1-63 from A-Z a-z 0-9 - _. */
+static bool
+dns_name_ok(const char *s, size_t n)
+{
+	size_t label = 0;
+
+	if (n == 0 || n > 253)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] == '.') {
+			if (label == 0)
+				return false;
+			label = 0;
+			continue;
+		}
+		if (!isalnum((unsigned char)s[i]) && s[i] != '-' && s[i] != '_')
+			return false;
+		if (++label > 63)
+			return false;
+	}
+	return true;
+}
+
+/* resolve = NAME:PORT */
+static int
+set_resolve(struct parser *p, const struct key *k, char *o, const char *v)
+{
+	const char	*colon = strrchr(v, ':');
+	long		 port;
+
+	if (colon == NULL || !dns_name_ok(v, (size_t)(colon - v)) ||
+	    (size_t)(colon - v) >= k->size) {
+		perr(p, p->line, "bad %s '" VALFMT "': expected NAME:PORT, "
+		    "e.g. tasks.web:3000", k->name, v);
+		return -1;
+	}
+	if (parse_long(colon + 1, 1, 65535, &port) != 0) {
+		perr(p, p->line, "bad %s '" VALFMT "': port must be 1-65535",
+		    k->name, v);
+		return -1;
+	}
+	memcpy(o + k->off, v, (size_t)(colon - v));
+	(o + k->off)[colon - v] = '\0';
+	*(int *)(void *)(o + k->off2) = (int)port;
+	return 0;
+}
+
+/* resolvers = ADDR[:PORT] ...: name servers (port 53 by default), kept
+ * as the "ADDR:PORT,..." list c-ares reads. */
+static int
+set_resolvers(struct parser *p, const struct key *k, char *o, const char *v)
+{
+	char			*out = o + k->off, tok[INET6_ADDRSTRLEN + 10];
+	char			 one[INET6_ADDRSTRLEN + 10];
+	const char		*sep = " \t,", *why;
+	struct conf_addr	 a;
+	size_t			 n, used = 0;
+
+	out[0] = '\0';
+	for (v += strspn(v, sep); *v != '\0'; v += strspn(v, sep)) {
+		n = strcspn(v, sep);
+		if (n >= sizeof(tok))
+			goto bad;
+		memcpy(tok, v, n);
+		tok[n] = '\0';
+		v += n;
+		if (conf_parse_addr(tok, &a, &why) == -1) {
+			/* A bare address: port 53. */
+			snprintf(one, sizeof(one), strchr(tok, ':') != NULL &&
+			    tok[0] != '[' ? "[%s]:53" : "%s:53", tok);
+			if (conf_parse_addr(one, &a, &why) == -1)
+				goto bad;
+			snprintf(tok, sizeof(tok), "%s", one);
+		}
+		if (used + strlen(tok) + 2 > k->size) {
+			perr(p, p->line, "%s: too many name servers", k->name);
+			return -1;
+		}
+		used += (size_t)snprintf(out + used, k->size - used, "%s%s",
+		    used ? "," : "", tok);
+	}
+	if (used == 0)
+		goto bad;
+	return 0;
+bad:
+	perr(p, p->line, "bad %s '" VALFMT "': expected name server "
+	    "addresses, e.g. 127.0.0.11 or [fd00::53]:5353", k->name, v);
+	return -1;
+}
+
 /* A rate per second: "N/s" or a bare "N". */
 static int
 set_rate(struct parser *p, const struct key *k, char *o, const char *v)
@@ -1621,6 +1724,10 @@ set_value(struct parser *p, const struct key *k, char *o, const char *v)
 		return set_auth(p, k, o, v);
 	case T_RATE:
 		return set_rate(p, k, o, v);
+	case T_RESOLVE:
+		return set_resolve(p, k, o, v);
+	case T_RESOLVERS:
+		return set_resolvers(p, k, o, v);
 	}
 	perr(p, p->line, "internal error: key '%s' has no type", k->name);
 	return -1;
@@ -1692,6 +1799,9 @@ backend_init(void *v)
 	b->init_state = INIT_UP;
 	b->discovery = false;
 	b->max_discovered = 64;
+	b->resolve_min_ms = 1000;
+	b->resolve_max_ms = 300000;
+	b->resolve_hold_ms = 30000;
 }
 
 static int
@@ -1707,9 +1817,14 @@ backend_finish(struct parser *p, void *v)
 		if (b->servers[i].send_proxy == SEND_PROXY_UNSET)
 			b->servers[i].send_proxy = b->send_proxy;
 	}
-	if (b->nservers == 0 && !b->discovery) {
-		perr(p, b->line, "backend %s has no servers and discovery is "
-		    "off", b->name);
+	if (b->nservers == 0 && !b->discovery && b->resolve_name[0] == '\0') {
+		perr(p, b->line, "backend %s has no servers, no resolve and "
+		    "discovery is off", b->name);
+		return -1;
+	}
+	if (b->resolve_min_ms > b->resolve_max_ms) {
+		perr(p, seen_line(p, "resolve_min"), "resolve_min is above "
+		    "resolve_max");
 		return -1;
 	}
 	if (b->check == CHECK_SEND_EXPECT && b->check_expect_len == 0) {

@@ -103,6 +103,14 @@ struct conf_backend {
 	int			 fall;		/* default 3 */
 	enum conf_init_state	 init_state;	/* static servers; default up */
 	bool			 check_send_proxy; /* checks send a LOCAL header */
+	/* DNS discovery (discovery/dns.c) */
+	char			 resolve_name[254]; /* resolve = NAME:PORT; "" = off */
+	int			 resolve_port;
+	char			 resolvers[512]; /* "ADDR:PORT,..."; "" = resolv.conf */
+	uint32_t		 resolve_min_ms;  /* default 1s */
+	uint32_t		 resolve_max_ms;  /* default 300s */
+	uint32_t		 resolve_hold_ms; /* empty answers before the set
+						     empties; default 30s */
 	/* discovery (discovery/) */
 	bool			 discovery;	/* accept announced servers */
 	int			 max_discovered; /* default 64 */

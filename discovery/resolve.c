@@ -28,11 +28,13 @@ struct resolver_sock {
 };
 
 struct lookup {
-	struct resolver	*r;
-	resolver_cb	*cb;
-	void		*arg;
-	unsigned short	 port;
-	char		*name;
+	struct resolver		*r;
+	resolver_cb		*cb;		/* one of these two */
+	resolver_answer_cb	*acb;
+	void			*arg;
+	unsigned short		 port;
+	size_t			 max;		/* addresses kept */
+	char			*name;
 };
 
 struct resolver {
@@ -136,48 +138,72 @@ same_addr(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
 	    &((const struct sockaddr_in6 *)b)->sin6_addr, 16) == 0;
 }
 
-static void
-lookup_cb(void *arg, int status, int timeouts, struct ares_addrinfo *res)
+/* The answer's distinct addresses, port set, into addrs[max]; *ttl the
+ * smallest record TTL. Returns how many. */
+static size_t
+collect(const struct ares_addrinfo *res, unsigned short port,
+    struct sockaddr_storage *addrs, size_t max, unsigned *ttl)
 {
-	struct lookup			*l = arg;
-	struct resolver			*r = l->r;
-	struct sockaddr_storage		 addrs[RESOLVE_ADDRS_MAX];
 	const struct ares_addrinfo_node	*nd;
 	size_t				 n = 0, i;
 
+	*ttl = 0;
+	for (nd = res->nodes; nd != NULL && n < max; nd = nd->ai_next) {
+		if ((nd->ai_family != AF_INET && nd->ai_family != AF_INET6) ||
+		    nd->ai_addrlen > sizeof(addrs[0]))
+			continue;
+		memset(&addrs[n], 0, sizeof(addrs[n]));
+		memcpy(&addrs[n], nd->ai_addr, nd->ai_addrlen);
+		if (nd->ai_family == AF_INET)
+			((struct sockaddr_in *)&addrs[n])->sin_port =
+			    htons(port);
+		else
+			((struct sockaddr_in6 *)&addrs[n])->sin6_port =
+			    htons(port);
+		if (n == 0 || (nd->ai_ttl >= 0 && (unsigned)nd->ai_ttl < *ttl))
+			*ttl = nd->ai_ttl > 0 ? (unsigned)nd->ai_ttl : 0;
+		for (i = 0; i < n; i++)
+			if (same_addr(&addrs[i], &addrs[n]))
+				break;
+		if (i == n)
+			n++;
+	}
+	return n;
+}
+
+static void
+lookup_cb(void *arg, int status, int timeouts, struct ares_addrinfo *res)
+{
+	struct lookup		*l = arg;
+	struct resolver		*r = l->r;
+	struct resolve_answer	 a;
+	struct sockaddr_storage	*addrs;
+
 	(void)timeouts;
 	r->pending--;
-	if (status == ARES_SUCCESS && res != NULL) {
-		for (nd = res->nodes; nd != NULL && n < RESOLVE_ADDRS_MAX;
-		    nd = nd->ai_next) {
-			if ((nd->ai_family != AF_INET &&
-			    nd->ai_family != AF_INET6) ||
-			    nd->ai_addrlen > sizeof(addrs[0]))
-				continue;
-			memset(&addrs[n], 0, sizeof(addrs[n]));
-			memcpy(&addrs[n], nd->ai_addr, nd->ai_addrlen);
-			if (nd->ai_family == AF_INET)
-				((struct sockaddr_in *)&addrs[n])->sin_port =
-				    htons(l->port);
-			else
-				((struct sockaddr_in6 *)&addrs[n])->sin6_port =
-				    htons(l->port);
-			for (i = 0; i < n; i++)
-				if (same_addr(&addrs[i], &addrs[n]))
-					break;
-			if (i == n)
-				n++;
-		}
-	}
+	memset(&a, 0, sizeof(a));
+	addrs = calloc(l->max ? l->max : 1, sizeof(*addrs));
+	if (addrs == NULL)
+		a.err = "out of memory";
+	else if (status == ARES_SUCCESS && res != NULL)
+		a.n = collect(res, l->port, addrs, l->max, &a.ttl);
+	a.addrs = addrs;
+	a.nx = status == ARES_ENOTFOUND || status == ARES_ENODATA ||
+	    (status == ARES_SUCCESS && a.n == 0);
+	if (a.err == NULL && a.n == 0)
+		a.err = status == ARES_SUCCESS ? "no address" :
+		    ares_strerror(status);
 	if (res != NULL)
 		ares_freeaddrinfo(res);
 	if (!r->freeing) {
-		if (n > 0)
-			l->cb(l->arg, l->name, addrs, n, NULL);
+		if (l->acb != NULL)
+			l->acb(l->arg, l->name, &a);
+		else if (a.n > 0)
+			l->cb(l->arg, l->name, a.addrs, a.n, NULL);
 		else
-			l->cb(l->arg, l->name, NULL, 0, status == ARES_SUCCESS ?
-			    "no address" : ares_strerror(status));
+			l->cb(l->arg, l->name, NULL, 0, a.err);
 	}
+	free(addrs);
 	free(l->name);
 	free(l);
 }
@@ -225,9 +251,10 @@ fail:
 	return NULL;
 }
 
-int
-resolver_start(struct resolver *r, const char *name, int family,
-    unsigned short port, resolver_cb *cb, void *arg)
+static int
+lookup_start(struct resolver *r, const char *name, int family,
+    unsigned short port, size_t max, resolver_cb *cb,
+    resolver_answer_cb *acb, void *arg)
 {
 	struct ares_addrinfo_hints	 h;
 	struct lookup			*l;
@@ -240,8 +267,10 @@ resolver_start(struct resolver *r, const char *name, int family,
 	}
 	l->r = r;
 	l->cb = cb;
+	l->acb = acb;
 	l->arg = arg;
 	l->port = port;
+	l->max = max;
 	memset(&h, 0, sizeof(h));
 	h.ai_family = family;
 	h.ai_socktype = SOCK_DGRAM;
@@ -250,6 +279,35 @@ resolver_start(struct resolver *r, const char *name, int family,
 	/* May answer at once (numeric, hosts file): lookup_cb runs inside. */
 	ares_getaddrinfo(r->ch, l->name, NULL, &h, lookup_cb, l);
 	rearm(r);
+	return 0;
+}
+
+int
+resolver_start(struct resolver *r, const char *name, int family,
+    unsigned short port, resolver_cb *cb, void *arg)
+{
+	return lookup_start(r, name, family, port, RESOLVE_ADDRS_MAX, cb, NULL,
+	    arg);
+}
+
+int
+resolver_query(struct resolver *r, const char *name, int family,
+    unsigned short port, size_t max, resolver_answer_cb *cb, void *arg)
+{
+	return lookup_start(r, name, family, port, max, NULL, cb, arg);
+}
+
+int
+resolver_set_servers(struct resolver *r, const char *servers_csv,
+    const char **why)
+{
+	int rc;
+
+	if ((rc = ares_set_servers_ports_csv(r->ch, servers_csv)) !=
+	    ARES_SUCCESS) {
+		*why = ares_strerror(rc);
+		return -1;
+	}
 	return 0;
 }
 

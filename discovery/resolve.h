@@ -11,6 +11,7 @@
 #define SHOAL_RESOLVE_H
 
 #include <sys/socket.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <ev.h>
@@ -32,6 +33,36 @@ typedef void	resolver_cb(void *arg, const char *name,
 
 /* A resolver on loop, or NULL (logged). Free with resolver_free(). */
 struct resolver *resolver_new(struct ev_loop *loop);
+
+/*
+ * Ask these name servers ("ADDR[:PORT],..." as c-ares'
+ * ares_set_servers_ports_csv reads it; IPv6 as [ADDR]:PORT) instead of
+ * /etc/resolv.conf's. Each try waits 1 s, two tries. 0, or -1 with a
+ * reason in *why.
+ */
+int	resolver_set_servers(struct resolver *, const char *servers_csv,
+	    const char **why);
+
+/* The whole answer to one resolver_query(). */
+struct resolve_answer {
+	const struct sockaddr_storage *addrs;	/* [n], duplicates removed */
+	size_t		 n;
+	unsigned	 ttl;		/* smallest TTL of the records, s */
+	bool		 nx;		/* the name has no address (NXDOMAIN,
+					   NODATA): an answer, not a failure */
+	const char	*err;		/* NULL on success; why not */
+};
+
+typedef void	resolver_answer_cb(void *arg, const char *name,
+		    const struct resolve_answer *);
+
+/*
+ * resolver_start() with up to max addresses and the TTL: cb(arg, name,
+ * answer) once, later, from the loop. 0, or -1 with errno.
+ */
+int	resolver_query(struct resolver *, const char *name, int family,
+	    unsigned short port, size_t max, resolver_answer_cb *cb,
+	    void *arg);
 
 /*
  * Look up name (a host name or a numeric address) for family (AF_UNSPEC,

@@ -38,6 +38,7 @@ struct control {
 	bool			 stopping;
 	ev_tstamp		 started;
 	const struct discovery_view *discovery;	/* wired by main.c, or NULL */
+	const struct dns_view	*dns;		/* wired by main.c, or NULL */
 };
 
 /* Take the config (owned from now on) and set up the control loop. path

@@ -43,4 +43,24 @@ struct discovery_view {
 			    void *), void *arg);
 };
 
+/* One `[backend] resolve` watch (discovery/dns.c). */
+struct dns_watch_info {
+	const char	*backend;
+	const char	*name;		/* the name resolved */
+	size_t		 servers;	/* servers it holds in the table now */
+	uint64_t	 queries;	/* asked */
+	uint64_t	 answers;	/* with addresses */
+	uint64_t	 empty;		/* no such name, or no address */
+	uint64_t	 failures;	/* timeout, SERVFAIL, refused, garbage */
+	unsigned	 ttl;		/* of the last answer, s */
+	const char	*error;		/* the failure now, "" when answering */
+};
+
+/* DNS discovery, as the stats page sees it (provided by discovery/dns.c). */
+struct dns_view {
+	/* fn once per watch; info valid during the call only. */
+	void		 (*foreach)(void (*fn)(const struct dns_watch_info *,
+			    void *), void *arg);
+};
+
 #endif /* SHOAL_DISCOVERY_VIEW_H */

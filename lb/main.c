@@ -18,6 +18,7 @@
 #include "listen.h"
 #include "log.h"
 #include "notify.h"
+#include "dns.h"
 #include "receiver.h"
 #include "stats.h"
 
@@ -48,6 +49,7 @@ static const struct reload_hook discovery_hook = {
 	.commit = discovery_reload,
 	.abort = discovery_reload_abort,
 };
+static const struct reload_hook dns_hook = { .commit = dns_reload };
 static const struct reload_hook stats_hook = { .commit = stats_reload };
 static const struct reload_hook admin_hook = { .commit = admin_reload };
 
@@ -164,6 +166,7 @@ build_table(struct control *ctl, struct conf *conf, const char *path)
 		fatal("control loop");
 	table_set_observer(&health_observer);
 	ctl->discovery = &discovery_view;
+	ctl->dns = &dns_view;
 	if (control_build_table(ctl) == -1)
 		fatalx("cannot build the server table");
 }
@@ -184,6 +187,8 @@ start_discovery(struct control *ctl)
 	if (discovery_start(ctl->loop, &ctl->conf->discovery, &ctl->backends,
 	    ctl->conf) == -1)
 		fatalx("cannot start discovery");
+	if (dns_start(ctl->loop, &ctl->backends) == -1)
+		fatalx("cannot start DNS discovery");
 }
 
 /* Every listener is bound before the workers start and READY=1. 0 or -1
@@ -208,6 +213,7 @@ static void
 run(struct control *ctl)
 {
 	control_add_reload_hook(&discovery_hook);
+	control_add_reload_hook(&dns_hook);
 	control_add_reload_hook(&stats_hook);
 	control_add_reload_hook(&admin_hook);
 	control_add_stop_hook(stats_stop_listening);
@@ -222,6 +228,7 @@ stop(struct control *ctl)
 {
 	admin_stop();
 	stats_stop();
+	dns_stop();
 	discovery_stop();
 	health_stop();
 	table_set_observer(NULL);

@@ -554,6 +554,8 @@ server_source_name(enum server_source src)
 		return "announced";
 	case SRC_ADMIN:
 		return "admin";
+	case SRC_DNS:
+		return "dns";
 	default:
 		return "static";
 	}

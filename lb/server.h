@@ -37,6 +37,7 @@ enum server_source {
 	SRC_STATIC = 0,		/* from the config file */
 	SRC_ANNOUNCED,		/* from discovery */
 	SRC_ADMIN,		/* added through the admin socket */
+	SRC_DNS,		/* found in DNS: [backend] resolve */
 };
 
 enum server_admin {

@@ -329,6 +329,25 @@ json_server(struct sbuf *b, const struct srv_view *v)
 	sbuf_printf(b, "},\"last_change_s\":%.3f}", v->last_change_s);
 }
 
+/* One [backend] resolve watch, with a leading comma. */
+static void
+json_dns(const struct dns_watch_info *w, void *arg)
+{
+	struct sbuf *b = arg;
+
+	sbuf_puts(b, ",\n{\"backend\":");
+	sbuf_json_str(b, w->backend);
+	sbuf_puts(b, ",\"name\":");
+	sbuf_json_str(b, w->name);
+	sbuf_printf(b, ",\"servers\":%zu,\"queries\":%llu,\"answers\":%llu,"
+	    "\"empty\":%llu,\"failures\":%llu,\"ttl\":%u,\"error\":",
+	    w->servers, (unsigned long long)w->queries,
+	    (unsigned long long)w->answers, (unsigned long long)w->empty,
+	    (unsigned long long)w->failures, w->ttl);
+	sbuf_json_str(b, w->error);
+	sbuf_puts(b, "}");
+}
+
 static void
 json_announcement(const struct discovery_entry_info *e, void *arg)
 {
@@ -446,6 +465,14 @@ stats_json(struct control *c, struct sbuf *b)
 		memmove(b->data + mark, b->data + mark + 1, b->len - mark);
 		b->len--;
 	}
+	sbuf_puts(b, "],\n\"dns\":[");
+	mark = b->len;
+	if (c->dns != NULL)
+		c->dns->foreach(json_dns, b);
+	if (b->len > mark && !sbuf_failed(b)) {
+		memmove(b->data + mark, b->data + mark + 1, b->len - mark);
+		b->len--;
+	}
 	sbuf_puts(b, "]}\n");
 }
 
@@ -456,6 +483,55 @@ prom_family(struct sbuf *b, const char *name, const char *type,
     const char *help)
 {
 	sbuf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* /metrics: one value of every watch, as one family. */
+struct prom_dns_arg {
+	struct sbuf	*b;
+	const char	*name;
+	int		 what;	/* 0-3 counters, 4 the servers gauge */
+};
+
+static void
+prom_dns_one(const struct dns_watch_info *w, void *arg)
+{
+	const struct prom_dns_arg *a = arg;
+	const uint64_t v[] = { w->queries, w->answers, w->empty, w->failures,
+	    w->servers };
+
+	sbuf_printf(a->b, "%s{backend=\"", a->name);
+	sbuf_prom_label(a->b, w->backend);
+	sbuf_printf(a->b, "\",name=\"");
+	sbuf_prom_label(a->b, w->name);
+	sbuf_printf(a->b, "\"} %llu\n", (unsigned long long)v[a->what]);
+}
+
+static void
+prom_dns(struct control *c, struct sbuf *b)
+{
+	static const struct {
+		const char	*name, *type, *help;
+	} fam[] = {
+		{ "shoal_dns_queries_total", "counter",
+		  "[backend] resolve: DNS queries asked." },
+		{ "shoal_dns_answers_total", "counter",
+		  "[backend] resolve: answers with addresses." },
+		{ "shoal_dns_empty_total", "counter",
+		  "[backend] resolve: no such name, or no address." },
+		{ "shoal_dns_failures_total", "counter",
+		  "[backend] resolve: timeouts, SERVFAIL, refused or malformed "
+		  "answers (the servers found before stay)." },
+		{ "shoal_dns_servers", "gauge",
+		  "[backend] resolve: servers found in DNS in the table now." },
+	};
+	struct prom_dns_arg a = { .b = b };
+
+	for (size_t i = 0; i < sizeof(fam) / sizeof(fam[0]); i++) {
+		prom_family(b, fam[i].name, fam[i].type, fam[i].help);
+		a.name = fam[i].name;
+		a.what = (int)i;
+		c->dns->foreach(prom_dns_one, &a);
+	}
 }
 
 static void
@@ -681,6 +757,8 @@ stats_metrics(struct control *c, struct sbuf *b)
 	prom_servers(c, b, "shoal_server_last_change_seconds", "gauge",
 	    "Seconds since the server's last state change.", PS_CHANGE, now);
 
+	if (c->dns != NULL)
+		prom_dns(c, b);
 	if (dv == NULL)
 		return;
 	dv->counters(dc);

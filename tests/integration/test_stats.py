@@ -289,7 +289,7 @@ def test_json_and_metrics_count_exactly(start_shoal, start_peer):
 
     # The contract (DESIGN.md 7) and the documented additions.
     assert set(doc) == {"info", "frontends", "backends", "discovery",
-                        "announcements"}
+                        "announcements", "dns"}
     assert INFO_FIELDS <= set(doc["info"]), doc["info"]
     assert set(doc["discovery"]) == set(VERDICTS)
     for v in VERDICTS:

@@ -338,9 +338,9 @@ static const struct {
 	{ "[frontend web]\nbind = 127.0.0.1:80\nbackend = nope\n" BE,
 	  "t.ini:3: backend 'nope' is not defined (no [backend nope])" },
 	{ FE "[backend app]\nbalance = random\n",
-	  "t.ini:4: backend app has no servers and discovery is off" },
+	  "t.ini:4: backend app has no servers, no resolve and discovery is off" },
 	{ FE "[backend app]\n",
-	  "t.ini:4: backend app has no servers and discovery is off" },
+	  "t.ini:4: backend app has no servers, no resolve and discovery is off" },
 	{ "[frontend web]\nbackend = app\n" BE,
 	  "t.ini:1: missing key 'bind' in [frontend web]" },
 	{ "[frontend web]\nbind = 127.0.0.1:80\n" BE,
@@ -847,8 +847,8 @@ test_discovery(void)
 
 	/* The rule of backends stays: no servers needs discovery = yes. */
 	c = conf_load_string("t.ini", FE "[backend app]\n" DISC, err);
-	ok(c == NULL && strcmp(err, "t.ini:4: backend app has no servers and "
-	    "discovery is off") == 0, "[discovery] alone does not fill a "
+	ok(c == NULL && strcmp(err, "t.ini:4: backend app has no servers, no "
+	    "resolve and discovery is off") == 0, "[discovery] alone does not fill a "
 	    "backend without discovery = yes: %s", err);
 	conf_free(c);
 
