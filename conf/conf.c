@@ -266,6 +266,7 @@ static const struct key backend_keys[] = {
 	  .off = offsetof(struct conf_backend, resolve_name),
 	  .size = fsize(conf_backend, resolve_name),
 	  .off2 = offsetof(struct conf_backend, resolve_port) },
+	KSTR(conf_backend, "resolve_srv", resolve_srv, K_TOKEN),
 	{ .name = "resolvers", .type = T_RESOLVERS,
 	  .off = offsetof(struct conf_backend, resolvers),
 	  .size = fsize(conf_backend, resolvers) },
@@ -1817,7 +1818,20 @@ backend_finish(struct parser *p, void *v)
 		if (b->servers[i].send_proxy == SEND_PROXY_UNSET)
 			b->servers[i].send_proxy = b->send_proxy;
 	}
-	if (b->nservers == 0 && !b->discovery && b->resolve_name[0] == '\0') {
+	if (b->resolve_srv[0] != '\0' && b->resolve_name[0] != '\0') {
+		perr(p, seen_line(p, "resolve_srv"), "resolve and resolve_srv "
+		    "both given: choose one");
+		return -1;
+	}
+	if (b->resolve_srv[0] != '\0' &&
+	    !dns_name_ok(b->resolve_srv, strlen(b->resolve_srv))) {
+		perr(p, seen_line(p, "resolve_srv"), "bad resolve_srv '"
+		    VALFMT "': expected a DNS name, e.g. _http._tcp.web.consul",
+		    b->resolve_srv);
+		return -1;
+	}
+	if (b->nservers == 0 && !b->discovery && b->resolve_name[0] == '\0' &&
+	    b->resolve_srv[0] == '\0') {
 		perr(p, b->line, "backend %s has no servers, no resolve and "
 		    "discovery is off", b->name);
 		return -1;

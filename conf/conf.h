@@ -106,6 +106,7 @@ struct conf_backend {
 	/* DNS discovery (discovery/dns.c) */
 	char			 resolve_name[254]; /* resolve = NAME:PORT; "" = off */
 	int			 resolve_port;
+	char			 resolve_srv[254]; /* _service._proto.NAME; "" = off */
 	char			 resolvers[512]; /* "ADDR:PORT,..."; "" = resolv.conf */
 	uint32_t		 resolve_min_ms;  /* default 1s */
 	uint32_t		 resolve_max_ms;  /* default 300s */

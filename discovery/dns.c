@@ -37,7 +37,7 @@ struct dns_watch {
 	TAILQ_ENTRY(dns_watch)	 entry;
 	struct backend		*be;
 	char			 name[254];
-	int			 port;
+	int			 port;		/* 0: SRV, ports from records */
 	char			 resolvers[512];
 	struct resolver		*res;
 	ev_timer		 timer;
@@ -100,10 +100,21 @@ in_answer(const struct server *s, const struct sockaddr_storage *addrs,
 	return false;
 }
 
-/* The backend's DNS servers become exactly addrs[0, n). */
+/* An SRV weight (0-65535) as a server weight (1-256): scaled down only
+ * when some weight is above 256, so that their ratios stay. */
+static int
+srv_weight(unsigned short w, unsigned short wmax)
+{
+	long v = wmax > 256 ? (long)w * 256 / wmax : w;
+
+	return v < 1 ? 1 : (int)v;
+}
+
+/* The backend's DNS servers become exactly a's addresses (a NULL: none);
+ * from SRV, each with its record's weight, and backup unless its priority
+ * is the lowest (shoal has one backup tier). */
 static void
-watch_apply(struct dns_watch *w, const struct sockaddr_storage *addrs,
-    size_t n)
+watch_apply(struct dns_watch *w, const struct resolve_answer *a)
 {
 	static const enum server_health init[] = {
 		[INIT_UP] = HEALTH_UP,
@@ -114,7 +125,18 @@ watch_apply(struct dns_watch *w, const struct sockaddr_storage *addrs,
 	struct server		*s, *next;
 	struct server_spec	 spec;
 	char			 name[CONF_NAME_MAX];
+	const struct sockaddr_storage *addrs = a != NULL ? a->addrs : NULL;
+	size_t			 n = a != NULL ? a->n : 0;
+	unsigned short		 pmin = 65535, wmax = 0;
+	int			 weight;
+	bool			 backup;
 
+	for (size_t i = 0; a != NULL && a->weight != NULL && i < n; i++) {
+		if (a->priority[i] < pmin)
+			pmin = a->priority[i];
+		if (a->weight[i] > wmax)
+			wmax = a->weight[i];
+	}
 	table_batch_begin();
 	for (s = TAILQ_FIRST(&be->servers); s != NULL; s = next) {
 		next = TAILQ_NEXT(s, entry);
@@ -125,15 +147,23 @@ watch_apply(struct dns_watch *w, const struct sockaddr_storage *addrs,
 		server_leave(s);
 	}
 	for (size_t i = 0; i < n; i++) {
+		weight = a->weight != NULL ? srv_weight(a->weight[i], wmax) : 1;
+		backup = a->priority != NULL && a->priority[i] != pmin;
 		server_name_of(&addrs[i], name, sizeof(name));
-		if (server_find(be, name) != NULL)
+		if ((s = server_find(be, name)) != NULL) {
+			if (s->source == SRC_DNS && a->weight != NULL) {
+				server_set_weight(s, weight, "DNS");
+				server_set_limits(s, s->maxconn, backup);
+			}
 			continue;
+		}
 		memset(&spec, 0, sizeof(spec));
 		spec.name = name;
 		spec.addr = (const struct sockaddr *)&addrs[i];
 		spec.addrlen = addrs[i].ss_family == AF_INET ?
 		    sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
-		spec.weight = 1;
+		spec.weight = weight;
+		spec.backup = backup;
 		spec.health = (size_t)be->conf.init_state <
 		    sizeof(init) / sizeof(init[0]) ?
 		    init[be->conf.init_state] : HEALTH_CHECKING;
@@ -176,7 +206,7 @@ answer_cb(void *arg, const char *name, const struct resolve_answer *a)
 		w->err[0] = '\0';
 		w->empty_since = 0;
 		w->st.ttl = a->ttl;
-		watch_apply(w, a->addrs, a->n);
+		watch_apply(w, a);
 		watch_after(w, clamp_s(a->ttl * 1000u, cb->resolve_min_ms,
 		    cb->resolve_max_ms));
 		return;
@@ -194,7 +224,7 @@ answer_cb(void *arg, const char *name, const struct resolve_answer *a)
 			log_warnx("backend %s: %s still has no address after "
 			    "resolve_hold: its servers leave", w->be->name,
 			    w->name);
-			watch_apply(w, NULL, 0);
+			watch_apply(w, NULL);
 		}
 	} else {
 		w->st.failures++;
@@ -215,8 +245,9 @@ watch_query(struct dns_watch *w)
 	    (size_t)w->be->conf.max_discovered : 1;
 
 	w->st.queries++;
-	if (resolver_query(w->res, w->name, AF_UNSPEC, (unsigned short)w->port,
-	    max, answer_cb, w) == -1) {
+	if ((w->port == 0 ? resolver_srv(w->res, w->name, max, answer_cb, w) :
+	    resolver_query(w->res, w->name, AF_UNSPEC, (unsigned short)w->port,
+	    max, answer_cb, w)) == -1) {
 		log_warn("backend %s: resolving %s", w->be->name, w->name);
 		watch_after(w, w->be->conf.resolve_min_ms / 1000.0);
 	}
@@ -247,8 +278,9 @@ watch_new(struct backend *be)
 	if ((w = calloc(1, sizeof(*w))) == NULL)
 		return NULL;
 	w->be = be;
-	snprintf(w->name, sizeof(w->name), "%s", be->conf.resolve_name);
-	w->port = be->conf.resolve_port;
+	snprintf(w->name, sizeof(w->name), "%s", be->conf.resolve_srv[0] ?
+	    be->conf.resolve_srv : be->conf.resolve_name);
+	w->port = be->conf.resolve_srv[0] ? 0 : be->conf.resolve_port;
 	snprintf(w->resolvers, sizeof(w->resolvers), "%s",
 	    be->conf.resolvers);
 	if ((w->res = resolver_new(dloop)) == NULL) {
@@ -267,11 +299,33 @@ watch_new(struct backend *be)
 	w->seen = true;
 	TAILQ_INSERT_TAIL(&watches, w, entry);
 	watch_after(w, 0);
-	log_info("backend %s: resolving %s (port %d) every %u-%ums%s%s",
-	    be->name, w->name, w->port, be->conf.resolve_min_ms,
+	log_info("backend %s: resolving %s (%s%d) every %u-%ums%s%s",
+	    be->name, w->name, w->port ? "port " : "SRV", w->port,
+	    be->conf.resolve_min_ms,
 	    be->conf.resolve_max_ms, w->resolvers[0] ? " via " : "",
 	    w->resolvers);
 	return w;
+}
+
+static bool
+resolves(const struct backend *be)
+{
+	return be->conf.resolve_name[0] != '\0' ||
+	    be->conf.resolve_srv[0] != '\0';
+}
+
+/* Whether w still asks what be's config says. */
+static bool
+watch_same(const struct dns_watch *w, const struct backend *be)
+{
+	const struct conf_backend *cb = &be->conf;
+
+	if (strcmp(w->resolvers, cb->resolvers) != 0)
+		return false;
+	if (cb->resolve_srv[0] != '\0')
+		return w->port == 0 && strcmp(w->name, cb->resolve_srv) == 0;
+	return w->port == cb->resolve_port &&
+	    strcmp(w->name, cb->resolve_name) == 0;
 }
 
 static struct dns_watch *
@@ -293,7 +347,7 @@ dns_start(struct ev_loop *loop, struct backend_list *backends)
 	dloop = loop;
 	dbackends = backends;
 	TAILQ_FOREACH(be, backends, entry)
-		if (be->conf.resolve_name[0] != '\0' && watch_new(be) == NULL)
+		if (resolves(be) && watch_new(be) == NULL)
 			return -1;
 	return 0;
 }
@@ -309,12 +363,9 @@ dns_reload(const struct conf *nc)
 	TAILQ_FOREACH(w, &watches, entry)
 		w->seen = false;
 	TAILQ_FOREACH(be, dbackends, entry) {
-		if (be->conf.resolve_name[0] == '\0')
+		if (!resolves(be))
 			continue;
-		if ((w = watch_of(be)) != NULL &&
-		    strcmp(w->name, be->conf.resolve_name) == 0 &&
-		    w->port == be->conf.resolve_port &&
-		    strcmp(w->resolvers, be->conf.resolvers) == 0) {
+		if ((w = watch_of(be)) != NULL && watch_same(w, be)) {
 			w->seen = true;
 			continue;
 		}
@@ -323,8 +374,8 @@ dns_reload(const struct conf *nc)
 			watch_free(w);			  /* the set */
 		}
 		if (watch_new(be) == NULL)
-			log_warnx("backend %s: cannot resolve %s", be->name,
-			    be->conf.resolve_name);
+			log_warnx("backend %s: cannot start resolving",
+			    be->name);
 	}
 	for (w = TAILQ_FIRST(&watches); w != NULL; w = next) {
 		next = TAILQ_NEXT(w, entry);
@@ -337,7 +388,7 @@ dns_reload(const struct conf *nc)
 		if (live) {		/* resolve removed: its servers leave */
 			log_info("backend %s: no longer resolving %s",
 			    w->be->name, w->name);
-			watch_apply(w, NULL, 0);
+			watch_apply(w, NULL);
 		}
 		TAILQ_REMOVE(&watches, w, entry);
 		watch_free(w);

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include <ares.h>
+#include <ares_nameser.h>
 #include <ev.h>
 
 #include "log.h"
@@ -31,6 +32,8 @@ struct lookup {
 	struct resolver		*r;
 	resolver_cb		*cb;		/* one of these two */
 	resolver_answer_cb	*acb;
+	bool			 internal;	/* acb is ours (SRV targets):
+						   called even when freeing */
 	void			*arg;
 	unsigned short		 port;
 	size_t			 max;		/* addresses kept */
@@ -195,7 +198,9 @@ lookup_cb(void *arg, int status, int timeouts, struct ares_addrinfo *res)
 		    ares_strerror(status);
 	if (res != NULL)
 		ares_freeaddrinfo(res);
-	if (!r->freeing) {
+	if (l->internal)
+		l->acb(l->arg, l->name, &a);
+	else if (!r->freeing) {
 		if (l->acb != NULL)
 			l->acb(l->arg, l->name, &a);
 		else if (a.n > 0)
@@ -254,7 +259,7 @@ fail:
 static int
 lookup_start(struct resolver *r, const char *name, int family,
     unsigned short port, size_t max, resolver_cb *cb,
-    resolver_answer_cb *acb, void *arg)
+    resolver_answer_cb *acb, void *arg, bool internal)
 {
 	struct ares_addrinfo_hints	 h;
 	struct lookup			*l;
@@ -268,6 +273,7 @@ lookup_start(struct resolver *r, const char *name, int family,
 	l->r = r;
 	l->cb = cb;
 	l->acb = acb;
+	l->internal = internal;
 	l->arg = arg;
 	l->port = port;
 	l->max = max;
@@ -287,14 +293,161 @@ resolver_start(struct resolver *r, const char *name, int family,
     unsigned short port, resolver_cb *cb, void *arg)
 {
 	return lookup_start(r, name, family, port, RESOLVE_ADDRS_MAX, cb, NULL,
-	    arg);
+	    arg, false);
 }
 
 int
 resolver_query(struct resolver *r, const char *name, int family,
     unsigned short port, size_t max, resolver_answer_cb *cb, void *arg)
 {
-	return lookup_start(r, name, family, port, max, NULL, cb, arg);
+	return lookup_start(r, name, family, port, max, NULL, cb, arg, false);
+}
+
+/* ---- SRV: the records, then each target's addresses ---------------- */
+
+struct srv_lookup {
+	struct resolver		*r;
+	resolver_answer_cb	*cb;
+	void			*arg;
+	char			*name;
+	size_t			 max;
+	size_t			 left;		/* target lookups running, +1
+						   while starting them */
+	struct sockaddr_storage	*addrs;		/* [max] */
+	unsigned short		*weight, *priority;
+	size_t			 n;
+	unsigned		 ttl;
+	const char		*err;		/* no target answered: why */
+	bool			 nx;
+};
+
+struct srv_target {
+	struct srv_lookup	*sl;
+	unsigned short		 weight, priority;
+};
+
+static void
+srv_free(struct srv_lookup *sl)
+{
+	free(sl->addrs);
+	free(sl->weight);
+	free(sl->priority);
+	free(sl->name);
+	free(sl);
+}
+
+/* Every target answered (or the records did not come): the answer. */
+static void
+srv_done(struct srv_lookup *sl)
+{
+	struct resolve_answer a;
+
+	if (!sl->r->freeing) {
+		memset(&a, 0, sizeof(a));
+		a.addrs = sl->addrs;
+		a.n = sl->n;
+		a.ttl = sl->ttl;
+		a.weight = sl->weight;
+		a.priority = sl->priority;
+		a.nx = sl->n == 0 && sl->nx;
+		a.err = sl->n > 0 ? NULL : sl->err != NULL ? sl->err :
+		    "no address";
+		sl->cb(sl->arg, sl->name, &a);
+	}
+	srv_free(sl);
+}
+
+static void
+srv_target_cb(void *arg, const char *name, const struct resolve_answer *a)
+{
+	struct srv_target	*t = arg;
+	struct srv_lookup	*sl = t->sl;
+
+	(void)name;
+	for (size_t i = 0; i < a->n && sl->n < sl->max; i++) {
+		if (sl->n == 0 || a->ttl < sl->ttl)
+			sl->ttl = a->ttl;
+		sl->addrs[sl->n] = a->addrs[i];
+		sl->weight[sl->n] = t->weight;
+		sl->priority[sl->n] = t->priority;
+		sl->n++;
+	}
+	if (a->n == 0 && !a->nx) {
+		sl->err = "a target did not resolve";
+		sl->nx = false;
+	}
+	free(t);
+	if (--sl->left == 0)
+		srv_done(sl);
+}
+
+static void
+srv_cb(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
+{
+	struct srv_lookup	*sl = arg;
+	struct resolver		*r = sl->r;
+	struct ares_srv_reply	*srv = NULL, *p;
+	struct srv_target	*t;
+
+	(void)timeouts;
+	r->pending--;
+	if (status != ARES_SUCCESS) {
+		sl->nx = status == ARES_ENOTFOUND || status == ARES_ENODATA;
+		sl->err = ares_strerror(status);
+		srv_done(sl);
+		return;
+	}
+	if ((status = ares_parse_srv_reply(abuf, alen, &srv)) != ARES_SUCCESS) {
+		sl->nx = status == ARES_ENODATA;
+		sl->err = sl->nx ? "no SRV record" : "malformed SRV answer";
+		srv_done(sl);
+		return;
+	}
+	sl->left = 1;
+	sl->nx = true;		/* unless a target fails */
+	for (p = srv; p != NULL && !r->freeing; p = p->next) {
+		if ((t = calloc(1, sizeof(*t))) == NULL)
+			continue;
+		t->sl = sl;
+		t->weight = p->weight;
+		t->priority = p->priority;
+		sl->left++;
+		if (lookup_start(r, p->host, AF_UNSPEC, p->port, sl->max, NULL,
+		    srv_target_cb, t, true) == -1) {
+			sl->left--;
+			free(t);
+		}
+	}
+	ares_free_data(srv);
+	if (--sl->left == 0)
+		srv_done(sl);
+}
+
+int
+resolver_srv(struct resolver *r, const char *name, size_t max,
+    resolver_answer_cb *cb, void *arg)
+{
+	struct srv_lookup *sl;
+
+	if ((sl = calloc(1, sizeof(*sl))) == NULL ||
+	    (sl->name = strdup(name)) == NULL ||
+	    (sl->addrs = calloc(max ? max : 1, sizeof(*sl->addrs))) == NULL ||
+	    (sl->weight = calloc(max ? max : 1, sizeof(*sl->weight))) == NULL ||
+	    (sl->priority = calloc(max ? max : 1,
+	    sizeof(*sl->priority))) == NULL) {
+		if (sl != NULL)
+			srv_free(sl);
+		errno = ENOMEM;
+		return -1;
+	}
+	sl->r = r;
+	sl->cb = cb;
+	sl->arg = arg;
+	sl->max = max;
+	r->pending++;
+	ares_query(r->ch, sl->name, C_IN, T_SRV, srv_cb, sl);
+	rearm(r);
+	return 0;
 }
 
 int

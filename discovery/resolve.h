@@ -51,6 +51,9 @@ struct resolve_answer {
 	bool		 nx;		/* the name has no address (NXDOMAIN,
 					   NODATA): an answer, not a failure */
 	const char	*err;		/* NULL on success; why not */
+	/* resolver_srv() only, else NULL: per address, its SRV record's */
+	const unsigned short *weight;
+	const unsigned short *priority;
 };
 
 typedef void	resolver_answer_cb(void *arg, const char *name,
@@ -71,6 +74,16 @@ int	resolver_query(struct resolver *, const char *name, int family,
  */
 int	resolver_start(struct resolver *, const char *name, int family,
 	    unsigned short port, resolver_cb *cb, void *arg);
+
+/*
+ * Look up the SRV records of name (_service._proto.NAME), then every
+ * target's A and AAAA addresses, each with its record's port: one answer
+ * with up to max addresses, each with its record's weight and priority;
+ * ttl is the smallest of the targets' address records. nx when there is
+ * no such name or no SRV record. 0, or -1 with errno.
+ */
+int	resolver_srv(struct resolver *, const char *name, size_t max,
+	    resolver_answer_cb *cb, void *arg);
 
 /* Lookups still running (0 when idle). */
 size_t	resolver_pending(const struct resolver *);

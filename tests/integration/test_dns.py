@@ -326,6 +326,7 @@ def test_reload_adds_and_removes_resolve(start_peer, start_shoal, dnsmasq):
     ("resolve = web.test:0", "port must be 1-65535"),
     ("resolvers = nowhere", "expected name server addresses"),
     ("resolve_min = 10s\nresolve_max = 1s", "resolve_min is above"),
+    ("resolve_srv = _web._tcp.x.test", "resolve and resolve_srv both"),
 ])
 def test_config_errors(tmp_path, line, msg):
     """Bad resolve lines are refused with FILE:LINE and the reason."""
@@ -337,3 +338,34 @@ def test_config_errors(tmp_path, line, msg):
                 "[backend app]\n%s%s\n" % (alloc_port(), base, line))
     rc, out = run_shoal_check(path)
     assert rc != 0 and "%s:" % path in out and msg in out, out
+
+
+def test_srv_targets_ports_weights_priorities(start_peer, start_shoal,
+                                              dnsmasq):
+    """resolve_srv = _web._tcp.svc.test with three records: two targets on
+    their own ports with weights 10 and 30 (server weights 10 and 30, so
+    1:3), and one with a higher priority value (a backup: used only when
+    the others cannot be)."""
+    p1, p2, p3 = alloc_port(), alloc_port(), alloc_port()
+    start_peer("tag", "--close", host="127.0.0.11", port=p1, name="a")
+    start_peer("tag", "--close", host="127.0.0.12", port=p2, name="b")
+    start_peer("tag", "--close", host="127.0.0.13", port=p3, name="c")
+    dns = dnsmasq(["--srv-host=_web._tcp.svc.test,a.test,%d,10,10" % p1,
+                   "--srv-host=_web._tcp.svc.test,b.test,%d,10,30" % p2,
+                   "--srv-host=_web._tcp.svc.test,c.test,%d,20,50" % p3])
+    dns.set({"a.test": ["127.0.0.11"], "b.test": ["127.0.0.12"],
+             "c.test": ["127.0.0.13"]})
+    port, sp = alloc_port(), alloc_port()
+    text = config("x.test:1", "127.0.0.1:%d" % dns.port, stats_port=sp,
+                  bind_port=port).replace(
+        "resolve = x.test:1", "resolve_srv = _web._tcp.svc.test")
+    sh = start_shoal(config_text=text, binds=["127.0.0.1:%d" % port])
+    sh.stats_port = sp
+    sh.wait_for(lambda: len(dns_servers(sh)) == 3, TTL_BOUND)
+    by = {s["address"]: s for s in stats(sh)["backends"][0]["servers"]}
+    a, b, c = (by["127.0.0.11:%d" % p1], by["127.0.0.12:%d" % p2],
+               by["127.0.0.13:%d" % p3])
+    assert (a["weight"], b["weight"]) == (10, 30), (a, b)
+    assert not a["backup"] and not b["backup"] and c["backup"], (a, b, c)
+    got = [peers.read_tag(sh.addr) for _ in range(40)]
+    assert got.count("a") == 10 and got.count("b") == 30, got
