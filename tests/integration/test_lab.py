@@ -250,6 +250,14 @@ def test_crash_under_client_loop(lab):
             loop.kill()
             loop.wait()
     res = json.loads(out)
+    # The session line of a failed request is written when shoal closes it:
+    # give the log a moment to have them all before judging.
+    try:
+        wait_for(lambda: all("client=192.168.42.2:%d " % e[0]
+                             in lab.log("ha") for e in res["errors"]),
+                 5 * SLACK, interval=0.1, what="session lines")
+    except AssertionError:
+        pass                # judged below, with the lines there are
     # Only a request already on the node when it died may fail: its
     # session (found by the client's port) was connected to the victim.
     # For shoal it may even have ended normally: the killed app's FIN cut
@@ -264,7 +272,10 @@ def test_crash_under_client_loop(lab):
                    or sessions[e[0]][0] != "app/%s:3000" % victim
                    or sessions[e[0]][1] < 0]
     assert res["ok"] > 20, (res, errs)
-    assert not_reached == [], (res, not_reached, errs.decode())
+    lines = [ln for ln in lab.log("ha").splitlines()
+             if any("client=192.168.42.2:%d " % e[0] in ln
+                    for e in not_reached)]
+    assert not_reached == [], (res, not_reached, errs.decode(), lines)
     print("crash: %d ok, %d errors (all on the node when it died); out of "
           "rotation after %.2f s, removed after %.2f s" % (
               res["ok"], len(res["errors"]), out_s, gone_s))
