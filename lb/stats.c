@@ -1,6 +1,7 @@
 /*
- * stats.c - the stats listener: "/" (HTML), "/stats.json" and "/metrics"
- * (Prometheus text format 0.0.4), served from the control loop.
+ * stats.c - the stats listener: "/" (HTML), "/stats.json", "/metrics"
+ * (Prometheus text format 0.0.4) and "/healthz" (the liveness probe),
+ * served from the control loop.
  *
  * A stats client goes through three phases, each with its own deadline,
  * and is never waited for. The socket engine (ctlsock.c) accepts, reads,
@@ -1184,6 +1185,8 @@ status_text(int code)
 		return "Request Header Fields Too Large";
 	case 500:
 		return "Internal Server Error";
+	case 503:
+		return "Service Unavailable";
 	case 505:
 		return "HTTP Version Not Supported";
 	default:
@@ -1274,6 +1277,40 @@ doc_error(int code, const char *text)
 
 /* ---- replies ---- */
 
+static bool	reply_send(struct ctlsock_client *, int, enum stats_path, bool);
+
+/*
+ * GET /healthz: the liveness probe (keepalived's track_script, a
+ * container HEALTHCHECK, a Kubernetes livenessProbe). 200 "ok" while shoal
+ * runs with its workers and listeners; 503 once it stops (SIGTERM, a
+ * handover to a new shoal): the peer balancer takes over before clients
+ * notice. Cheap: no document is rendered. A shoal that is killed or hung
+ * does not answer at all, which the probe's timeout turns into a failure.
+ */
+static bool
+client_health(struct ctlsock_client *cl, bool head_only)
+{
+	struct stats_client	*sc = cl->priv;
+	const struct control	*c = S.c;
+	struct stats_doc	*d;
+	int			 code = c->stopping ? 503 : 200;
+
+	if ((d = calloc(1, sizeof(*d))) == NULL) {
+		ctlsock_close(cl, "out of memory");
+		return false;
+	}
+	d->refs = 1;
+	d->path = SP_NONE;
+	sbuf_init(&d->body);
+	if (code == 200)
+		sbuf_printf(&d->body, "ok: %zu workers, %zu frontends\n",
+		    c->nworkers, c->nfrontends);
+	else
+		sbuf_puts(&d->body, "stopping\n");
+	sc->doc = d;
+	return reply_send(cl, code, SP_NONE, head_only);
+}
+
 /* Copy the body into the output while it is below STATS_OUT_HIGH; when
  * all of it is there, let the document go and finish. True while some is
  * left. */
@@ -1308,12 +1345,6 @@ static bool
 client_reply(struct ctlsock_client *cl, int code, enum stats_path path,
     bool head_only)
 {
-	static const char *const ctypes[] = {
-		[SP_HTML] = "text/html; charset=utf-8",
-		[SP_JSON] = "application/json",
-		[SP_METRICS] = "text/plain; version=0.0.4; charset=utf-8",
-		[SP_NONE] = "text/plain; charset=utf-8",
-	};
 	struct stats_client *sc = cl->priv;
 
 	if (code == 200 && (sc->doc = doc_get(path)) == NULL)
@@ -1325,6 +1356,22 @@ client_reply(struct ctlsock_client *cl, int code, enum stats_path path,
 			return false;
 		}
 	}
+	return reply_send(cl, code, path, head_only);
+}
+
+/* Send sc->doc with its head. */
+static bool
+reply_send(struct ctlsock_client *cl, int code, enum stats_path path,
+    bool head_only)
+{
+	static const char *const ctypes[] = {
+		[SP_HTML] = "text/html; charset=utf-8",
+		[SP_JSON] = "application/json",
+		[SP_METRICS] = "text/plain; version=0.0.4; charset=utf-8",
+		[SP_NONE] = "text/plain; charset=utf-8",
+	};
+	struct stats_client *sc = cl->priv;
+
 	sbuf_printf(ctlsock_out(cl),
 	    "HTTP/1.1 %d %s\r\n"
 	    "Server: shoal/%s\r\n"
@@ -1423,6 +1470,8 @@ client_request(struct ctlsock_client *cl, char *req, size_t reqlen)
 		return client_reply(cl, 200, SP_JSON, head);
 	if (strcmp(target, "/metrics") == 0)
 		return client_reply(cl, 200, SP_METRICS, head);
+	if (strcmp(target, "/healthz") == 0)
+		return client_health(cl, head);
 	return client_reply(cl, 404, SP_NONE, head);
 }
 

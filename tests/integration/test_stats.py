@@ -23,6 +23,7 @@ import pytest
 import discovery_wire as w
 from conftest import SHOAL_BUILD, SLACK, alloc_port, wait_for
 from discovery_helpers import Sender, free_udp_port
+import peers
 from peers import exchange, recv_all
 from stats_helpers import (ARTIFACTS, ROOT, PageDom, admin_command,
                            check_common_headers,
@@ -819,3 +820,36 @@ def test_http09_request_is_answered_at_once(start_shoal, start_peer):
         assert data.startswith(b"HTTP/1.1 %d " % code), (raw, data[:100])
         assert took < 1.0 * SLACK, (raw, took)
     sh.check_nl3()
+
+
+def test_healthz_liveness_probe(start_shoal, start_peer):
+    """GET /healthz answers 200 "ok" while shoal serves (HEAD too, with no
+    body); once SIGTERM stops it, a probe on a stats connection opened
+    before answers 503 and new probes find the port closed: keepalived's
+    track_script (dist/keepalived) moves the address away."""
+    sh = echo_stats_shoal(start_shoal, start_peer)
+    sp = sh.stats_port
+    s = socket.create_connection(("127.0.0.1", sp), timeout=5)
+    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    data = recv_all(s)
+    s.close()
+    assert data.startswith(b"HTTP/1.1 200 ") and \
+        data.endswith(b"\r\n\r\nok: 2 workers, 1 frontends\n"), data
+    s = socket.create_connection(("127.0.0.1", sp), timeout=5)
+    s.sendall(b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    data = recv_all(s)
+    s.close()
+    assert data.startswith(b"HTTP/1.1 200 ") and data.endswith(b"\r\n\r\n")
+    held = peers.connect(sh.addr, timeout=5)       # keeps shoal in grace
+    held.sendall(b"x")
+    assert held.recv(1) == b"x"
+    probe = socket.create_connection(("127.0.0.1", sp), timeout=5)
+    sh.send_signal(signal.SIGTERM)
+    sh.wait_for(lambda: not port_open(sp), 5, what="stats port closed")
+    probe.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    data = recv_all(probe)
+    probe.close()
+    assert data.startswith(b"HTTP/1.1 503 ") and \
+        data.endswith(b"stopping\n"), data
+    held.close()
+    assert sh.wait_exit(10 * SLACK) == 0
