@@ -81,7 +81,7 @@ if [ "${SHOAL_TEST_TSAN:-1}" != 0 ]; then
     setup build-tsan --buildtype=debug -Db_sanitize=thread -Db_lundef=false
     T=tests/integration
     TSAN_OPTIONS=halt_on_error=0 \
-    PASS_TESTS="$T/test_reload.py $T/test_admin.py $T/test_balance.py $T/test_lifecycle.py $T/test_limits.py $T/test_clientid.py" \
+    PASS_TESTS="$T/test_reload.py $T/test_admin.py $T/test_balance.py $T/test_lifecycle.py $T/test_limits.py $T/test_clientid.py $T/test_send_proxy.py" \
         run_pass tsan build-tsan -m "not valgrind" "$@"
 fi
 

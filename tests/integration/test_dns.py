@@ -369,3 +369,29 @@ def test_srv_targets_ports_weights_priorities(start_peer, start_shoal,
     assert not a["backup"] and not b["backup"] and c["backup"], (a, b, c)
     got = [peers.read_tag(sh.addr) for _ in range(40)]
     assert got.count("a") == 10 and got.count("b") == 30, got
+
+
+def test_dns_servers_are_health_checked(start_peer, start_shoal, dnsmasq):
+    """Servers found in DNS are checked like any other: of two addresses,
+    the one where nothing listens goes down and gets no traffic; /metrics
+    counts the answers."""
+    port = alloc_port()
+    tags(start_peer, ["127.0.0.11"], port)
+    dns = dnsmasq()
+    dns.set({"web.test": ["127.0.0.11", "127.0.0.15"]})
+    sh = start(start_shoal, "web.test:%d" % port, "127.0.0.1:%d" % dns.port,
+               backend_extra=["check = tcp", "check_interval = 200ms",
+                              "fall = 1", "rise = 1"])
+
+    def states():
+        return {s["address"]: s["state"]
+                for s in stats(sh)["backends"][0]["servers"]}
+    sh.wait_for(lambda: states() == {"127.0.0.11:%d" % port: "up",
+                                     "127.0.0.15:%d" % port: "down"},
+                5, what="the silent address down")
+    assert {peers.read_tag(sh.addr) for _ in range(6)} == {"n11"}
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics"
+                                % sh.stats_port, timeout=5) as r:
+        text = r.read().decode()
+    assert 'shoal_dns_servers{backend="app",name="web.test"} 2' in text
+    assert 'shoal_dns_answers_total{backend="app",name="web.test"}' in text
