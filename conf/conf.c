@@ -32,6 +32,7 @@
 #include <ini.h>
 
 #include "cidr.h"
+#include "clienthello.h"
 #include "conf.h"
 #include "name.h"
 
@@ -73,6 +74,8 @@ enum ktype {
 	T_RESOLVE,	/* "NAME:PORT": char[size] name at off, int port
 			   at off2 */
 	T_RESOLVERS,	/* "ADDR[:PORT] ...": char[size] csv for c-ares */
+	T_ROUTE,	/* "PATTERN BACKEND": struct conf_route *; off2:
+			   size_t count */
 };
 
 #define K_REPEAT	0x01	/* a list: may be given more than once */
@@ -233,6 +236,10 @@ static const struct key frontend_keys[] = {
 	{ .name = "rate_per_source", .type = T_RATE,
 	  .off = offsetof(struct conf_frontend, rate_per_source), .min = 0,
 	  .max = 1000000 },
+	{ .name = "route", .type = T_ROUTE, .flags = K_REPEAT,
+	  .off = offsetof(struct conf_frontend, routes),
+	  .off2 = offsetof(struct conf_frontend, nroutes) },
+	KDUR(conf_frontend, "timeout_preread", timeout_preread_ms, 1),
 };
 
 static const struct key backend_keys[] = {
@@ -1642,6 +1649,44 @@ bad:
 	return -1;
 }
 
+/* route = PATTERN BACKEND (the backend is checked once the file is read) */
+static int
+set_route(struct parser *p, const struct key *k, char *o, const char *v)
+{
+	struct conf_route	 r, *list;
+	struct clienthello_route cr;
+	const char		*why, *sp;
+	size_t			 n, m;
+
+	memset(&r, 0, sizeof(r));
+	n = strcspn(v, " \t");
+	sp = v + n + strspn(v + n, " \t");
+	m = strcspn(sp, " \t");
+	if (n == 0 || m == 0 || sp[m + strspn(sp + m, " \t")] != '\0') {
+		perr(p, p->line, "bad %s '" VALFMT "': expected PATTERN BACKEND, "
+		    "e.g. *.example.com web", k->name, v);
+		return -1;
+	}
+	if (n >= sizeof(r.pattern) || m >= sizeof(r.backend_name)) {
+		perr(p, p->line, "bad %s '" VALFMT "': too long", k->name, v);
+		return -1;
+	}
+	memcpy(r.pattern, v, n);
+	memcpy(r.backend_name, sp, m);
+	if (clienthello_route_parse(r.pattern, &cr, &why) == -1) {
+		perr(p, p->line, "bad %s pattern '" VALFMT "': %s", k->name,
+		    r.pattern, why);
+		return -1;
+	}
+	r.line = p->line;
+	if ((list = list_add(o, k->off, k->off2, sizeof(r))) == NULL) {
+		perr(p, p->line, "out of memory");
+		return -1;
+	}
+	*list = r;
+	return 0;
+}
+
 /* A rate per second: "N/s" or a bare "N". */
 static int
 set_rate(struct parser *p, const struct key *k, char *o, const char *v)
@@ -1729,6 +1774,8 @@ set_value(struct parser *p, const struct key *k, char *o, const char *v)
 		return set_resolve(p, k, o, v);
 	case T_RESOLVERS:
 		return set_resolvers(p, k, o, v);
+	case T_ROUTE:
+		return set_route(p, k, o, v);
 	}
 	perr(p, p->line, "internal error: key '%s' has no type", k->name);
 	return -1;
@@ -1758,6 +1805,7 @@ frontend_init(void *v)
 	f->timeout_proxy_ms = 3000;
 	f->maxconn_per_source = 0;
 	f->rate_per_source = 0;
+	f->timeout_preread_ms = 5000;
 }
 
 static int
@@ -2190,6 +2238,19 @@ finish(struct parser *p)
 		}
 		put_ptr(o, r->key->off2, ro);
 	}
+	for (i = 0; i < p->conf->nfrontends; i++) {
+		const struct conf_frontend *f = &p->conf->frontends[i];
+
+		for (j = 0; j < f->nroutes; j++)
+			if (conf_backend_find(p->conf,
+			    f->routes[j].backend_name) == NULL) {
+				perr(p, f->routes[j].line, "route to backend "
+				    "'%s' is not defined (no [backend %s])",
+				    f->routes[j].backend_name,
+				    f->routes[j].backend_name);
+				return -1;
+			}
+	}
 	return 0;
 }
 
@@ -2373,7 +2434,8 @@ conf_free(struct conf *c)
 			for (key = k->keys; key < k->keys + k->nkeys; key++)
 				if (key->type == T_ADDRLIST ||
 				    key->type == T_SERVER ||
-				    key->type == T_CIDRLIST)
+				    key->type == T_CIDRLIST ||
+				    key->type == T_ROUTE)
 					free(get_ptr(o, key->off));
 		}
 		if (k->named)

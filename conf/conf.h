@@ -118,6 +118,13 @@ struct conf_backend {
 	int			 line;		/* the [backend NAME] line */
 };
 
+/* [frontend] route = PATTERN BACKEND: by the TLS ClientHello's SNI. */
+struct conf_route {
+	char			 pattern[256];	/* "api.example.com", "*.example.com" */
+	char			 backend_name[CONF_NAME_MAX];
+	int			 line;
+};
+
 struct conf_frontend {
 	char			 name[CONF_NAME_MAX];
 	struct conf_addr	*binds;		/* "bind" lines, at least one */
@@ -138,6 +145,9 @@ struct conf_frontend {
 	uint32_t		 timeout_proxy_ms; /* default 3s */
 	int			 maxconn_per_source; /* 0 = no cap */
 	uint32_t		 rate_per_source; /* new sessions/s, 0 = no cap */
+	struct conf_route	*routes;	/* by SNI, first match wins */
+	size_t			 nroutes;
+	uint32_t		 timeout_preread_ms; /* default 5s */
 	int			 line;
 };
 

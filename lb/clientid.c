@@ -183,6 +183,59 @@ client_release(struct client_policy *p, const struct sockaddr *sa)
 	atomic_fetch_sub(&p->held, 1);
 }
 
+struct sni_routes *
+sni_routes_new(const struct conf_frontend *cf)
+{
+	struct sni_routes	*r;
+	const char		*why;
+
+	errno = 0;
+	if (cf->nroutes == 0)
+		return NULL;
+	if ((r = calloc(1, sizeof(*r))) == NULL ||
+	    (r->pat = calloc(cf->nroutes, sizeof(*r->pat))) == NULL ||
+	    (r->be = calloc(cf->nroutes, sizeof(*r->be))) == NULL ||
+	    (r->backend_name = calloc(cf->nroutes,
+	    sizeof(*r->backend_name))) == NULL) {
+		sni_routes_free(r);
+		errno = ENOMEM;
+		return NULL;
+	}
+	r->n = cf->nroutes;
+	r->timeout_preread_ms = cf->timeout_preread_ms;
+	for (size_t i = 0; i < r->n; i++) {
+		/* Checked at load: cannot fail here. */
+		(void)clienthello_route_parse(cf->routes[i].pattern, &r->pat[i],
+		    &why);
+		r->backend_name[i] = cf->routes[i].backend_name;
+	}
+	return r;
+}
+
+void
+sni_routes_free(struct sni_routes *r)
+{
+	if (r == NULL)
+		return;
+	free(r->pat);
+	free(r->be);
+	free(r->backend_name);
+	free(r);
+}
+
+static void
+routes_free_cb(void *arg)
+{
+	sni_routes_free(arg);
+}
+
+void
+sni_routes_retire(struct sni_routes *r)
+{
+	if (r != NULL)
+		(void)qsbr_defer(routes_free_cb, NULL, r);
+}
+
 /* Take n bytes the peek saw off the socket. 0, or -1 (errno). */
 static int
 consume(int fd, uint8_t *to, size_t n)

@@ -29,8 +29,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "clienthello.h"
 #include "proxyproto.h"
 
+struct backend;
 struct cidr_set;
 struct conf_frontend;
 struct srclimit;
@@ -113,5 +115,26 @@ enum {
  */
 int		 client_proxy_read(int fd, struct proxy_read *,
 		    struct proxyproto_hdr *h, const char **why);
+
+/*
+ * Where a TLS client goes by the server name of its ClientHello
+ * (`[frontend] route = PATTERN BACKEND`, first match wins): immutable once
+ * published; the control loop fills be[] (the backends of the table
+ * current at publication) and swaps the whole set on reload.
+ */
+struct sni_routes {
+	size_t			 n;
+	uint32_t		 timeout_preread_ms;
+	struct clienthello_route *pat;		/* [n] */
+	struct backend		**be;		/* [n] */
+	const char		**backend_name;	/* [n], into the conf */
+};
+
+/* The routes of a frontend's config, be[] unset; NULL with errno ENOMEM,
+ * or with errno 0 when it has none. */
+struct sni_routes *sni_routes_new(const struct conf_frontend *);
+void		 sni_routes_free(struct sni_routes *);
+/* Free once every worker passed a quiescent point (control loop). */
+void		 sni_routes_retire(struct sni_routes *);
 
 #endif /* SHOAL_CLIENTID_H */

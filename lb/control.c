@@ -109,6 +109,16 @@ control_check_conf(const struct conf *conf, char err[CONF_ERR_MAX])
 	return 0;
 }
 
+/* Point routes at the current table's backends and publish them on fe;
+ * the set they replace is retired. */
+static void
+routes_publish(struct control *c, struct frontend *fe, struct sni_routes *r)
+{
+	for (size_t i = 0; r != NULL && i < r->n; i++)
+		r->be[i] = control_backend(c, r->backend_name[i]);
+	sni_routes_retire(atomic_exchange(&fe->routes, r));
+}
+
 int
 control_build_table(struct control *c)
 {
@@ -129,12 +139,17 @@ control_build_table(struct control *c)
 	for (size_t i = 0; i < conf->nfrontends; i++) {
 		struct conf_frontend *cf = &conf->frontends[i];
 
+		struct sni_routes *r;
+
 		c->frontends[i] = frontend_new(cf,
 		    control_backend(c, cf->backend_name),
 		    srclimit_capacity((size_t)conf->global.maxconn));
 		if (c->frontends[i] == NULL)
 			return -1;
 		c->nfrontends++;
+		if ((r = sni_routes_new(cf)) == NULL && errno != 0)
+			return -1;
+		routes_publish(c, c->frontends[i], r);
 	}
 	return 0;
 }
@@ -549,6 +564,8 @@ struct reload {
 	struct frontend		**fes;		/* [nc->nfrontends] */
 	struct conf_addr	**binds;	/* [nc->nfrontends] kept ones' */
 	struct frontend		**owners;	/* [nbinds] current owners */
+	struct sni_routes	**routes;	/* [nc->nfrontends] to publish
+						   (NULL: none) */
 	bool			 *pol_swap;	/* [nc->nfrontends] kept ones
 						   whose client policy changes */
 	struct client_policy	**pols;		/* [nc->nfrontends] to that
@@ -573,6 +590,9 @@ reload_free(struct control *c, struct reload *r)
 		free(r->binds[i]);
 	for (size_t i = 0; r->pols != NULL && i < r->nc->nfrontends; i++)
 		client_policy_free(r->pols[i]);	/* never published */
+	for (size_t i = 0; r->routes != NULL && i < r->nc->nfrontends; i++)
+		sni_routes_free(r->routes[i]);	/* never published */
+	free(r->routes);
 	free(r->fes);
 	free(r->binds);
 	free(r->owners);
@@ -716,9 +736,14 @@ reload_prepare(struct control *c, struct reload *r)
 	r->owners = calloc(r->nbinds ? r->nbinds : 1, sizeof(*r->owners));
 	r->pol_swap = calloc(n ? n : 1, sizeof(*r->pol_swap));
 	r->pols = calloc(n ? n : 1, sizeof(*r->pols));
+	r->routes = calloc(n ? n : 1, sizeof(*r->routes));
 	if (r->fes == NULL || r->binds == NULL || r->owners == NULL ||
-	    r->pol_swap == NULL || r->pols == NULL)
+	    r->pol_swap == NULL || r->pols == NULL || r->routes == NULL)
 		return -1;
+	for (size_t i = 0; i < n; i++)
+		if ((r->routes[i] = sni_routes_new(&nc->frontends[i])) == NULL &&
+		    errno != 0)
+			return -1;
 	/* Who listens on each new address now: commit rewrites the binds of
 	 * the kept frontends, and moves addresses from these owners. */
 	for (size_t i = 0, k = 0; i < n; i++)
@@ -798,6 +823,8 @@ commit_frontends(struct control *c, struct reload *r)
 						    cf->backend_name);
 
 		atomic_store(&fe->backend, fb);
+		routes_publish(c, fe, r->routes[i]);
+		r->routes[i] = NULL;		/* published */
 		if (r->binds[i] == NULL) {
 			log_info("frontend %s: added by reload", cf->name);
 			continue;

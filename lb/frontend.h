@@ -14,6 +14,7 @@
 
 struct backend;
 struct client_policy;
+struct sni_routes;
 
 /* A frontend: shared by every worker, written by the control loop. */
 struct frontend {
@@ -35,6 +36,14 @@ struct frontend {
 	_Atomic uint64_t	 refused_proxy_timeout;	/* cP: header too late */
 	_Atomic uint64_t	 refused_conn_source;	/* PL: maxconn_per_source */
 	_Atomic uint64_t	 refused_rate_source;	/* PR: rate_per_source */
+	/* route = PATTERN BACKEND by SNI (clientid.h); NULL: none. */
+	_Atomic(struct sni_routes *) routes;
+	/* Where prereads went: a route, or the default backend because... */
+	_Atomic uint64_t	 sni_routed;		/* a route matched */
+	_Atomic uint64_t	 sni_unmatched;		/* SNI, no route */
+	_Atomic uint64_t	 sni_missing;		/* TLS, no SNI */
+	_Atomic uint64_t	 preread_not_tls;	/* not a TLS ClientHello */
+	_Atomic uint64_t	 preread_timeout;	/* none in timeout_preread */
 };
 
 /* Build a frontend from its config (backend already created), with its

@@ -17,6 +17,7 @@
  */
 #include <netinet/in.h>
 
+#include <ctype.h>
 #include <errno.h>
 #include <stddef.h>
 #include <time.h>
@@ -37,6 +38,7 @@ static void	connect_started(struct session *);
 static void	header_start(struct session *, struct client_policy *);
 static bool	session_admit(struct session *, struct client_policy *);
 static void	timer_arm(struct session *, double);
+static void	session_go(struct session *);
 
 static double
 ms(uint32_t v)
@@ -146,7 +148,7 @@ session_start(struct session_home *h, struct frontend *fe, int fd,
 	if (p != NULL && p->proxy_from != NULL)
 		header_start(s, p);
 	else if (p == NULL || session_admit(s, p))
-		session_connect(s);
+		session_go(s);
 }
 
 /* ------------------------------------------------------------------ */
@@ -234,7 +236,7 @@ header_done(struct session *s, const struct proxyproto_hdr *h)
 	s->state = SS_QUEUED;
 	p = atomic_load_explicit(&s->fe->policy, memory_order_acquire);
 	if (p == NULL || session_admit(s, p))
-		session_connect(s);
+		session_go(s);
 }
 
 /* Read towards the header; true if the session moved on. */
@@ -290,6 +292,138 @@ header_start(struct session *s, struct client_policy *p)
 	ev_io_start(s->home->loop, &s->r.cli.io);
 	s->r.cli.events = EV_READ;
 	timer_arm(s, ms(p->timeout_proxy_ms));
+}
+
+/* ------------------------------------------------------------------ */
+/* Routing by SNI: read the ClientHello, keep its bytes for the server. */
+
+/* The client's watcher back to the relay's, idle. */
+static void
+client_watch_reset(struct session *s)
+{
+	ev_io_stop(s->home->loop, &s->r.cli.io);
+	ev_set_cb(&s->r.cli.io, relay_io_cb);
+	s->r.cli.events = 0;
+}
+
+/* Where the ClientHello (or its absence: v) sends the session; on. */
+static void
+preread_done(struct session *s, const struct sni_routes *rt, int v,
+    const struct clienthello *ch)
+{
+	struct frontend	*fe = s->fe;
+	_Atomic uint64_t *why;
+	int		 i = -1;
+
+	client_watch_reset(s);
+	ev_timer_stop(s->home->loop, &s->timer);
+	if (v == CLIENTHELLO_OK && ch->has_sni) {
+		/* For the log: the name as sent, anything odd as '?'. */
+		if ((s->sni = strndup(ch->sni, ch->sni_len)) != NULL)
+			for (char *p = s->sni; *p != '\0'; p++)
+				if (!isalnum((unsigned char)*p) && *p != '.' &&
+				    *p != '-' && *p != '_')
+					*p = '?';
+		i = clienthello_route_match(rt->pat, rt->n, ch->sni,
+		    ch->sni_len);
+		why = i >= 0 ? &fe->sni_routed : &fe->sni_unmatched;
+	} else if (v == CLIENTHELLO_OK)
+		why = &fe->sni_missing;
+	else if (v == CLIENTHELLO_NEED_MORE)
+		why = &fe->preread_timeout;	/* or closed before the end */
+	else
+		why = &fe->preread_not_tls;
+	atomic_fetch_add_explicit(why, 1, memory_order_relaxed);
+	s->be = i >= 0 && rt->be[i] != NULL ? rt->be[i] :
+	    atomic_load_explicit(&fe->backend, memory_order_acquire);
+	s->routed = true;
+	s->state = SS_QUEUED;
+	session_connect(s);
+}
+
+/* Read what the client sent so far; true if the session moved on. */
+static bool
+preread_step(struct session *s, const struct sni_routes *rt)
+{
+	struct relay_side	*c = &s->r.cli;
+	struct clienthello	 ch;
+	const char		*why;
+	struct buf		*b;
+	ssize_t			 n;
+	int			 v;
+
+	if (c->buf == NULL && (c->buf = buf_get(s->home->bufs)) == NULL) {
+		session_close(s, "RD", true);
+		return true;
+	}
+	b = c->buf;
+	do
+		n = b->len < b->cap ? recv(c->fd, b->data + b->len,
+		    b->cap - b->len, 0) : 0;
+	while (n == -1 && errno == EINTR);
+	if (n == -1 && errno != EAGAIN && errno != EWOULDBLOCK) {
+		session_close(s, "CD", true);
+		return true;
+	}
+	if (n > 0) {
+		b->len += (uint32_t)n;
+		c->spoke = true;
+		c->active = ev_now(s->home->loop);
+	} else if (n == 0 && b->len < b->cap)
+		c->rd_eof = true;
+	v = clienthello_parse((const uint8_t *)b->data + b->off,
+	    b->len - b->off, &ch, &why);
+	if (v == CLIENTHELLO_NEED_MORE && !c->rd_eof && b->len < b->cap)
+		return false;
+	if (v == CLIENTHELLO_NEED_MORE && b->len == b->cap)
+		v = CLIENTHELLO_MALFORMED;	/* longer than a buffer */
+	if (b->len == b->off && c->rd_eof) {	/* closed, nothing sent */
+		session_close(s, "CD", false);
+		return true;
+	}
+	preread_done(s, rt, v, &ch);
+	return true;
+}
+
+static void
+preread_io_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+	struct relay_side	*sd = io->data;
+	struct session		*s = session_of(sd->r);
+	struct sni_routes	*rt;
+
+	(void)loop;
+	(void)revents;
+	if ((rt = atomic_load_explicit(&s->fe->routes,
+	    memory_order_acquire)) == NULL) {
+		client_watch_reset(s);		/* a reload took them away */
+		s->state = SS_QUEUED;
+		session_connect(s);
+		return;
+	}
+	(void)preread_step(s, rt);
+}
+
+/* Admitted: route by SNI if the frontend says so, else connect. */
+static void
+session_go(struct session *s)
+{
+	struct sni_routes *rt = atomic_load_explicit(&s->fe->routes,
+	    memory_order_acquire);
+
+	if (rt == NULL) {
+		session_connect(s);
+		return;
+	}
+	s->preread = true;
+	s->state = SS_PREREAD;
+	if (preread_step(s, rt))
+		return;
+	ev_io_set(&s->r.cli.io, s->r.cli.fd, EV_READ);
+	ev_set_cb(&s->r.cli.io, preread_io_cb);
+	ev_io_start(s->home->loop, &s->r.cli.io);
+	s->r.cli.events = EV_READ;
+	timer_arm(s, ms(rt->timeout_preread_ms));
 }
 
 /* Arm the session timer to fire `after` seconds from now. */
@@ -364,7 +498,7 @@ session_connect(struct session *s)
 
 	/* Until a connect started, follow the frontend to the backend it
 	 * uses now: a reload may have changed it while we waited. */
-	if (s->attempts == 0)
+	if (s->attempts == 0 && !s->routed)
 		s->be = atomic_load_explicit(&s->fe->backend,
 		    memory_order_acquire);
 	p = backend_pool(s->be);
@@ -535,6 +669,21 @@ session_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 		refuse(s, "cP", &s->fe->refused_proxy_timeout,
 		    "no complete PROXY header within timeout_proxy");
 		return;
+	case SS_PREREAD: {
+		struct sni_routes *rt = atomic_load_explicit(&s->fe->routes,
+		    memory_order_acquire);
+		struct clienthello ch;
+
+		memset(&ch, 0, sizeof(ch));
+		if (rt != NULL)
+			preread_done(s, rt, CLIENTHELLO_NEED_MORE, &ch);
+		else {
+			client_watch_reset(s);
+			s->state = SS_QUEUED;
+			session_connect(s);
+		}
+		return;
+	}
 	case SS_QUEUED:
 		session_connect(s);
 		return;
@@ -578,13 +727,15 @@ session_log(struct session *s)
 	/* New fields go at the end: parsers of the line rely on the order. */
 	log_info("session client=%s frontend=%s server=%s/%s connect_ms=%ld "
 	    "total_ms=%ld bytes_in=%llu bytes_out=%llu term=%s retries=%d "
-	    "queue_ms=%ld",
+	    "queue_ms=%ld%s%s",
 	    net_addr_str((struct sockaddr *)&s->client, cbuf, sizeof(cbuf)),
 	    s->fe->name, s->be->name,
 	    s->server ? s->server->name : "-", tc, tt,
 	    (unsigned long long)s->r.srv.sent,
 	    (unsigned long long)s->r.cli.sent,
-	    s->term, s->attempts > 0 ? s->attempts - 1 : 0, tq);
+	    s->term, s->attempts > 0 ? s->attempts - 1 : 0, tq,
+	    s->preread ? " sni=" : "", s->preread ? (s->sni != NULL ? s->sni :
+	    "-") : "");
 }
 
 void
@@ -604,6 +755,8 @@ session_close(struct session *s, const char *term, bool rst)
 	session_use(s, NULL);
 	free(s->pr);
 	s->pr = NULL;
+	free(s->sni);
+	s->sni = NULL;
 	if (s->held != NULL) {
 		client_release(s->held, (struct sockaddr *)&s->client);
 		s->held = NULL;

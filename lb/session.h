@@ -2,7 +2,8 @@
  * session.h - one client connection and its server connection.
  *
  * A session lives on one worker. It goes (HEADER: reading a PROXY header
- * ->) QUEUED (waiting for a server slot) -> CONNECTING -> RELAY and ends in exactly one place, session_close(),
+ * ->) (PREREAD: reading a ClientHello to route by SNI ->) QUEUED (waiting
+ * for a server slot) -> CONNECTING -> RELAY and ends in exactly one place, session_close(),
  * which stops its watchers, closes its fds, logs one line and defers the
  * free to before the worker's next poll.
  *
@@ -30,6 +31,7 @@ struct session_home;
 
 enum session_state {
 	SS_HEADER = 0,		/* reading the client's PROXY header */
+	SS_PREREAD,		/* reading the TLS ClientHello (routes) */
 	SS_QUEUED,		/* every server at maxconn: waiting */
 	SS_CONNECTING,		/* connect in progress */
 	SS_RELAY,		/* bytes flow */
@@ -64,6 +66,9 @@ struct session {
 	struct proxy_read	*pr;		/* SS_HEADER: the header so far */
 	struct client_policy	*held;		/* counted in its per-source
 						   table: released at close */
+	bool			 routed;	/* be chosen by SNI: keep it */
+	bool			 preread;	/* a ClientHello was looked for */
+	char			*sni;		/* its server name, or NULL */
 	const char		*term;		/* two-letter termination code */
 	TAILQ_ENTRY(session)	 entry;		/* worker's live list */
 	struct session		*next_dead;	/* worker's free-later list */

@@ -107,6 +107,17 @@ static const struct refusal {
 	  offsetof(struct frontend, refused_rate_source) },
 };
 
+/* Where ClientHello prereads (route = ...) sent sessions. */
+static const struct refusal prereads[] = {
+	{ "routed", "", offsetof(struct frontend, sni_routed) },
+	{ "unmatched", "", offsetof(struct frontend, sni_unmatched) },
+	{ "no_sni", "", offsetof(struct frontend, sni_missing) },
+	{ "not_tls", "", offsetof(struct frontend, preread_not_tls) },
+	{ "timeout", "", offsetof(struct frontend, preread_timeout) },
+};
+
+#define NPREREADS	(sizeof(prereads) / sizeof(prereads[0]))
+
 static uint64_t
 refused(struct frontend *fe, const struct refusal *r)
 {
@@ -417,6 +428,11 @@ stats_json(struct control *c, struct sbuf *b)
 			sbuf_printf(b, "%s\"%s\":%llu", k ? "," : "",
 			    refusals[k].name,
 			    (unsigned long long)refused(fe, &refusals[k]));
+		sbuf_puts(b, "},\"preread\":{");
+		for (size_t k = 0; k < NPREREADS; k++)
+			sbuf_printf(b, "%s\"%s\":%llu", k ? "," : "",
+			    prereads[k].name,
+			    (unsigned long long)refused(fe, &prereads[k]));
 		sbuf_puts(b, "}}");
 	}
 	sbuf_puts(b, "],\n\"backends\":[");
@@ -682,6 +698,18 @@ stats_metrics(struct control *c, struct sbuf *b)
 		sbuf_prom_label(b, c->frontends[i]->name);
 		sbuf_printf(b, "\"} %.3f\n", frontend_rate(c->frontends[i]));
 	}
+	prom_family(b, "shoal_frontend_preread_total", "counter",
+	    "Sessions routed by the TLS ClientHello (route = ...), by result: "
+	    "routed, or to the default backend because unmatched, no_sni, "
+	    "not_tls or timeout.");
+	for (size_t i = 0; i < c->nfrontends; i++)
+		for (size_t k = 0; k < NPREREADS; k++) {
+			sbuf_puts(b, "shoal_frontend_preread_total{frontend=\"");
+			sbuf_prom_label(b, c->frontends[i]->name);
+			sbuf_printf(b, "\",result=\"%s\"} %llu\n",
+			    prereads[k].name, (unsigned long long)refused(
+			    c->frontends[i], &prereads[k]));
+		}
 	prom_family(b, "shoal_frontend_refused_total", "counter",
 	    "Clients refused before any server was touched, by reason (acl, "
 	    "proxy_from, proxy_header, proxy_timeout, conn_per_source, "

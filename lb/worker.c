@@ -50,6 +50,7 @@ frontend_new(const struct conf_frontend *cf, struct backend *be,
 		return NULL;
 	}
 	atomic_init(&fe->policy, p);
+	atomic_init(&fe->routes, NULL);		/* the control loop fills */
 	atomic_init(&fe->backend, be);
 	atomic_init(&fe->timeout_client_ms, cf->timeout_client_ms);
 	atomic_init(&fe->maxconn, cf->maxconn);
@@ -62,6 +63,7 @@ frontend_free(struct frontend *fe)
 	if (fe == NULL)
 		return;
 	client_policy_free(atomic_load(&fe->policy));
+	sni_routes_free(atomic_load(&fe->routes));
 	free(fe->binds);
 	free(fe);
 }
