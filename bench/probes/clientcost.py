@@ -11,6 +11,10 @@ session, shoal against HAProxy doing the same, in the same run.
                     LIST }` with the same 1 000 networks
   shoal-sendv2      shoal, `send_proxy = v2`
   haproxy-sendv2    HAProxy, `server ... send-proxy-v2`
+  shoal-tls         shoal relaying HTTPS (to nginx's `ssl` port)
+  shoal-sni         + three `route` lines, the ClientHello read and routed
+  haproxy-tls       HAProxy mode tcp relaying HTTPS
+  haproxy-sni       + `tcp-request inspect-delay` / `req_ssl_sni` routing
 
 Each target relays to one nginx on loopback (`return 200`; the send-v2
 targets to its `listen ... proxy_protocol` port); wrk with
@@ -20,6 +24,7 @@ median of requests/s and of the proxy's own CPU time per session
 (user+sys from /proc/PID/stat divided by requests).
 
 Usage: bench/probes/clientcost.py [--shoal PATH] [--reps N] [--duration S]
+                                  [--only acl1000,sendv2,tls,sni]
 Every process it starts is killed at the end.
 """
 
@@ -62,8 +67,9 @@ def networks(n, seed=1):
 
 
 class Bench:
-    def __init__(self, d, shoal, bport, pport):
+    def __init__(self, d, shoal, bport, pport, sport):
         self.d, self.shoal, self.bport, self.pport = d, shoal, bport, pport
+        self.sport = sport
         self.procs = []
         self.log = open(os.path.join(d, "proc.log"), "ab")
         self.nets = networks(1000)
@@ -94,13 +100,14 @@ class Bench:
             f.write("[global]\nthreads = 1\nlog_level = warn\n"
                     "[frontend web]\nbind = 127.0.0.1:%d\nbackend = app\n%s"
                     "[backend app]\ncheck = none\nserver = s1 127.0.0.1:%d\n"
-                    "%s" % (port, extra, self.pport if be_extra else
-                            self.bport, be_extra))
+                    "%s" % (port, extra, self.sport if name in (
+                        "shoal-tls", "shoal-sni") else self.pport if
+                        be_extra else self.bport, be_extra))
         p = self.spawn([self.shoal, "-c", path])
         wait_port(port)
         return port, p.pid
 
-    def haproxy_target(self, name, extra, srv_opt=""):
+    def haproxy_target(self, name, extra, srv_opt="", tls=False):
         port = free_port()
         path = os.path.join(self.d, name + ".cfg")
         with open(path, "w") as f:
@@ -109,8 +116,8 @@ class Bench:
                     "  timeout server 60s\nfrontend f\n  bind 127.0.0.1:%d\n"
                     "%s  default_backend b\nbackend b\n"
                     "  server s1 127.0.0.1:%d %s\n" % (
-                        port, extra, self.pport if srv_opt else self.bport,
-                        srv_opt))
+                        port, extra, self.sport if tls else self.pport if
+                        srv_opt else self.bport, srv_opt))
         p = self.spawn(["haproxy", "-db", "-f", path])
         wait_port(port)
         return port, p.pid
@@ -129,12 +136,33 @@ class Bench:
                                               "send_proxy = v2\n"),
             "haproxy-sendv2": self.haproxy_target("haproxy-sendv2", "",
                                                   "send-proxy-v2"),
+            "shoal-tls": self.tls_target("shoal-tls", False),
+            "shoal-sni": self.tls_target("shoal-sni", True),
+            "haproxy-tls": self.tls_target("haproxy-tls", False, True),
+            "haproxy-sni": self.tls_target("haproxy-sni", True, True),
         }
 
+    def tls_target(self, name, sni, haproxy=False):
+        """HTTPS through the proxy to nginx's ssl port; with sni, the
+        client's name (localhost) is matched against three routes."""
+        if not haproxy:
+            fe = ("route = a.test app\nroute = *.b.test app\n"
+                  "route = localhost app\n" if sni else "")
+            port, pid = self.shoal_target(name, fe, "")
+            return port, pid
+        extra = ("  tcp-request inspect-delay 5s\n"
+                 "  tcp-request content accept if { req_ssl_hello_type 1 }\n"
+                 "  use_backend b if { req_ssl_sni -i a.test }\n"
+                 "  use_backend b if { req_ssl_sni -m end .b.test }\n"
+                 "  use_backend b if { req_ssl_sni -i localhost }\n"
+                 if sni else "")
+        return self.haproxy_target(name, extra, "", tls=True)
 
-def wrk_close(port, duration):
+
+def wrk_close(port, duration, tls=False):
+    url = ("https://localhost:%d/" if tls else "http://127.0.0.1:%d/") % port
     cmd = ["taskset", "-c", "0", "wrk", "-t1", "-c50", "-d%ds" % duration,
-           "-H", "Connection: close", "http://127.0.0.1:%d/" % port]
+           "-H", "Connection: close", url]
     return subprocess.run(cmd, capture_output=True, text=True,
                           timeout=duration + 30).stdout
 
@@ -144,27 +172,41 @@ def main():
     ap.add_argument("--shoal", default=os.path.join(ROOT, "build", "shoal"))
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--duration", type=int, default=5)
+    ap.add_argument("--only", help="features to measure, e.g. tls,sni "
+                    "(default: all)")
     a = ap.parse_args()
     d = tempfile.mkdtemp(prefix="shoal-clientcost-")
-    bport, pport = free_port(), free_port()
+    bport, pport, sport = free_port(), free_port(), free_port()
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout",
+                    os.path.join(d, "k.pem"), "-out", os.path.join(d, "c.pem"),
+                    "-days", "2", "-subj", "/CN=localhost"], check=True,
+                   capture_output=True)
     with open(os.path.join(d, "nginx.conf"), "w") as f:
         f.write("worker_processes 1;\npid %s/nginx.pid;\nerror_log %s/err;\n"
                 "events { worker_connections 4096; }\nhttp { access_log off;"
                 " server { listen 127.0.0.1:%d; listen 127.0.0.1:%d "
-                "proxy_protocol; location / { return 200 \"hello\\n\"; } } }"
-                "\n" % (d, d, bport, pport))
+                "proxy_protocol; listen 127.0.0.1:%d ssl; ssl_certificate "
+                "%s/c.pem; ssl_certificate_key %s/k.pem; location / { "
+                "return 200 \"hello\\n\"; } } }\n"
+                % (d, d, bport, pport, sport, d, d))
     ng = subprocess.Popen(["taskset", "-c", "0", "nginx", "-p", d, "-c",
                            os.path.join(d, "nginx.conf"), "-g",
                            "daemon off;"], start_new_session=True)
-    b = Bench(d, a.shoal, bport, pport)
+    b = Bench(d, a.shoal, bport, pport, sport)
     res = {}
     try:
         wait_port(bport)
         targets = b.targets()
+        if a.only:
+            want = a.only.split(",")
+            targets = {k: v for k, v in targets.items()
+                       if k.split("-", 1)[1] in want}
         for rep in range(a.reps):
             for name, (port, pid) in targets.items():
                 c0 = proc_cpu(pid)
-                out = wrk_close(port, a.duration)
+                out = wrk_close(port, a.duration,
+                                tls=name.endswith(("-tls", "-sni")))
                 c1 = proc_cpu(pid)
                 n = int(re.search(r"(\d+) requests in", out).group(1))
                 err = re.search(r"Socket errors.*|Non-2xx.*", out)
@@ -182,10 +224,13 @@ def main():
     print("\n| target | req/s | proxy CPU µs/session | vs its plain |")
     print("| --- | --- | --- | --- |")
     for k, (rps, us) in med.items():
-        base = med[k.split("-")[0] + "-plain"][1]
+        base = med.get(k.split("-")[0] + ("-tls" if k.endswith("-sni") else
+                                          "-plain"), (0, us))[1]
         print("| %s | %.0f | %.1f | %+.1f %% |" % (k, rps, us,
                                                  (us / base - 1) * 100))
-    for feat in ("acl1000", "sendv2"):
+    for feat in ("acl1000", "sendv2", "tls", "sni"):
+        if "shoal-" + feat not in med or "haproxy-" + feat not in med:
+            continue
         s, h = med["shoal-" + feat][1], med["haproxy-" + feat][1]
         print("shoal/HAProxy CPU per session, %s: %.2f" % (feat, s / h))
 
