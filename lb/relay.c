@@ -315,16 +315,6 @@ relay_copy(struct relay *r, struct relay_side *from, bool notified)
 	}
 }
 
-/*
- * While connecting: read what the client has sent already (only if
- * `read_client`: once per session) and send it to the server at once. A
- * send that goes through proves the connection: no SO_ERROR query and no
- * poll round for writability (on loopback the handshake is over when
- * connect() returns). The client's FIN is kept for after the connect.
- * Returns RELAY_SENT, RELAY_WAIT (nothing to send, or the socket is not
- * writable yet), RELAY_CONNFAIL (errno: the connect failed) or
- * RELAY_CLOSED (the client failed: the relay is closed).
- */
 int
 relay_prefix(struct relay *r, const void *p, size_t len)
 {
@@ -405,6 +395,18 @@ connect_read_client(struct relay *r)
 	return true;
 }
 
+/*
+ * While connecting: read what the client has sent already (only if
+ * `read_client`: once per session, and only when the buffer holds none of
+ * the client's bytes yet: nothing, or our prefix, which then goes first)
+ * and send it to the server at once. A
+ * send that goes through proves the connection: no SO_ERROR query and no
+ * poll round for writability (on loopback the handshake is over when
+ * connect() returns). The client's FIN is kept for after the connect.
+ * Returns RELAY_SENT, RELAY_WAIT (nothing to send, or the socket is not
+ * writable yet), RELAY_CONNFAIL (errno: the connect failed) or
+ * RELAY_CLOSED (the client failed: the relay is closed).
+ */
 int
 relay_connect_send(struct relay *r, bool read_client)
 {
