@@ -139,6 +139,7 @@ static const char *const balance_words[] = {
 	[BALANCE_LEASTCONN] = "leastconn",
 	[BALANCE_SOURCE] = "source",
 	[BALANCE_RANDOM] = "random",
+	[BALANCE_FIRST] = "first",
 	NULL
 };
 

@@ -25,6 +25,7 @@ enum conf_balance {
 	BALANCE_LEASTCONN,
 	BALANCE_SOURCE,
 	BALANCE_RANDOM,
+	BALANCE_FIRST,
 };
 
 enum conf_check {

@@ -1,5 +1,5 @@
 /*
- * balance.c - roundrobin, leastconn, source and random.
+ * balance.c - roundrobin, leastconn, source, random and first.
  *
  * roundrobin: each pool precomputes an interleaved, weighted sequence of
  *   server indexes (server i appears weight_i times, spread out evenly), and
@@ -15,6 +15,9 @@
  * source: consistent hashing of the client address on a ring of points
  *   (64 per unit of weight), so removing one of K servers moves ~1/K.
  * random: two weighted random choices, the less loaded wins.
+ * first: the first server in table order with a free slot (HAProxy's
+ *   `first`): sessions fill the servers one after the other up to their
+ *   maxconn, so that the last ones stay idle and can be stopped.
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -466,11 +469,30 @@ rand_pick(struct pool *p, struct pool_group *g, struct pick *pk)
 	return rr_pick(p, g, pk);
 }
 
+static int
+first_build(struct pool_group *g)
+{
+	(void)g;
+	return 0;
+}
+
+static struct server *
+first_pick(struct pool *p, struct pool_group *g, struct pick *pk)
+{
+	(void)p;
+	for (size_t i = 0; i < g->n; i++)
+		if (atomic_load_explicit(&g->srv[i]->weight,
+		    memory_order_relaxed) > 0 && try_take(pk, g->srv[i]))
+			return g->srv[i];
+	return NULL;
+}
+
 static const struct balance_ops balance_table[] = {
 	[BALANCE_ROUNDROBIN] = { "roundrobin", rr_build, rr_pick },
 	[BALANCE_LEASTCONN] = { "leastconn", lc_build, lc_pick },
 	[BALANCE_SOURCE] = { "source", src_build, src_pick },
 	[BALANCE_RANDOM] = { "random", rr_build, rand_pick },
+	[BALANCE_FIRST] = { "first", first_build, first_pick },
 };
 
 const struct balance_ops *

@@ -1,7 +1,7 @@
 /*
  * balance.h - choosing a server: two verbs, pick and done.
  *
- * The algorithms (roundrobin, leastconn, source, random) are static
+ * The algorithms (roundrobin, leastconn, source, random, first) are static
  * functions behind one small ops table. Picking reads only the immutable
  * pool and the servers' atomic counters: no lock, no allocation.
  *

@@ -188,3 +188,21 @@ def test_backup_unused_while_another_primary_works(start_peer, start_shoal):
     assert got == ["b"] * 10, got
     lb.wait_sessions(10)
     lb.check_nl3()
+
+
+def test_first_fills_servers_in_order(start_peer, start_shoal):
+    """balance = first: sessions fill the first server up to its maxconn,
+    then the next (HAProxy's `first`): five held sessions over three
+    servers of maxconn 2 land 2, 2, 1 in table order; once the first frees
+    a slot, the next session goes back to it."""
+    srv = tag_servers(start_peer, ["s1", "s2", "s3"], close=False,
+                      opts={n: "maxconn=2" for n in ("s1", "s2", "s3")})
+    lb = start_shoal(srv, balance="first")
+    held = [peers.open_tagged(lb.addr) for _ in range(5)]
+    assert [t for _, t in held] == ["s1", "s1", "s2", "s2", "s3"]
+    held[0][0].close()
+    lb.wait_sessions(1, pred=lambda x: x["server_name"] == "s1")
+    s, t = peers.open_tagged(lb.addr)
+    assert t == "s1"
+    for sock, _ in held[1:] + [(s, t)]:
+        sock.close()

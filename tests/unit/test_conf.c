@@ -459,7 +459,7 @@ static const struct {
 
 	/* enums, booleans, strings */
 	{ "[backend app]\nbalance = fastest\n", "t.ini:2: bad balance "
-	  "'fastest': expected roundrobin, leastconn, source or random" },
+	  "'fastest': expected roundrobin, leastconn, source, random or first" },
 	{ "[backend app]\ncheck = ping\n", "t.ini:2: bad check 'ping': "
 	  "expected none, tcp, http, tls or send-expect" },
 	{ "[global]\nlog_level = verbose\n", "t.ini:2: bad log_level "
