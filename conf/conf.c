@@ -76,6 +76,7 @@ enum ktype {
 	T_RESOLVERS,	/* "ADDR[:PORT] ...": char[size] csv for c-ares */
 	T_ROUTE,	/* "PATTERN BACKEND": struct conf_route *; off2:
 			   size_t count */
+	T_PATHLIST,	/* a file: struct conf_path *; off2: size_t count */
 };
 
 #define K_REPEAT	0x01	/* a list: may be given more than once */
@@ -174,6 +175,12 @@ static const char *const log_level_words[] = {
 	NULL
 };
 
+static const char *const tls_min_words[] = {
+	[TLS_MIN_12] = "1.2",
+	[TLS_MIN_13] = "1.3",
+	NULL
+};
+
 static const char *const http_methods[] = { "GET", "HEAD", "OPTIONS", NULL };
 
 _Static_assert(sizeof(enum conf_balance) == sizeof(int), "enum size");
@@ -181,6 +188,7 @@ _Static_assert(sizeof(enum conf_check) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum log_level) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum conf_init_state) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum conf_send_proxy) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum conf_tls_min) == sizeof(int), "enum size");
 _Static_assert(fsize(conf_backend, check_http_method) > sizeof("OPTIONS"),
     "method size");
 
@@ -208,6 +216,8 @@ static const struct key global_keys[] = {
 	  .off = offsetof(struct conf_global, io_collect_us), .min = 0,
 	  .max = 100000 },
 	KBOOL(conf_global, "splice", splice),
+	KDUR(conf_global, "tls_ticket_rotate", tls_ticket_rotate_ms, 0),
+	KBOOL(conf_global, "ktls", ktls),
 };
 
 static const struct key frontend_keys[] = {
@@ -241,6 +251,13 @@ static const struct key frontend_keys[] = {
 	  .off = offsetof(struct conf_frontend, routes),
 	  .off2 = offsetof(struct conf_frontend, nroutes) },
 	KDUR(conf_frontend, "timeout_preread", timeout_preread_ms, 1),
+	KBOOL(conf_frontend, "tls", tls),
+	{ .name = "cert", .type = T_PATHLIST, .flags = K_REPEAT,
+	  .off = offsetof(struct conf_frontend, certs),
+	  .off2 = offsetof(struct conf_frontend, ncerts) },
+	KENUM(conf_frontend, "tls_min", tls_min, tls_min_words),
+	KSTR(conf_frontend, "alpn", alpn, K_TOKEN),
+	KDUR(conf_frontend, "timeout_handshake", timeout_handshake_ms, 1),
 };
 
 static const struct key backend_keys[] = {
@@ -281,6 +298,11 @@ static const struct key backend_keys[] = {
 	KDUR(conf_backend, "resolve_min", resolve_min_ms, 100),
 	KDUR(conf_backend, "resolve_max", resolve_max_ms, 100),
 	KDUR(conf_backend, "resolve_hold", resolve_hold_ms, 0),
+	KBOOL(conf_backend, "tls", tls),
+	KSTR(conf_backend, "tls_verify", tls_verify, 0),
+	KSTR(conf_backend, "tls_sni", tls_sni, K_TOKEN),
+	KSTR(conf_backend, "tls_cert", tls_cert, 0),
+	KSTR(conf_backend, "tls_alpn", tls_alpn, K_TOKEN),
 	KBOOL(conf_backend, "discovery", discovery),
 	KINT(conf_backend, "max_discovered", max_discovered, 0, 100000),
 };
@@ -1688,6 +1710,36 @@ set_route(struct parser *p, const struct key *k, char *o, const char *v)
 	return 0;
 }
 
+/* cert = FILE: one more file of a list (read when the config is
+ * applied: a bad file fails the start or the reload, at this line). */
+static int
+set_path(struct parser *p, const struct key *k, char *o, const char *v)
+{
+	struct conf_path	 f, *list;
+	size_t			 n = strlen(v);
+
+	memset(&f, 0, sizeof(f));
+	if (n == 0 || n >= sizeof(f.path)) {
+		perr(p, p->line, "bad %s: a file name of 1 to %zu characters",
+		    k->name, sizeof(f.path) - 1);
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (iscntrl((unsigned char)v[i])) {
+			perr(p, p->line, "bad %s: contains control characters",
+			    k->name);
+			return -1;
+		}
+	memcpy(f.path, v, n);
+	f.line = p->line;
+	if ((list = list_add(o, k->off, k->off2, sizeof(f))) == NULL) {
+		perr(p, p->line, "out of memory");
+		return -1;
+	}
+	*list = f;
+	return 0;
+}
+
 /* A rate per second: "N/s" or a bare "N". */
 static int
 set_rate(struct parser *p, const struct key *k, char *o, const char *v)
@@ -1777,6 +1829,8 @@ set_value(struct parser *p, const struct key *k, char *o, const char *v)
 		return set_resolvers(p, k, o, v);
 	case T_ROUTE:
 		return set_route(p, k, o, v);
+	case T_PATHLIST:
+		return set_path(p, k, o, v);
 	}
 	perr(p, p->line, "internal error: key '%s' has no type", k->name);
 	return -1;
@@ -1793,6 +1847,8 @@ global_init(void *v)
 	g->log_level = LOG_LVL_INFO;
 	g->io_collect_us = 0;
 	g->splice = true;
+	g->tls_ticket_rotate_ms = 3600000;
+	g->ktls = true;
 }
 
 static void
@@ -1807,6 +1863,9 @@ frontend_init(void *v)
 	f->maxconn_per_source = 0;
 	f->rate_per_source = 0;
 	f->timeout_preread_ms = 5000;
+	f->tls = false;
+	f->tls_min = TLS_MIN_12;
+	f->timeout_handshake_ms = 10000;
 }
 
 static int
@@ -1824,6 +1883,23 @@ frontend_finish(struct parser *p, void *v)
 		perr(p, seen_line(p, "accept_proxy_from"), "frontend %s: "
 		    "accept_proxy_from without accept_proxy = yes", f->name);
 		return -1;
+	}
+	if (f->tls && f->ncerts == 0) {
+		perr(p, seen_line(p, "tls"), "frontend %s: tls = yes needs at "
+		    "least one cert = FILE (a PEM with the chain and its key)",
+		    f->name);
+		return -1;
+	}
+	if (!f->tls) {
+		static const char *const only[] = { "cert", "tls_min", "alpn",
+		    "timeout_handshake" };
+
+		for (size_t i = 0; i < nitems(only); i++)
+			if (seen_line(p, only[i]) > 0) {
+				perr(p, seen_line(p, only[i]), "frontend %s: "
+				    "%s without tls = yes", f->name, only[i]);
+				return -1;
+			}
 	}
 	return 0;
 }
@@ -1852,6 +1928,40 @@ backend_init(void *v)
 	b->resolve_min_ms = 1000;
 	b->resolve_max_ms = 300000;
 	b->resolve_hold_ms = 30000;
+}
+
+/* tls = yes and its settings: complete and consistent. */
+static int
+backend_finish_tls(struct parser *p, struct conf_backend *b)
+{
+	static const char *const only[] = { "tls_verify", "tls_sni",
+	    "tls_cert", "tls_alpn" };
+	static const char *const check_own[] = { "check_sni",
+	    "check_ca_file" };
+
+	if (!b->tls) {
+		for (size_t i = 0; i < nitems(only); i++)
+			if (seen_line(p, only[i]) > 0) {
+				perr(p, seen_line(p, only[i]), "backend %s: %s "
+				    "without tls = yes", b->name, only[i]);
+				return -1;
+			}
+		return 0;
+	}
+	if (b->tls_verify[0] == '\0') {
+		perr(p, seen_line(p, "tls"), "backend %s: tls = yes needs "
+		    "tls_verify = none or tls_verify = FILE (a CA bundle to "
+		    "verify the servers' certificates against)", b->name);
+		return -1;
+	}
+	for (size_t i = 0; i < nitems(check_own); i++)
+		if (seen_line(p, check_own[i]) > 0) {
+			perr(p, seen_line(p, check_own[i]), "backend %s: with "
+			    "tls = yes, checks use tls_verify and tls_sni; "
+			    "drop %s", b->name, check_own[i]);
+			return -1;
+		}
+	return 0;
 }
 
 static int
@@ -1895,7 +2005,7 @@ backend_finish(struct parser *p, void *v)
 		    "non-empty check_expect");
 		return -1;
 	}
-	return 0;
+	return backend_finish_tls(p, b);
 }
 
 static void
@@ -2436,7 +2546,8 @@ conf_free(struct conf *c)
 				if (key->type == T_ADDRLIST ||
 				    key->type == T_SERVER ||
 				    key->type == T_CIDRLIST ||
-				    key->type == T_ROUTE)
+				    key->type == T_ROUTE ||
+				    key->type == T_PATHLIST)
 					free(get_ptr(o, key->off));
 		}
 		if (k->named)

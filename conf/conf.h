@@ -113,10 +113,31 @@ struct conf_backend {
 	uint32_t		 resolve_max_ms;  /* default 300s */
 	uint32_t		 resolve_hold_ms; /* empty answers before the set
 						     empties; default 30s */
+	/* TLS origination (lb/tls.c) */
+	bool			 tls;		/* tls = yes: servers speak TLS */
+	char			 tls_verify[256]; /* CA bundle; "none" = no
+						     verification; "" = unset
+						     (refused with tls) */
+	char			 tls_sni[254];	/* SNI sent; "" = the client's
+						   when terminating, else none */
+	char			 tls_cert[256];	/* client certificate; "" = none */
+	char			 tls_alpn[256];	/* offered; "" = none */
 	/* discovery (discovery/) */
 	bool			 discovery;	/* accept announced servers */
 	int			 max_discovered; /* default 64 */
 	int			 line;		/* the [backend NAME] line */
+};
+
+/* A file named in the configuration (cert = FILE, repeatable). */
+struct conf_path {
+	char			 path[256];
+	int			 line;
+};
+
+/* TLS protocol floors (tls_min). */
+enum conf_tls_min {
+	TLS_MIN_12 = 0,		/* TLS 1.2 (default) */
+	TLS_MIN_13,		/* TLS 1.3 only */
 };
 
 /* [frontend] route = PATTERN BACKEND: by the TLS ClientHello's SNI. */
@@ -149,6 +170,15 @@ struct conf_frontend {
 	struct conf_route	*routes;	/* by SNI, first match wins */
 	size_t			 nroutes;
 	uint32_t		 timeout_preread_ms; /* default 5s */
+	/* TLS termination (lb/tls.c). */
+	bool			 tls;		/* tls = yes: clients speak TLS */
+	struct conf_path	*certs;		/* cert = FILE: chain and key;
+						   the first is the default */
+	size_t			 ncerts;
+	enum conf_tls_min	 tls_min;	/* default 1.2 */
+	char			 alpn[256];	/* offered: "h2,http/1.1"; "" =
+						   no ALPN */
+	uint32_t		 timeout_handshake_ms; /* default 10s */
 	int			 line;
 };
 
@@ -159,6 +189,10 @@ struct conf_global {
 	enum log_level		 log_level;	/* default info */
 	uint32_t		 io_collect_us;	/* default 0: poll at once */
 	bool			 splice;	/* default yes */
+	uint32_t		 tls_ticket_rotate_ms; /* ticket key period,
+						   default 1h; 0 = never */
+	bool			 ktls;		/* kernel TLS where offered,
+						   default yes */
 };
 
 struct conf_cidr {

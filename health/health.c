@@ -43,6 +43,8 @@
 #include "net.h"
 #include "proxyproto.h"
 #include "server.h"
+#include "tls.h"
+#include "tlsctx.h"
 
 #define HEALTH_RBUF		1024	/* reply bytes looked at, at most */
 #define HEALTH_REQ_MAX		704	/* PROXY LOCAL header + method + path
@@ -66,7 +68,10 @@ struct hcheck {
 	ev_timer		 timer;		/* next check / timeout / retry */
 	ev_io			 io;		/* the check socket */
 	int			 fd;		/* -1 when no check runs */
-	SSL			*ssl;		/* tls checks only */
+	SSL			*ssl;		/* tls checks, tls backends */
+	bool			 tls_done;	/* its handshake is over: the
+						   request and reply go
+						   through it */
 	enum hphase		 phase;
 	ev_tstamp		 t_start;	/* ev_time() at check start */
 	char			 req[HEALTH_REQ_MAX]; /* what SEND writes, if
@@ -334,6 +339,7 @@ check_close(struct hcheck *h)
 		h->ssl = NULL;
 		ERR_clear_error();
 	}
+	h->tls_done = false;
 	if (h->fd != -1) {
 		net_close_rst(h->fd);
 		h->fd = -1;
@@ -527,16 +533,30 @@ check_begin(struct hcheck *h)
 	ev_io_start(hloop, &h->io);
 }
 
+static void	send_step(struct hcheck *);
+static void	sent_all(struct hcheck *);
+
 static void
 tls_step(struct hcheck *h)
 {
 	const char	*why;
 	SSL_CTX		*ctx;
+	struct tls_be	*bt;
 	long		 vr;
 	unsigned long	 e;
 	int		 r, err;
 
-	if (h->ssl == NULL) {
+	if (h->ssl == NULL && (bt = atomic_load(&h->srv->be->tls)) != NULL) {
+		/* tls = yes backend: the sessions' own context and name. */
+		ERR_clear_error();
+		if ((h->ssl = tlsctx_client_ssl(bt->ctx, bt->sni)) == NULL ||
+		    SSL_set_fd(h->ssl, h->fd) != 1) {
+			check_skip(h, "SSL_new", ENOMEM);
+			return;
+		}
+		SSL_set_connect_state(h->ssl);
+		h->phase = HP_HANDSHAKE;
+	} else if (h->ssl == NULL) {
 		if ((ctx = tls_ctx(h->srv->be, &why)) == NULL) {
 			check_done(h, false, "L6RSP", "%s", why);
 			return;
@@ -561,7 +581,12 @@ tls_step(struct hcheck *h)
 	ERR_clear_error();
 	errno = 0;
 	if ((r = SSL_do_handshake(h->ssl)) == 1) {
-		check_done(h, true, "L6OK", "%s", SSL_get_version(h->ssl));
+		h->tls_done = true;
+		if (h->sent < h->outlen) {	/* a request, through TLS */
+			h->phase = HP_SEND;
+			send_step(h);
+		} else
+			sent_all(h);
 		return;
 	}
 	switch ((err = SSL_get_error(h->ssl, r))) {
@@ -657,6 +682,39 @@ expect_judge(struct hcheck *h, bool eof)
 		    "connection closed after %zu bytes", h->rlen);
 }
 
+/* Read (or write) through the check's TLS: bytes, 0 at the end, -1 with
+ * errno, or -2 when it waits (io_want() done). */
+static ssize_t
+tls_io(struct hcheck *h, char *p, size_t len, bool wr)
+{
+	size_t	 n;
+	int	 e, r;
+
+	ERR_clear_error();
+	errno = 0;
+	r = wr ? SSL_write_ex(h->ssl, p, len, &n) :
+	    SSL_read_ex(h->ssl, p, len, &n);
+	if (r == 1)
+		return (ssize_t)n;
+	switch ((e = SSL_get_error(h->ssl, 0))) {
+	case SSL_ERROR_WANT_READ:
+		io_want(h, EV_READ);
+		return -2;
+	case SSL_ERROR_WANT_WRITE:
+		io_want(h, EV_WRITE);
+		return -2;
+	case SSL_ERROR_ZERO_RETURN:
+		if (!wr)
+			return 0;
+		errno = EPIPE;
+		return -1;
+	default:
+		if (errno == 0)
+			errno = e == SSL_ERROR_SYSCALL ? ECONNRESET : EPROTO;
+		return -1;
+	}
+}
+
 static void
 recv_step(struct hcheck *h)
 {
@@ -672,7 +730,11 @@ recv_step(struct hcheck *h)
 				expect_judge(h, true);
 			return;
 		}
-		n = recv(h->fd, h->rbuf + h->rlen, sizeof(h->rbuf) - h->rlen, 0);
+		n = h->tls_done ? tls_io(h, h->rbuf + h->rlen,
+		    sizeof(h->rbuf) - h->rlen, false) : recv(h->fd,
+		    h->rbuf + h->rlen, sizeof(h->rbuf) - h->rlen, 0);
+		if (n == -2)
+			return;			/* io_want() done */
 		if (n > 0) {
 			h->rlen += (size_t)n;
 			if (kind == CHECK_HTTP)
@@ -702,22 +764,36 @@ recv_step(struct hcheck *h)
 	}
 }
 
-/* Everything the check writes first is written: on to its next step. */
+/* Whether the check speaks TLS: check = tls, or a tls = yes backend. */
+static bool
+check_tls(const struct hcheck *h)
+{
+	return h->srv->be->conf.check == CHECK_TLS ||
+	    atomic_load(&h->srv->be->tls) != NULL;
+}
+
+/* Everything the check writes first is written (before a handshake: the
+ * PROXY header only): on to its next step. */
 static void
 sent_all(struct hcheck *h)
 {
-	switch (h->srv->be->conf.check) {
-	case CHECK_TLS:
+	if (check_tls(h) && !h->tls_done) {
 		tls_step(h);
-		break;
+		return;
+	}
+	switch (h->srv->be->conf.check) {
 	case CHECK_HTTP:
 	case CHECK_SEND_EXPECT:
 		h->phase = HP_RECV;
 		recv_step(h);
 		break;
 	default:
-		check_done(h, true, "L4OK", h->pplen > 0 ? "connected, PROXY "
-		    "header sent" : "connected");
+		if (h->tls_done)
+			check_done(h, true, "L6OK", "%s",
+			    SSL_get_version(h->ssl));
+		else
+			check_done(h, true, "L4OK", h->pplen > 0 ? "connected, "
+			    "PROXY header sent" : "connected");
 		break;
 	}
 }
@@ -725,12 +801,17 @@ sent_all(struct hcheck *h)
 static void
 send_step(struct hcheck *h)
 {
+	/* Before a TLS handshake only the PROXY header goes, in clear. */
+	size_t	lim = check_tls(h) && !h->tls_done ? h->pplen : h->outlen;
 	ssize_t	n;
 	char	e[64];
 
-	while (h->sent < h->outlen) {
-		n = send(h->fd, h->out + h->sent, h->outlen - h->sent,
-		    MSG_NOSIGNAL);
+	while (h->sent < lim) {
+		n = h->tls_done ? tls_io(h, (char *)(uintptr_t)(h->out +
+		    h->sent), h->outlen - h->sent, true) : send(h->fd,
+		    h->out + h->sent, lim - h->sent, MSG_NOSIGNAL);
+		if (n == -2)
+			return;			/* io_want() done */
 		if (n > 0) {
 			h->sent += (size_t)n;
 			continue;

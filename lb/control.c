@@ -17,6 +17,7 @@
 #include "notify.h"
 #include "relay.h"
 #include "srclimit.h"
+#include "tls.h"
 
 #define RECLAIM_INTERVAL	0.1	/* seconds between QSBR reclaims */
 #define STOP_POLL		0.05	/* seconds between stop checks */
@@ -47,6 +48,8 @@ globals_apply(struct control *c, const struct conf_global *g)
 	atomic_store(&proxy_limits.maxconn, g->maxconn);
 	atomic_store(&proxy_tuning.io_collect_us, g->io_collect_us);
 	relay_set_splice(g->splice);
+	tls_set_ktls(g->ktls);
+	tls_set_rotate(g->tls_ticket_rotate_ms);
 	for (size_t i = 0; i < c->nworkers; i++)
 		worker_command(c->workers[i], WCMD_TUNE);
 }
@@ -124,6 +127,10 @@ control_build_table(struct control *c)
 {
 	struct conf *conf = c->conf;
 
+	char		 err[CONF_ERR_MAX];
+	struct tls_fe	*ft;
+	struct tls_be	*bt;
+
 	for (size_t i = 0; i < conf->nbackends; i++) {
 		struct backend *be = backend_new(&conf->backends[i]);
 
@@ -132,6 +139,11 @@ control_build_table(struct control *c)
 			return -1;
 		}
 		TAILQ_INSERT_TAIL(&c->backends, be, entry);
+		if (tls_be_new(conf, &conf->backends[i], &bt, err) == -1) {
+			log_errorx("%s", err);
+			return -1;
+		}
+		atomic_store(&be->tls, bt);
 	}
 	c->frontends = calloc(conf->nfrontends, sizeof(*c->frontends));
 	if (c->frontends == NULL)
@@ -150,6 +162,11 @@ control_build_table(struct control *c)
 		if ((r = sni_routes_new(cf)) == NULL && errno != 0)
 			return -1;
 		routes_publish(c, c->frontends[i], r);
+		if (tls_fe_new(conf, cf, &ft, err) == -1) {
+			log_errorx("%s", err);
+			return -1;
+		}
+		atomic_store(&c->frontends[i]->tls, ft);
 	}
 	return 0;
 }
@@ -570,6 +587,8 @@ struct reload {
 						   whose client policy changes */
 	struct client_policy	**pols;		/* [nc->nfrontends] to that
 						   (NULL: none) */
+	struct tls_fe		**fetls;	/* [nc->nfrontends] to publish */
+	struct tls_be		**betls;	/* [nc->nbackends] to publish */
 };
 
 static void
@@ -592,6 +611,12 @@ reload_free(struct control *c, struct reload *r)
 		client_policy_free(r->pols[i]);	/* never published */
 	for (size_t i = 0; r->routes != NULL && i < r->nc->nfrontends; i++)
 		sni_routes_free(r->routes[i]);	/* never published */
+	for (size_t i = 0; r->fetls != NULL && i < r->nc->nfrontends; i++)
+		tls_fe_free(r->fetls[i]);	/* never published */
+	for (size_t i = 0; r->betls != NULL && i < r->nc->nbackends; i++)
+		tls_be_free(r->betls[i]);	/* never published */
+	free(r->fetls);
+	free(r->betls);
 	free(r->routes);
 	free(r->fes);
 	free(r->binds);
@@ -737,9 +762,23 @@ reload_prepare(struct control *c, struct reload *r)
 	r->pol_swap = calloc(n ? n : 1, sizeof(*r->pol_swap));
 	r->pols = calloc(n ? n : 1, sizeof(*r->pols));
 	r->routes = calloc(n ? n : 1, sizeof(*r->routes));
+	r->fetls = calloc(n ? n : 1, sizeof(*r->fetls));
+	r->betls = calloc(nc->nbackends ? nc->nbackends : 1,
+	    sizeof(*r->betls));
 	if (r->fes == NULL || r->binds == NULL || r->owners == NULL ||
-	    r->pol_swap == NULL || r->pols == NULL || r->routes == NULL)
+	    r->pol_swap == NULL || r->pols == NULL || r->routes == NULL ||
+	    r->fetls == NULL || r->betls == NULL)
 		return -1;
+	/* Certificates and CA files are read again on every reload: a
+	 * renewed file is taken, a bad one refuses the reload. */
+	for (size_t i = 0; i < n; i++)
+		if (tls_fe_new(nc, &nc->frontends[i], &r->fetls[i], r->err) ==
+		    -1)
+			return -1;
+	for (size_t i = 0; i < nc->nbackends; i++)
+		if (tls_be_new(nc, &nc->backends[i], &r->betls[i], r->err) ==
+		    -1)
+			return -1;
 	for (size_t i = 0; i < n; i++)
 		if ((r->routes[i] = sni_routes_new(&nc->frontends[i])) == NULL &&
 		    errno != 0)
@@ -779,23 +818,25 @@ reload_prepare(struct control *c, struct reload *r)
 /* Commit, backends: update in place, add new ones, retire removed ones.
  * Health follows through the table's observer. */
 static void
-commit_backends(struct control *c, const struct conf *nc)
+commit_backends(struct control *c, struct reload *r)
 {
-	struct backend *be, *next;
+	const struct conf	*nc = r->nc;
+	struct backend		*be, *next;
 
 	for (size_t i = 0; i < nc->nbackends; i++) {
 		const struct conf_backend *cb = &nc->backends[i];
 
-		if ((be = control_backend(c, cb->name)) != NULL) {
+		if ((be = control_backend(c, cb->name)) != NULL)
 			backend_apply(be, cb);
-			continue;
-		}
-		if ((be = backend_new(cb)) == NULL) {
+		else if ((be = backend_new(cb)) == NULL) {
 			log_warn("backend %s: not created", cb->name);
 			continue;
+		} else {
+			TAILQ_INSERT_TAIL(&c->backends, be, entry);
+			log_info("backend %s: added by reload", be->name);
 		}
-		TAILQ_INSERT_TAIL(&c->backends, be, entry);
-		log_info("backend %s: added by reload", be->name);
+		tls_be_retire(atomic_exchange(&be->tls, r->betls[i]));
+		r->betls[i] = NULL;		/* published */
 	}
 	for (be = TAILQ_FIRST(&c->backends); be != NULL; be = next) {
 		next = TAILQ_NEXT(be, entry);
@@ -825,6 +866,8 @@ commit_frontends(struct control *c, struct reload *r)
 		atomic_store(&fe->backend, fb);
 		routes_publish(c, fe, r->routes[i]);
 		r->routes[i] = NULL;		/* published */
+		tls_fe_retire(atomic_exchange(&fe->tls, r->fetls[i]));
+		r->fetls[i] = NULL;		/* published */
 		if (r->binds[i] == NULL) {
 			log_info("frontend %s: added by reload", cf->name);
 			continue;
@@ -907,7 +950,7 @@ reload_commit(struct control *c, struct reload *r)
 	struct conf *nc = r->nc;
 
 	table_batch_begin();
-	commit_backends(c, nc);
+	commit_backends(c, r);
 	table_batch_end();
 	commit_frontends(c, r);
 	commit_listeners(c, r);

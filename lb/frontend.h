@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "conf.h"
+#include "tls.h"
 
 struct backend;
 struct client_policy;
@@ -44,6 +45,10 @@ struct frontend {
 	_Atomic uint64_t	 sni_missing;		/* TLS, no SNI */
 	_Atomic uint64_t	 preread_not_tls;	/* not a TLS ClientHello */
 	_Atomic uint64_t	 preread_timeout;	/* none in timeout_preread */
+	/* tls = yes: certificates and handshake deadline (tls.h); NULL:
+	 * clients speak plain TCP. Swapped by every reload. */
+	_Atomic(struct tls_fe *) tls;
+	struct tls_counters	 tls_stats;		/* client handshakes */
 };
 
 /* Build a frontend from its config (backend already created), with its

@@ -21,6 +21,7 @@
 #include "dns.h"
 #include "receiver.h"
 #include "stats.h"
+#include "tls.h"
 
 static void
 usage(FILE *f)
@@ -117,7 +118,8 @@ load_config(const struct args *a, struct conf **confp)
 
 	conf = a->path ? conf_load_file(a->path, err) :
 	    conf_load_string("(default)", conf_default_text, err);
-	if (conf == NULL || control_check_conf(conf, err) == -1) {
+	if (conf == NULL || control_check_conf(conf, err) == -1 ||
+	    tls_check_conf(conf, err) == -1) {
 		fprintf(stderr, "%s\n", err);
 		conf_free(conf);
 		return 1;
@@ -167,6 +169,7 @@ build_table(struct control *ctl, struct conf *conf, const char *path)
 	table_set_observer(&health_observer);
 	ctl->discovery = &discovery_view;
 	ctl->dns = &dns_view;
+	tls_start(ctl->loop, conf->global.tls_ticket_rotate_ms);
 	if (control_build_table(ctl) == -1)
 		fatalx("cannot build the server table");
 }
@@ -232,7 +235,9 @@ stop(struct control *ctl)
 	discovery_stop();
 	health_stop();
 	table_set_observer(NULL);
+	tls_stop();
 	control_fini(ctl);
+	tls_fini();
 }
 
 int

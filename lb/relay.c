@@ -21,6 +21,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+
 #include "log.h"
 #include "net.h"
 #include "relay.h"
@@ -115,6 +117,17 @@ void
 relay_side_close(struct relay_side *sd, bool rst)
 {
 	ev_io_stop(sd->r->loop, &sd->io);
+	if (sd->ssl != NULL) {
+		/* A clean end (a timeout, a relay that ended) tells the peer
+		 * with close_notify if it was not told yet; once. */
+		ERR_clear_error();
+		if (!rst && sd->fd != -1 && SSL_is_init_finished(sd->ssl) &&
+		    !(SSL_get_shutdown(sd->ssl) & SSL_SENT_SHUTDOWN))
+			(void)SSL_shutdown(sd->ssl);
+		SSL_free(sd->ssl);	/* the fd is ours (BIO_NOCLOSE) */
+		sd->ssl = NULL;
+		ERR_clear_error();
+	}
 	if (sd->fd != -1) {
 		if (rst)
 			net_close_rst(sd->fd);
@@ -135,11 +148,13 @@ relay_pipes_release(void)
 	}
 }
 
-/* Read this side with splice? Only while it streams, with a pipe at hand. */
+/* Read this side with splice? Only while it streams, with a pipe at hand,
+ * and neither end speaks TLS (the bytes must pass through OpenSSL). */
 static bool
 want_splice(struct relay_side *sd)
 {
-	if (!sd->bulk || sd->nosplice || !splice_enabled())
+	if (!sd->bulk || sd->nosplice || !splice_enabled() ||
+	    sd->ssl != NULL || sd->peer->ssl != NULL)
 		return false;
 	if (sd->pipe[0] != -1)
 		return true;
@@ -187,6 +202,121 @@ heard(struct relay_side *from, size_t n)
 	from->active = ev_now(from->r->loop);
 }
 
+/* errno for an SSL error that is not a WANT_*: the peer's reset, or a
+ * protocol error. */
+static int
+ssl_errno(int e)
+{
+	if (e == SSL_ERROR_SYSCALL && errno != 0 && errno != EAGAIN)
+		return errno;
+	return e == SSL_ERROR_SYSCALL ? ECONNRESET : EPROTO;
+}
+
+/*
+ * Read up to cap bytes from sd: > 0 bytes, 0 at its end (FIN, or
+ * close_notify), -1 with errno (EAGAIN: nothing now). Through TLS, reads
+ * records until the buffer is full or the socket has no more: a wake-up
+ * moves a buffer, not a record.
+ */
+static ssize_t
+side_recv(struct relay_side *sd, char *p, size_t cap)
+{
+	size_t	 got = 0, n;
+	int	 e;
+
+	if (sd->ssl == NULL)
+		return recv(sd->fd, p, cap, 0);
+	sd->ssl_more = false;
+	sd->rd_wants_wr = false;
+	while (got < cap) {
+		ERR_clear_error();
+		errno = 0;
+		if (SSL_read_ex(sd->ssl, p + got, cap - got, &n) == 1) {
+			got += n;
+			continue;
+		}
+		e = SSL_get_error(sd->ssl, 0);
+		if (got > 0) {
+			/* The rest next time: its end (close_notify), an
+			 * error or a wanted write is not for epoll to tell. */
+			sd->ssl_more = e != SSL_ERROR_WANT_READ;
+			return (ssize_t)got;
+		}
+		switch (e) {
+		case SSL_ERROR_WANT_WRITE:
+			sd->rd_wants_wr = true;
+			/* FALLTHROUGH */
+		case SSL_ERROR_WANT_READ:
+			errno = EAGAIN;
+			return -1;
+		case SSL_ERROR_ZERO_RETURN:
+			return 0;
+		default:
+			errno = ssl_errno(e);
+			return -1;
+		}
+	}
+	sd->ssl_more = true;
+	return (ssize_t)got;
+}
+
+/* Write up to len bytes to sd: how many went, or -1 with errno (EAGAIN:
+ * not now). Through TLS, a retry after EAGAIN offers the same bytes. */
+static ssize_t
+side_send(struct relay_side *sd, const char *p, size_t len)
+{
+	size_t	 n;
+	int	 e;
+
+	if (sd->ssl == NULL)
+		return send(sd->fd, p, len, MSG_NOSIGNAL);
+	sd->wr_wants_rd = false;
+	ERR_clear_error();
+	errno = 0;
+	if (SSL_write_ex(sd->ssl, p, len, &n) == 1)
+		return (ssize_t)n;
+	switch ((e = SSL_get_error(sd->ssl, 0))) {
+	case SSL_ERROR_WANT_READ:
+		sd->wr_wants_rd = true;
+		/* FALLTHROUGH */
+	case SSL_ERROR_WANT_WRITE:
+		errno = EAGAIN;
+		return -1;
+	default:
+		errno = e == SSL_ERROR_SYSCALL && errno == 0 ? EPIPE :
+		    ssl_errno(e);
+		return -1;
+	}
+}
+
+/* Half-close towards sd: close_notify through TLS, then a FIN. 0, or -1
+ * (errno). A close_notify that cannot go now is retried when sd is
+ * writable. */
+static int
+side_shutdown(struct relay_side *sd)
+{
+	int	 e;
+
+	sd->shut_pending = false;
+	if (sd->ssl != NULL) {
+		ERR_clear_error();
+		errno = 0;
+		if (SSL_shutdown(sd->ssl) < 0) {
+			e = SSL_get_error(sd->ssl, -1);
+			if (e == SSL_ERROR_WANT_WRITE ||
+			    e == SSL_ERROR_WANT_READ) {
+				sd->shut_pending = true;
+				return 0;
+			}
+			errno = ssl_errno(e);
+			return -1;
+		}
+	}
+	if (shutdown(sd->fd, SHUT_WR) == -1 && errno != ENOTCONN)
+		return -1;
+	return 0;
+}
+
 /*
  * Move bytes from `from` to its peer until the peer would block, `from`
  * has nothing more, or the round budget is spent. The bytes in flight sit
@@ -213,8 +343,8 @@ relay_copy(struct relay *r, struct relay_side *from, bool notified)
 				    SPLICE_F_NONBLOCK);
 			else {
 				b = from->buf;
-				n = send(to->fd, b->data + b->off,
-				    b->len - b->off, MSG_NOSIGNAL);
+				n = side_send(to, b->data + b->off,
+				    b->len - b->off);
 			}
 			if (n > 0) {
 				if (from->inpipe > 0)
@@ -243,10 +373,10 @@ relay_copy(struct relay *r, struct relay_side *from, bool notified)
 			 * the syscall (nothing unread is left, so no RST). */
 			if (!to->wr_shut) {
 				to->wr_shut = true;
-				if (to->rd_eof && pending(to) == 0)
+				if (to->rd_eof && pending(to) == 0 &&
+				    to->ssl == NULL)
 					return 0;
-				if (shutdown(to->fd, SHUT_WR) == -1 &&
-				    errno != ENOTCONN) {
+				if (side_shutdown(to) == -1) {
 					relay_abort(r, to);
 					return -1;
 				}
@@ -284,7 +414,7 @@ relay_copy(struct relay *r, struct relay_side *from, bool notified)
 				return -1;
 			}
 			cap = b->cap;
-			n = recv(from->fd, b->data, cap, 0);
+			n = side_recv(from, b->data, cap);
 			if (n > 0) {
 				b->len = (uint32_t)n;
 				from->buf = b;
@@ -292,7 +422,7 @@ relay_copy(struct relay *r, struct relay_side *from, bool notified)
 				buf_put(r->bufs, b);
 		}
 		if (n > 0) {
-			from->rd_short = (size_t)n < cap;
+			from->rd_short = (size_t)n < cap && !from->ssl_more;
 			from->bulk = (size_t)n >= BUF_SIZE;
 			heard(from, (size_t)n);
 			continue;
@@ -372,12 +502,12 @@ connect_read_client(struct relay *r)
 		return false;
 	}
 	do
-		n = recv(c->fd, b->data + b->len, b->cap - b->len, 0);
+		n = side_recv(c, b->data + b->len, b->cap - b->len);
 	while (n == -1 && errno == EINTR);
 	if (n > 0) {
 		b->len += (uint32_t)n;
 		c->buf = b;
-		c->rd_short = (size_t)n < b->cap;
+		c->rd_short = (size_t)n < b->cap && !c->ssl_more;
 		c->bulk = (size_t)n >= BUF_SIZE;
 		heard(c, (size_t)n);
 		return true;
@@ -466,11 +596,18 @@ relay_update(struct relay *r)
 		struct relay_side	*sd = sides[i];
 		int			 ev = 0;
 
-		if (!sd->rd_eof && pending(sd) == 0)
-			ev |= EV_READ;
+		bool			 rd = !sd->rd_eof && pending(sd) == 0;
+
+		if (rd)
+			ev |= sd->rd_wants_wr ? EV_READ | EV_WRITE : EV_READ;
 		if (pending(sd->peer) > 0)
+			ev |= sd->wr_wants_rd ? EV_WRITE | EV_READ : EV_WRITE;
+		if (sd->shut_pending)
 			ev |= EV_WRITE;
 		side_want(sd, ev);
+		/* Records OpenSSL read already are no news to epoll. */
+		if (rd && sd->ssl_more)
+			ev_feed_event(r->loop, &sd->io, EV_READ);
 	}
 }
 
@@ -499,6 +636,19 @@ relay_io_cb(struct ev_loop *loop, ev_io *io, int revents)
 			return;
 	} else {
 		if ((revents & EV_WRITE) &&
+		    relay_copy(r, sd->peer, false) == -1)
+			return;
+		/* TLS: a read that waited for writable, a write that waited
+		 * for readable, a close_notify that did not fit. */
+		if ((revents & EV_WRITE) && sd->rd_wants_wr &&
+		    relay_copy(r, sd, true) == -1)
+			return;
+		if ((revents & EV_WRITE) && sd->shut_pending &&
+		    side_shutdown(sd) == -1) {
+			relay_abort(r, sd);
+			return;
+		}
+		if ((revents & EV_READ) && sd->wr_wants_rd &&
 		    relay_copy(r, sd->peer, false) == -1)
 			return;
 		if ((revents & EV_READ) && relay_copy(r, sd, true) == -1)

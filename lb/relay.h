@@ -17,6 +17,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <openssl/ssl.h>
+
 #include "buf.h"
 
 struct relay;
@@ -45,6 +47,16 @@ struct relay_side {
 	bool			 nosplice;	/* splice refused (EINVAL): copy only */
 	bool			 wr_shut;	/* we sent FIN to it */
 	bool			 spoke;		/* a byte was read from it */
+	/* TLS (tls = yes on its frontend or backend): bytes to and from
+	 * this side go through ssl, after its handshake. */
+	SSL			*ssl;		/* NULL: plain TCP */
+	bool			 ssl_more;	/* a read stopped on a full
+						   buffer: ssl may hold more
+						   than epoll can tell */
+	bool			 rd_wants_wr;	/* its read waits for writable */
+	bool			 wr_wants_rd;	/* a write to it waits for
+						   readable */
+	bool			 shut_pending;	/* close_notify still to send */
 	struct buf		*buf;		/* read from here, not yet written to peer */
 	int			 pipe[2];	/* splice pipe while streaming, or -1 */
 	size_t			 inpipe;	/* read from here, in the pipe, not yet written */
@@ -106,7 +118,8 @@ void	relay_start(struct relay *);
 /* The libev callback of both sides' watchers while relaying. */
 void	relay_io_cb(struct ev_loop *, ev_io *, int);
 
-/* Stop a side's watcher and close its fd (with an RST if rst). */
+/* Stop a side's watcher and close its fd (with an RST if rst), freeing
+ * its SSL (a clean close has sent close_notify already). */
 void	relay_side_close(struct relay_side *, bool rst);
 
 /* Give back what a side holds for relaying: its buffer to the pool, its

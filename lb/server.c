@@ -89,6 +89,7 @@ backend_free(struct backend *be)
 	if ((p = atomic_exchange(&be->pool, NULL)) != NULL)
 		server_pool_free(p);
 	free(be->names);
+	tls_be_free(atomic_load(&be->tls));
 	free(be);
 }
 

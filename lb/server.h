@@ -29,6 +29,7 @@
 
 #include "conf.h"
 #include "net.h"
+#include "tls.h"
 
 struct pool;			/* balance.h: what workers pick from */
 struct pick;			/* balance.h: one session's picking state */
@@ -110,6 +111,10 @@ struct backend {
 	size_t			 nnames;	/* 0 or a power of two */
 	size_t			 ndiscovered;
 	_Atomic int		 fall;		/* passive threshold, for workers */
+	/* tls = yes: the client context servers are reached with (tls.h);
+	 * NULL: plain TCP. Swapped by every reload. */
+	_Atomic(struct tls_be *) tls;
+	struct tls_counters	 tls_stats;	/* server handshakes */
 	TAILQ_ENTRY(backend)	 entry;
 };
 

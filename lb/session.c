@@ -25,9 +25,14 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/x509.h>
+
 #include "log.h"
 #include "net.h"
 #include "session.h"
+#include "tls.h"
+#include "tlsctx.h"
 
 #define QUEUE_POLL	0.010	/* seconds between picks while queued */
 
@@ -39,6 +44,7 @@ static void	header_start(struct session *, struct client_policy *);
 static bool	session_admit(struct session *, struct client_policy *);
 static void	timer_arm(struct session *, double);
 static void	session_go(struct session *);
+static void	client_watch_reset(struct session *);
 
 static double
 ms(uint32_t v)
@@ -306,37 +312,63 @@ client_watch_reset(struct session *s)
 	s->r.cli.events = 0;
 }
 
+/* A server name for the log: as sent, anything odd as '?'. NULL when out
+ * of memory. */
+static char *
+log_name(const char *p, size_t n)
+{
+	char	*d;
+
+	if ((d = strndup(p, n)) != NULL)
+		for (char *q = d; *q != '\0'; q++)
+			if (!isalnum((unsigned char)*q) && *q != '.' &&
+			    *q != '-' && *q != '_')
+				*q = '?';
+	return d;
+}
+
+/* Where a server name (NULL: none was sent) sends the session: the first
+ * route it matches, else the frontend's backend. Counted. */
+static void
+route_pick(struct session *s, const struct sni_routes *rt, const char *name,
+    size_t len)
+{
+	struct frontend	*fe = s->fe;
+	_Atomic uint64_t *why = &fe->sni_missing;
+	int		 i = -1;
+
+	if (name != NULL) {
+		i = clienthello_route_match(rt->pat, rt->n, name, len);
+		why = i >= 0 ? &fe->sni_routed : &fe->sni_unmatched;
+	}
+	atomic_fetch_add_explicit(why, 1, memory_order_relaxed);
+	s->be = i >= 0 && rt->be[i] != NULL ? rt->be[i] :
+	    atomic_load_explicit(&fe->backend, memory_order_acquire);
+	s->routed = true;
+}
+
 /* Where the ClientHello (or its absence: v) sends the session; on. */
 static void
 preread_done(struct session *s, const struct sni_routes *rt, int v,
     const struct clienthello *ch)
 {
 	struct frontend	*fe = s->fe;
-	_Atomic uint64_t *why;
-	int		 i = -1;
 
 	client_watch_reset(s);
 	ev_timer_stop(s->home->loop, &s->timer);
 	if (v == CLIENTHELLO_OK && ch->has_sni) {
-		/* For the log: the name as sent, anything odd as '?'. */
-		if ((s->sni = strndup(ch->sni, ch->sni_len)) != NULL)
-			for (char *p = s->sni; *p != '\0'; p++)
-				if (!isalnum((unsigned char)*p) && *p != '.' &&
-				    *p != '-' && *p != '_')
-					*p = '?';
-		i = clienthello_route_match(rt->pat, rt->n, ch->sni,
-		    ch->sni_len);
-		why = i >= 0 ? &fe->sni_routed : &fe->sni_unmatched;
+		s->sni = log_name(ch->sni, ch->sni_len);
+		route_pick(s, rt, ch->sni, ch->sni_len);
 	} else if (v == CLIENTHELLO_OK)
-		why = &fe->sni_missing;
-	else if (v == CLIENTHELLO_NEED_MORE)
-		why = &fe->preread_timeout;	/* or closed before the end */
-	else
-		why = &fe->preread_not_tls;
-	atomic_fetch_add_explicit(why, 1, memory_order_relaxed);
-	s->be = i >= 0 && rt->be[i] != NULL ? rt->be[i] :
-	    atomic_load_explicit(&fe->backend, memory_order_acquire);
-	s->routed = true;
+		route_pick(s, rt, NULL, 0);
+	else {
+		atomic_fetch_add_explicit(v == CLIENTHELLO_NEED_MORE ?
+		    &fe->preread_timeout : &fe->preread_not_tls, 1,
+		    memory_order_relaxed);	/* NEED_MORE: or closed */
+		s->be = atomic_load_explicit(&fe->backend,
+		    memory_order_acquire);
+		s->routed = true;
+	}
 	s->state = SS_QUEUED;
 	session_connect(s);
 }
@@ -404,14 +436,157 @@ preread_io_cb(struct ev_loop *loop, ev_io *io, int revents)
 	(void)preread_step(s, rt);
 }
 
-/* Admitted: route by SNI if the frontend says so, else connect. */
+/* ------------------------------------------------------------------ */
+/* TLS termination: the client's handshake comes before anything else. */
+
+/* Watch side sd for ev with cb, in a phase before the relay. */
+static void
+side_watch(struct session *s, struct relay_side *sd, int ev,
+    void (*cb)(struct ev_loop *, ev_io *, int))
+{
+	ev_io_stop(s->home->loop, &sd->io);
+	ev_io_set(&sd->io, sd->fd, ev);
+	ev_set_cb(&sd->io, cb);
+	ev_io_start(s->home->loop, &sd->io);
+	sd->events = ev;
+}
+
+/* A handshake failed (why): count it on c, say it (at most once a second:
+ * what OpenSSL said, or why the certificate did not verify). */
+static void
+handshake_failed(struct session *s, struct tls_counters *c, SSL *ssl,
+    enum tls_fail why, const char *who)
+{
+	static struct ratelimit	 rl;
+	char			 cbuf[NET_ADDRSTRLEN];
+	const char		*detail = NULL;
+	unsigned long		 e;
+	long			 vr;
+
+	atomic_fetch_add_explicit(&c->fail[why], 1, memory_order_relaxed);
+	if (!log_ratelimit(&rl, 1))
+		return;
+	if (why == TLS_FAIL_VERIFY &&
+	    (vr = SSL_get_verify_result(ssl)) != X509_V_OK)
+		detail = X509_verify_cert_error_string(vr);
+	else if ((e = ERR_peek_last_error()) != 0)
+		detail = ERR_reason_error_string(e);
+	log_warnx("frontend %s: client %s: %s TLS handshake failed: %s%s%s "
+	    "(%lu more suppressed)", s->fe->name, net_addr_str((struct
+	    sockaddr *)&s->client, cbuf, sizeof(cbuf)), who,
+	    tls_fail_name(why), detail != NULL ? ": " : "",
+	    detail != NULL ? detail : "", log_ratelimit_suppressed(&rl));
+}
+
+static void	handshake_io_cb(struct ev_loop *, ev_io *, int);
+
+/* The client's handshake is over: note what it chose, go on. */
+static void
+handshake_done(struct session *s)
+{
+	SSL			*ssl = s->r.cli.ssl;
+	const unsigned char	*a;
+	unsigned int		 alen;
+	const char		*name;
+
+	client_watch_reset(s);
+	ev_timer_stop(s->home->loop, &s->timer);
+	tls_count_ok(&s->fe->tls_stats, ssl);
+	s->tls = true;
+	s->tls_ver = tls_version_name(ssl);
+	if ((name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name)) !=
+	    NULL)
+		s->sni = log_name(name, strlen(name));
+	SSL_get0_alpn_selected(ssl, &a, &alen);
+	for (unsigned int i = 0; i < alen && i + 1 < sizeof(s->alpn); i++)
+		s->alpn[i] = isgraph(a[i]) ? (char)a[i] : '?';
+	s->state = SS_QUEUED;
+	session_go(s);
+}
+
+/* Drive the client's handshake; true if the session moved on. */
+static bool
+handshake_step(struct session *s)
+{
+	struct relay_side	*c = &s->r.cli;
+	int			 r, e;
+
+	ERR_clear_error();
+	errno = 0;
+	if ((r = SSL_do_handshake(c->ssl)) == 1) {
+		handshake_done(s);
+		return true;
+	}
+	e = SSL_get_error(c->ssl, r);
+	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+		side_watch(s, c, e == SSL_ERROR_WANT_READ ? EV_READ : EV_WRITE,
+		    handshake_io_cb);
+		return false;
+	}
+	handshake_failed(s, &s->fe->tls_stats, c->ssl, tls_fail_reason(c->ssl,
+	    e, errno), "client");
+	session_close(s, "CH", false);
+	return true;
+}
+
+static void
+handshake_io_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+	struct relay_side *sd = io->data;
+
+	(void)loop;
+	(void)revents;
+	(void)handshake_step(session_of(sd->r));
+}
+
+/* tls = yes: an SSL for the client on the frontend's context as it is
+ * now (a reload does not change it for this session), and its handshake
+ * within timeout_handshake. */
+static void
+handshake_start(struct session *s, const struct tls_fe *t)
+{
+	SSL	*ssl;
+
+	ERR_clear_error();
+	if ((ssl = SSL_new(t->ctx)) == NULL ||
+	    SSL_set_fd(ssl, s->r.cli.fd) != 1) {
+		SSL_free(ssl);
+		ERR_clear_error();
+		session_close(s, "RC", false);
+		return;
+	}
+	SSL_set_accept_state(ssl);
+	s->r.cli.ssl = ssl;
+	s->state = SS_HANDSHAKE;
+	if (handshake_step(s))
+		return;
+	timer_arm(s, ms(t->timeout_handshake_ms));
+}
+
+/* Admitted: TLS handshake if the frontend terminates; route by SNI if it
+ * says so (the name from the handshake, or read from the ClientHello);
+ * then connect. */
 static void
 session_go(struct session *s)
 {
-	struct sni_routes *rt = atomic_load_explicit(&s->fe->routes,
-	    memory_order_acquire);
+	struct tls_fe		*t = atomic_load_explicit(&s->fe->tls,
+				    memory_order_acquire);
+	struct sni_routes	*rt;
+	const char		*name;
 
+	if (t != NULL && !s->tls) {
+		handshake_start(s, t);
+		return;
+	}
+	rt = atomic_load_explicit(&s->fe->routes, memory_order_acquire);
 	if (rt == NULL) {
+		session_connect(s);
+		return;
+	}
+	if (s->tls) {
+		name = SSL_get_servername(s->r.cli.ssl,
+		    TLSEXT_NAMETYPE_host_name);
+		route_pick(s, rt, name, name != NULL ? strlen(name) : 0);
 		session_connect(s);
 		return;
 	}
@@ -565,6 +740,11 @@ connect_failed(struct session *s, const char *term, int err)
 	const char	*what;
 
 	ev_io_stop(s->home->loop, &s->r.srv.io);
+	if (s->r.srv.ssl != NULL) {
+		SSL_free(s->r.srv.ssl);
+		s->r.srv.ssl = NULL;
+		ERR_clear_error();
+	}
 	net_close(s->r.srv.fd);
 	s->r.srv.fd = -1;
 	s->r.srv.events = 0;
@@ -619,15 +799,168 @@ connect_settle(struct session *s, int r)
 	return false;
 }
 
+/* ------------------------------------------------------------------ */
+/* TLS origination: the PROXY header in the clear, then the handshake,
+ * all within timeout_connect; a failure tries another server. */
+
+static void	tls_connect_io_cb(struct ev_loop *, ev_io *, int);
+
+/* Our PROXY header goes to a TLS server before the handshake. 1 sent (or
+ * none), 0 not yet (writable later), -1 failed (errno). */
+static int
+prefix_send(struct session *s)
+{
+	struct relay	*r = &s->r;
+	struct buf	*b = r->cli.buf;
+	ssize_t		 n;
+
+	while (r->prefix > 0) {
+		n = send(r->srv.fd, b->data + b->off, r->prefix, MSG_NOSIGNAL);
+		if (n > 0) {
+			b->off += (uint32_t)n;
+			r->prefix -= (uint32_t)n;
+			continue;
+		}
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return 0;
+		return -1;
+	}
+	if (b != NULL && buf_pending(b) == 0) {
+		buf_put(r->bufs, b);
+		r->cli.buf = NULL;
+	}
+	return 1;
+}
+
+/* The server's handshake failed (e from SSL_get_error): count, say, and
+ * try another server. */
+static void
+srv_handshake_failed(struct session *s, int e)
+{
+	static struct ratelimit	 rl;
+	SSL			*ssl = s->r.srv.ssl;
+	enum tls_fail		 why = tls_fail_reason(ssl, e, errno);
+	const char		*detail = NULL;
+	unsigned long		 err;
+	long			 vr;
+
+	atomic_fetch_add_explicit(&s->be->tls_stats.fail[why], 1,
+	    memory_order_relaxed);
+	if (log_ratelimit(&rl, 1)) {
+		if (why == TLS_FAIL_VERIFY &&
+		    (vr = SSL_get_verify_result(ssl)) != X509_V_OK)
+			detail = X509_verify_cert_error_string(vr);
+		else if ((err = ERR_peek_last_error()) != 0)
+			detail = ERR_reason_error_string(err);
+		log_warnx("backend %s: server %s: TLS handshake failed: %s%s%s "
+		    "(%lu more suppressed)", s->be->name, s->server->name,
+		    tls_fail_name(why), detail != NULL ? ": " : "",
+		    detail != NULL ? detail : "",
+		    log_ratelimit_suppressed(&rl));
+	}
+	connect_failed(s, "SH", 0);
+}
+
+/* Drive the server's handshake; over: the relay starts. */
+static void
+srv_handshake_step(struct session *s)
+{
+	SSL	*ssl = s->r.srv.ssl;
+	int	 r, e;
+
+	ERR_clear_error();
+	errno = 0;
+	if ((r = SSL_do_handshake(ssl)) == 1) {
+		tls_count_ok(&s->be->tls_stats, ssl);
+		s->srv_tls_ver = tls_version_name(ssl);
+		connect_done(s);
+		return;
+	}
+	e = SSL_get_error(ssl, r);
+	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+		side_watch(s, &s->r.srv, e == SSL_ERROR_WANT_READ ? EV_READ :
+		    EV_WRITE, tls_connect_io_cb);
+		return;
+	}
+	srv_handshake_failed(s, e);
+}
+
+/* Connected to a TLS server, our header sent: its SSL, from the
+ * backend's context as it is now. The name sent (and verified): tls_sni,
+ * else the client's own SNI when we terminated, else none. false if the
+ * session moved on. */
+static bool
+srv_tls_begin(struct session *s)
+{
+	struct tls_be	*t = atomic_load_explicit(&s->be->tls,
+			    memory_order_acquire);
+	const char	*name = NULL;
+	SSL		*ssl;
+
+	if (t == NULL) {		/* a reload turned TLS off */
+		connect_done(s);
+		return false;
+	}
+	if (t->sni[0] != '\0')
+		name = t->sni;
+	else if (s->r.cli.ssl != NULL)
+		name = SSL_get_servername(s->r.cli.ssl,
+		    TLSEXT_NAMETYPE_host_name);
+	ERR_clear_error();
+	if ((ssl = tlsctx_client_ssl(t->ctx, name)) == NULL ||
+	    SSL_set_fd(ssl, s->r.srv.fd) != 1) {
+		SSL_free(ssl);
+		ERR_clear_error();
+		local_shortage(s, "memory", ENOMEM);
+		return false;
+	}
+	SSL_set_connect_state(ssl);
+	s->r.srv.ssl = ssl;
+	return true;
+}
+
+static void
+tls_connect_io_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+	struct relay_side	*sd = io->data;
+	struct session		*s = session_of(sd->r);
+
+	(void)loop;
+	(void)revents;
+	if (sd->ssl == NULL) {
+		if (net_connect_result(sd->fd) == -1) {
+			connect_failed(s, "SC", errno);
+			return;
+		}
+		switch (prefix_send(s)) {
+		case -1:
+			connect_failed(s, "SC", errno);
+			return;
+		case 0:
+			return;		/* writable again later */
+		}
+		if (!srv_tls_begin(s))
+			return;
+	}
+	srv_handshake_step(s);
+}
+
 /*
  * A connect is under way (or done: loopback). Send the client's first
  * bytes at once if they are there: most of the time that connects the
  * session without a poll round. Otherwise wait until the server socket is
- * writable.
+ * writable. A TLS server waits for writable: its handshake comes first.
  */
 static void
 connect_started(struct session *s)
 {
+	if (atomic_load_explicit(&s->be->tls, memory_order_acquire) != NULL) {
+		side_watch(s, &s->r.srv, EV_WRITE, tls_connect_io_cb);
+		timer_arm(s, ms(s->timeout_connect_ms));
+		return;
+	}
 	if (connect_settle(s, relay_connect_send(&s->r, s->attempts == 1)))
 		return;
 	ev_io_set(&s->r.srv.io, s->r.srv.fd, EV_WRITE);
@@ -687,8 +1020,18 @@ session_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 	case SS_QUEUED:
 		session_connect(s);
 		return;
+	case SS_HANDSHAKE:
+		atomic_fetch_add_explicit(&s->fe->tls_stats.fail[
+		    TLS_FAIL_TIMEOUT], 1, memory_order_relaxed);
+		session_close(s, "cH", false);
+		return;
 	case SS_CONNECTING:
-		connect_failed(s, "sC", 0);
+		if (s->r.srv.ssl != NULL) {
+			atomic_fetch_add_explicit(&s->be->tls_stats.fail[
+			    TLS_FAIL_TIMEOUT], 1, memory_order_relaxed);
+			connect_failed(s, "sH", 0);
+		} else
+			connect_failed(s, "sC", 0);
 		return;
 	case SS_RELAY:
 		cdl = s->r.cli.active + ms(s->timeout_client_ms);
@@ -715,6 +1058,11 @@ session_log(struct session *s)
 	char		 cbuf[NET_ADDRSTRLEN];
 	ev_tstamp	 now = ev_now(s->home->loop);
 	long		 tc = -1, tt, tq;
+	/* TLS termination: version and ALPN (and the SNI, as routing by
+	 * SNI logs it); TLS origination: the server side's version. */
+	bool		 tls = atomic_load_explicit(&s->fe->tls,
+			    memory_order_relaxed) != NULL || s->tls;
+	bool		 sni = s->preread || tls;
 
 	if (!log_enabled(LOG_LVL_INFO))
 		return;
@@ -727,15 +1075,18 @@ session_log(struct session *s)
 	/* New fields go at the end: parsers of the line rely on the order. */
 	log_info("session client=%s frontend=%s server=%s/%s connect_ms=%ld "
 	    "total_ms=%ld bytes_in=%llu bytes_out=%llu term=%s retries=%d "
-	    "queue_ms=%ld%s%s",
+	    "queue_ms=%ld%s%s%s%s%s%s%s%s",
 	    net_addr_str((struct sockaddr *)&s->client, cbuf, sizeof(cbuf)),
 	    s->fe->name, s->be->name,
 	    s->server ? s->server->name : "-", tc, tt,
 	    (unsigned long long)s->r.srv.sent,
 	    (unsigned long long)s->r.cli.sent,
 	    s->term, s->attempts > 0 ? s->attempts - 1 : 0, tq,
-	    s->preread ? " sni=" : "", s->preread ? (s->sni != NULL ? s->sni :
-	    "-") : "");
+	    sni ? " sni=" : "", sni ? (s->sni != NULL ? s->sni : "-") : "",
+	    tls ? " tls=" : "", tls ? (s->tls_ver != NULL ? s->tls_ver : "-") :
+	    "", tls ? " alpn=" : "", tls ? (s->alpn[0] != '\0' ? s->alpn :
+	    "-") : "", s->srv_tls_ver != NULL ? " srv_tls=" : "",
+	    s->srv_tls_ver != NULL ? s->srv_tls_ver : "");
 }
 
 void

@@ -2,7 +2,8 @@
  * session.h - one client connection and its server connection.
  *
  * A session lives on one worker. It goes (HEADER: reading a PROXY header
- * ->) (PREREAD: reading a ClientHello to route by SNI ->) QUEUED (waiting
+ * ->) (HANDSHAKE: TLS termination ->) (PREREAD: reading a ClientHello to
+ * route by SNI, when not terminating ->) QUEUED (waiting
  * for a server slot) -> CONNECTING -> RELAY and ends in exactly one place, session_close(),
  * which stops its watchers, closes its fds, logs one line and defers the
  * free to before the worker's next poll.
@@ -32,6 +33,7 @@ struct session_home;
 enum session_state {
 	SS_HEADER = 0,		/* reading the client's PROXY header */
 	SS_PREREAD,		/* reading the TLS ClientHello (routes) */
+	SS_HANDSHAKE,		/* tls = yes: the client's TLS handshake */
 	SS_QUEUED,		/* every server at maxconn: waiting */
 	SS_CONNECTING,		/* connect in progress */
 	SS_RELAY,		/* bytes flow */
@@ -69,6 +71,10 @@ struct session {
 	bool			 routed;	/* be chosen by SNI: keep it */
 	bool			 preread;	/* a ClientHello was looked for */
 	char			*sni;		/* its server name, or NULL */
+	bool			 tls;		/* the client's handshake is over */
+	const char		*tls_ver;	/* client side "1.3", or NULL */
+	const char		*srv_tls_ver;	/* server side, or NULL */
+	char			 alpn[32];	/* chosen with the client, "" */
 	const char		*term;		/* two-letter termination code */
 	TAILQ_ENTRY(session)	 entry;		/* worker's live list */
 	struct session		*next_dead;	/* worker's free-later list */
@@ -108,7 +114,7 @@ void	session_start(struct session_home *, struct frontend *, int fd,
  * ended it: C client, S server, c/s client/server timeout, K killed,
  * R resource, P policy (clientid.h); second the phase: P PROXY header,
  * A access list, L/R per-source conn/rate limit, F untrusted header
- * sender, Q queue, C connect, D data). If rst, both
+ * sender, H TLS handshake, Q queue, C connect, D data). If rst, both
  * fds are closed with an RST. Safe to call more than once.
  */
 void	session_close(struct session *, const char *term, bool rst);

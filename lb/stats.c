@@ -176,6 +176,84 @@ ld64(_Atomic uint64_t *v)
 	return atomic_load_explicit(v, memory_order_relaxed);
 }
 
+/* TLS handshakes (tls.h): JSON "tls":{...} or null when off. */
+static void
+json_tls(struct sbuf *b, struct tls_counters *t, bool on)
+{
+	uint64_t ok = ld64(&t->ok), res = ld64(&t->resumed);
+
+	if (!on) {
+		sbuf_puts(b, ",\"tls\":null");
+		return;
+	}
+	sbuf_printf(b, ",\"tls\":{\"handshakes\":%llu,\"resumed\":%llu,"
+	    "\"resumption_rate\":%.4f,\"versions\":{\"1.2\":%llu,\"1.3\":"
+	    "%llu},\"ktls\":%llu,\"failures\":{", (unsigned long long)ok,
+	    (unsigned long long)res, ok > 0 ? (double)res / (double)ok : 0.0,
+	    (unsigned long long)ld64(&t->v12), (unsigned long long)ld64(&t->v13),
+	    (unsigned long long)ld64(&t->ktls));
+	for (int k = 0; k < TLS_FAIL_MAX; k++)
+		sbuf_printf(b, "%s\"%s\":%llu", k ? "," : "", tls_fail_name(k),
+		    (unsigned long long)ld64(&t->fail[k]));
+	sbuf_puts(b, "}}");
+}
+
+/* TLS handshakes as a cell: total, resumed share, versions, failures. */
+static void
+html_tls(struct sbuf *b, struct tls_counters *t, bool on)
+{
+	uint64_t	 ok = ld64(&t->ok), res = ld64(&t->resumed);
+	bool		 first = true;
+
+	if (!on) {
+		sbuf_puts(b, "<td class=dim>off</td>");
+		return;
+	}
+	sbuf_printf(b, "<td class=n>%llu<br><span class=dim>%.0f%% resumed"
+	    " &middot; 1.3 %llu &middot; 1.2 %llu", (unsigned long long)ok,
+	    ok > 0 ? 100.0 * (double)res / (double)ok : 0.0,
+	    (unsigned long long)ld64(&t->v13), (unsigned long long)ld64(&t->v12));
+	for (int k = 0; k < TLS_FAIL_MAX; k++) {
+		uint64_t n = ld64(&t->fail[k]);
+
+		if (n == 0)
+			continue;
+		sbuf_printf(b, "%s%s %llu", first ? "<br>failed: " : ", ",
+		    tls_fail_name(k), (unsigned long long)n);
+		first = false;
+	}
+	sbuf_puts(b, "</span></td>");
+}
+
+/* TLS metric families for frontends (fe) or backends (be). */
+static void
+prom_tls(struct sbuf *b, const char *kind, const char *name,
+    struct tls_counters *t)
+{
+	sbuf_printf(b, "shoal_%s_tls_handshakes_total{%s=\"", kind, kind);
+	sbuf_prom_label(b, name);
+	sbuf_printf(b, "\"} %llu\n", (unsigned long long)ld64(&t->ok));
+	sbuf_printf(b, "shoal_%s_tls_resumed_total{%s=\"", kind, kind);
+	sbuf_prom_label(b, name);
+	sbuf_printf(b, "\"} %llu\n", (unsigned long long)ld64(&t->resumed));
+	sbuf_printf(b, "shoal_%s_tls_ktls_total{%s=\"", kind, kind);
+	sbuf_prom_label(b, name);
+	sbuf_printf(b, "\"} %llu\n", (unsigned long long)ld64(&t->ktls));
+	for (int v = 0; v < 2; v++) {
+		sbuf_printf(b, "shoal_%s_tls_version_total{%s=\"", kind, kind);
+		sbuf_prom_label(b, name);
+		sbuf_printf(b, "\",version=\"%s\"} %llu\n", v ? "1.3" : "1.2",
+		    (unsigned long long)ld64(v ? &t->v13 : &t->v12));
+	}
+	for (int k = 0; k < TLS_FAIL_MAX; k++) {
+		sbuf_printf(b, "shoal_%s_tls_failures_total{%s=\"", kind, kind);
+		sbuf_prom_label(b, name);
+		sbuf_printf(b, "\",reason=\"%s\"} %llu\n", tls_fail_name(k),
+		    (unsigned long long)ld64(&t->fail[k]));
+	}
+}
+
+
 static uint32_t
 ld32(_Atomic uint32_t *v)
 {
@@ -433,7 +511,9 @@ stats_json(struct control *c, struct sbuf *b)
 			sbuf_printf(b, "%s\"%s\":%llu", k ? "," : "",
 			    prereads[k].name,
 			    (unsigned long long)refused(fe, &prereads[k]));
-		sbuf_puts(b, "}}");
+		sbuf_puts(b, "}");
+		json_tls(b, &fe->tls_stats, atomic_load(&fe->tls) != NULL);
+		sbuf_puts(b, "}");
 	}
 	sbuf_puts(b, "],\n\"backends\":[");
 	TAILQ_FOREACH(be, &c->backends, entry) {
@@ -463,8 +543,10 @@ stats_json(struct control *c, struct sbuf *b)
 			json_server(b, &v);
 		}
 		sbuf_printf(b, "],\"servers_up\":%zu,\"servers_total\":%zu"
-		    ",\"sessions_active\":%u,\"sessions_total\":%llu}",
+		    ",\"sessions_active\":%u,\"sessions_total\":%llu",
 		    up, be->nservers, cur, (unsigned long long)total);
+		json_tls(b, &be->tls_stats, atomic_load(&be->tls) != NULL);
+		sbuf_puts(b, "}");
 	}
 	sbuf_puts(b, "],\n\"discovery\":{");
 	if (dv != NULL) {
@@ -710,6 +792,21 @@ stats_metrics(struct control *c, struct sbuf *b)
 			    prereads[k].name, (unsigned long long)refused(
 			    c->frontends[i], &prereads[k]));
 		}
+	prom_family(b, "shoal_frontend_tls_handshakes_total", "counter",
+	    "TLS handshakes completed with clients (tls = yes frontends); "
+	    "also _resumed_total, _ktls_total, _version_total{version}, "
+	    "_failures_total{reason}.");
+	for (size_t i = 0; i < c->nfrontends; i++)
+		if (atomic_load(&c->frontends[i]->tls) != NULL)
+			prom_tls(b, "frontend", c->frontends[i]->name,
+			    &c->frontends[i]->tls_stats);
+	prom_family(b, "shoal_backend_tls_handshakes_total", "counter",
+	    "TLS handshakes completed with servers (tls = yes backends); "
+	    "also _resumed_total, _ktls_total, _version_total{version}, "
+	    "_failures_total{reason}.");
+	TAILQ_FOREACH(be, &c->backends, entry)
+		if (atomic_load(&be->tls) != NULL)
+			prom_tls(b, "backend", be->name, &be->tls_stats);
 	prom_family(b, "shoal_frontend_refused_total", "counter",
 	    "Clients refused before any server was touched, by reason (acl, "
 	    "proxy_from, proxy_header, proxy_timeout, conn_per_source, "
@@ -925,10 +1022,21 @@ html_backend(struct sbuf *b, struct backend *be, double now)
 	    "<span>backend ", up, be->nservers);
 	sbuf_html(b, be->name);
 	sbuf_printf(b, "</span><span class=sub>balance %s &middot; check %s"
-	    "%s</span><span class=cnt>%zu/%zu up</span></h2>\n",
-	    conf_balance_name(be->conf.balance),
+	    "%s", conf_balance_name(be->conf.balance),
 	    conf_check_name(be->conf.check),
-	    be->conf.discovery ? " &middot; discovery on" : "",
+	    be->conf.discovery ? " &middot; discovery on" : "");
+	if (atomic_load(&be->tls) != NULL) {
+		struct tls_counters *t = &be->tls_stats;
+		uint64_t fails = 0;
+
+		for (int k = 0; k < TLS_FAIL_MAX; k++)
+			fails += ld64(&t->fail[k]);
+		sbuf_printf(b, " &middot; tls: %llu handshakes, %llu resumed, "
+		    "%llu failed", (unsigned long long)ld64(&t->ok),
+		    (unsigned long long)ld64(&t->resumed),
+		    (unsigned long long)fails);
+	}
+	sbuf_printf(b, "</span><span class=cnt>%zu/%zu up</span></h2>\n",
 	    up, be->nservers);
 	sbuf_puts(b, "<table class=srv><colgroup>"
 	    "<col style=\"width:12%\"><col style=\"width:11.5%\">"
@@ -1045,8 +1153,8 @@ stats_html(struct control *c, struct sbuf *b)
 	sbuf_puts(b, "<section class=frontends><h2><span>frontends</span>"
 	    "</h2><table><thead><tr><th>frontend</th><th>bind</th>"
 	    "<th>backend</th><th class=n>active</th><th class=n>total</th>"
-	    "<th class=n>rate</th><th class=n>refused</th></tr></thead>"
-	    "<tbody>\n");
+	    "<th class=n>rate</th><th class=n>refused</th>"
+	    "<th class=n>tls handshakes</th></tr></thead><tbody>\n");
 	for (size_t i = 0; i < c->nfrontends; i++) {
 		struct frontend	*fe = c->frontends[i];
 		struct backend	*fb = atomic_load(&fe->backend);
@@ -1075,6 +1183,7 @@ stats_html(struct control *c, struct sbuf *b)
 		    "<td class=n>%.1f/s</td>",
 		    (unsigned long long)ld64(&fe->total), frontend_rate(fe));
 		html_refused(b, fe);
+		html_tls(b, &fe->tls_stats, atomic_load(&fe->tls) != NULL);
 		sbuf_puts(b, "</tr>\n");
 	}
 	sbuf_puts(b, "</tbody></table></section>\n");

@@ -484,8 +484,11 @@ tlsctx_server_new(const struct tlsctx_server_conf *conf, char *err,
 		seterr(err, errlen, "out of memory");
 		goto fail;
 	}
+	/* A peer closing without close_notify ends its stream (EOF), as a
+	   FIN does in plain TCP: relayed as such, not as an error. */
 	SSL_CTX_set_options(s->ctx, SSL_OP_CIPHER_SERVER_PREFERENCE |
-	    SSL_OP_NO_RENEGOTIATION);
+	    SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF |
+	    (conf->ktls ? SSL_OP_ENABLE_KTLS : 0));
 	SSL_CTX_set_mode(s->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
 	    SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
 	/* No server-side cache (its lock would be shared by every worker):
@@ -555,6 +558,9 @@ tlsctx_client_new(const struct tlsctx_client_conf *conf, char *err,
 	}
 	if (set_versions(ctx, conf->min_version, err, errlen) == -1)
 		goto fail;
+	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION |
+	    SSL_OP_IGNORE_UNEXPECTED_EOF | (conf->ktls ? SSL_OP_ENABLE_KTLS :
+	    0));
 	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
 	    SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
 	if (conf->verify != NULL) {

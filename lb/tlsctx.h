@@ -21,6 +21,7 @@
 #ifndef SHOAL_TLSCTX_H
 #define SHOAL_TLSCTX_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <openssl/ssl.h>
@@ -59,6 +60,7 @@ struct tlsctx_server_conf {
 	struct tlsctx_keys	*keys;		/* ticket keys (borrowed; must
 						   outlive the context); NULL
 						   = no resumption */
+	bool			 ktls;		/* ask for kernel TLS */
 };
 
 struct tlsctx_server;
@@ -103,6 +105,7 @@ struct tlsctx_client_conf {
 						   chain, key); NULL = none */
 	int			 min_version;	/* as for the server */
 	const char		*alpn;		/* offered list or NULL */
+	bool			 ktls;		/* ask for kernel TLS */
 };
 
 /* Build a client SSL_CTX (caller frees it with SSL_CTX_free), or NULL

@@ -51,6 +51,7 @@ frontend_new(const struct conf_frontend *cf, struct backend *be,
 	}
 	atomic_init(&fe->policy, p);
 	atomic_init(&fe->routes, NULL);		/* the control loop fills */
+	atomic_init(&fe->tls, NULL);		/* the control loop fills */
 	atomic_init(&fe->backend, be);
 	atomic_init(&fe->timeout_client_ms, cf->timeout_client_ms);
 	atomic_init(&fe->maxconn, cf->maxconn);
@@ -64,6 +65,7 @@ frontend_free(struct frontend *fe)
 		return;
 	client_policy_free(atomic_load(&fe->policy));
 	sni_routes_free(atomic_load(&fe->routes));
+	tls_fe_free(atomic_load(&fe->tls));
 	free(fe->binds);
 	free(fe);
 }

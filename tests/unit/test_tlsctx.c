@@ -186,7 +186,7 @@ peer_cn(SSL *ssl)
 static SSL_CTX *
 client(const char *verify, const char *cert, const char *alpn, int min)
 {
-	struct tlsctx_client_conf	 cc = { verify, cert, min, alpn };
+	struct tlsctx_client_conf	 cc = { verify, cert, min, alpn, false };
 	char				 err[TLSCTX_ERR_MAX];
 	SSL_CTX				*ctx = tlsctx_client_new(&cc, err,
 					    sizeof(err));
