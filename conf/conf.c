@@ -1939,6 +1939,9 @@ backend_finish_tls(struct parser *p, struct conf_backend *b)
 	static const char *const check_own[] = { "check_sni",
 	    "check_ca_file" };
 
+	b->tls_line = seen_line(p, "tls");
+	b->tls_verify_line = seen_line(p, "tls_verify");
+	b->tls_cert_line = seen_line(p, "tls_cert");
 	if (!b->tls) {
 		for (size_t i = 0; i < nitems(only); i++)
 			if (seen_line(p, only[i]) > 0) {

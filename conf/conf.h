@@ -122,6 +122,9 @@ struct conf_backend {
 						   when terminating, else none */
 	char			 tls_cert[256];	/* client certificate; "" = none */
 	char			 tls_alpn[256];	/* offered; "" = none */
+	int			 tls_line;	/* lines of tls, tls_verify and */
+	int			 tls_verify_line; /* tls_cert, for errors */
+	int			 tls_cert_line;
 	/* discovery (discovery/) */
 	bool			 discovery;	/* accept announced servers */
 	int			 max_discovered; /* default 64 */

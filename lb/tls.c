@@ -92,7 +92,7 @@ tls_fe_new(const struct conf *conf, const struct conf_frontend *cf,
 	}
 	why[0] = '\0';
 	if ((t->srv = tlsctx_server_new(&sc, why, sizeof(why))) == NULL) {
-		snprintf(err, CONF_ERR_MAX, "%s:%d: frontend %s: %s",
+		snprintf(err, CONF_ERR_MAX, "%s:%d: frontend %s: %.400s",
 		    conf->file, cert_line(cf, why, cf->line), cf->name, why);
 		free(t);
 		return -1;
@@ -125,11 +125,19 @@ tls_fe_retire(struct tls_fe *t)
 		log_warnx("tls: out of memory retiring a context (kept)");
 }
 
-/* The line of a backend's key, for its file errors. */
+/* The line of the key whose file err names (tls_cert, tls_verify), else
+ * of tls = yes. */
 static int
-be_line(const struct conf_backend *cb)
+be_line(const struct conf_backend *cb, const char *err)
 {
-	return cb->line;
+	size_t n = strlen(cb->tls_cert);
+
+	if (n > 0 && strncmp(err, cb->tls_cert, n) == 0 && err[n] == ':')
+		return cb->tls_cert_line;
+	n = strlen(cb->tls_verify);
+	if (strncmp(err, cb->tls_verify, n) == 0 && err[n] == ':')
+		return cb->tls_verify_line;
+	return cb->tls_line;
 }
 
 int
@@ -156,8 +164,8 @@ tls_be_new(const struct conf *conf, const struct conf_backend *cb,
 	}
 	why[0] = '\0';
 	if ((t->ctx = tlsctx_client_new(&cc, why, sizeof(why))) == NULL) {
-		snprintf(err, CONF_ERR_MAX, "%s:%d: backend %s: %s",
-		    conf->file, be_line(cb), cb->name, why);
+		snprintf(err, CONF_ERR_MAX, "%s:%d: backend %s: %.400s",
+		    conf->file, be_line(cb, why), cb->name, why);
 		free(t);
 		return -1;
 	}

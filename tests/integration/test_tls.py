@@ -559,7 +559,8 @@ def test_client_certificate_and_client_sni(ca, procs, start_shoal):
 
 def test_no_memory_growth_per_handshake(ca, start_peer, start_shoal):
     """Two thousand full handshakes after a warm-up leave shoal's RSS
-    where it was (within 2 MiB)."""
+    where it was (within 2 MiB; under ASan, whose quarantine holds freed
+    memory, LeakSanitizer checks at exit instead)."""
     pem = ca.issue("web.test", ["web.test"])
     echo = start_peer("echo")
     sh = start(start_shoal, ["tls = yes", "cert = " + pem],
@@ -579,7 +580,8 @@ def test_no_memory_growth_per_handshake(ca, start_peer, start_shoal):
     burst(2000)
     wait_for(lambda: stats(sh)["frontends"][0]["sessions_active"] == 0,
              5 * SLACK)
-    assert sh.rss_kb() - rss0 < 2048, (rss0, sh.rss_kb())
+    if not sh.is_asan():    # there, LeakSanitizer judges at exit
+        assert sh.rss_kb() - rss0 < 2048, (rss0, sh.rss_kb())
     assert fe_tls(sh)["handshakes"] >= 2300
 
 
