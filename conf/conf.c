@@ -258,6 +258,7 @@ static const struct key frontend_keys[] = {
 	KENUM(conf_frontend, "tls_min", tls_min, tls_min_words),
 	KSTR(conf_frontend, "alpn", alpn, K_TOKEN),
 	KDUR(conf_frontend, "timeout_handshake", timeout_handshake_ms, 1),
+	KBOOL(conf_frontend, "tls_tickets", tls_tickets),
 };
 
 static const struct key backend_keys[] = {
@@ -1866,6 +1867,7 @@ frontend_init(void *v)
 	f->tls = false;
 	f->tls_min = TLS_MIN_12;
 	f->timeout_handshake_ms = 10000;
+	f->tls_tickets = true;
 }
 
 static int
@@ -1892,7 +1894,7 @@ frontend_finish(struct parser *p, void *v)
 	}
 	if (!f->tls) {
 		static const char *const only[] = { "cert", "tls_min", "alpn",
-		    "timeout_handshake" };
+		    "timeout_handshake", "tls_tickets" };
 
 		for (size_t i = 0; i < nitems(only); i++)
 			if (seen_line(p, only[i]) > 0) {

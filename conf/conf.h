@@ -182,6 +182,8 @@ struct conf_frontend {
 	char			 alpn[256];	/* offered: "h2,http/1.1"; "" =
 						   no ALPN */
 	uint32_t		 timeout_handshake_ms; /* default 10s */
+	bool			 tls_tickets;	/* resumption by tickets, default
+						   yes */
 	int			 line;
 };
 

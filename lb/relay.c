@@ -27,7 +27,12 @@
 #include "net.h"
 #include "relay.h"
 
+#ifndef RELAY_ROUNDS
 #define RELAY_ROUNDS	4	/* reads per direction per wake-up */
+#endif
+#ifndef RELAY_PIPE
+#define RELAY_PIPE	BUF_BIG	/* bytes a splice pipe holds */
+#endif
 #define PIPE_POOL_MAX	64	/* empty pipes a worker keeps for reuse */
 
 /*
@@ -89,7 +94,7 @@ pipe_get(int p[2])
 	if (pipe2(p, O_NONBLOCK | O_CLOEXEC) == -1)
 		return -1;
 	/* As much in flight as a big buffer; the default 64 KiB if refused. */
-	(void)fcntl(p[1], F_SETPIPE_SZ, BUF_BIG);
+	(void)fcntl(p[1], F_SETPIPE_SZ, RELAY_PIPE);
 	return 0;
 }
 
@@ -390,7 +395,7 @@ relay_copy(struct relay *r, struct relay_side *from, bool notified)
 			return 0;
 		if (want_splice(from)) {
 			/* Streaming: socket -> pipe, no copy to user space. */
-			cap = BUF_BIG;
+			cap = RELAY_PIPE;
 			n = splice(from->fd, NULL, from->pipe[1], NULL, cap,
 			    SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
 			if (n > 0)

@@ -573,8 +573,10 @@ server_unref(struct server *s)
 {
 	if (s == NULL)
 		return;
-	if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) == 1)
+	if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) == 1) {
+		SSL_SESSION_free(s->tls_sess);
 		free(s);
+	}
 }
 
 struct pool *

@@ -94,6 +94,11 @@ struct server {
 	_Atomic uint64_t	 bytes_out;	/* server to client */
 	_Atomic uint64_t	 connect_fail;	/* failed connects */
 	_Atomic uint32_t	 fail_streak;	/* consecutive connect failures */
+
+	/* TLS origination: the last resumable session it gave, for the
+	 * next connect (tls.c, under its lock; gen: the tls_be it is from). */
+	SSL_SESSION		*tls_sess;
+	uint64_t		 tls_sess_gen;
 };
 
 TAILQ_HEAD(server_list, server);

@@ -916,6 +916,7 @@ srv_tls_begin(struct session *s)
 		local_shortage(s, "memory", ENOMEM);
 		return false;
 	}
+	tls_be_ssl_prepare(t, ssl, s->server);
 	SSL_set_connect_state(ssl);
 	s->r.srv.ssl = ssl;
 	return true;

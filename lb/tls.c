@@ -4,6 +4,7 @@
  * (see tls.h).
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,70 @@ static struct ev_loop		*tloop;
 static ev_timer			 rotate_timer;
 static uint32_t			 rotate_ms;
 static _Atomic bool		 ktls_on = true;
+static uint64_t			 be_gen;	/* control loop only */
+
+/* Origination resumption: SSL ex_data is the server, SSL_CTX ex_data the
+ * tls_be's generation; a server's cached session is guarded by one of a
+ * few locks. */
+#define SESS_LOCKS	32
+static pthread_mutex_t		 sess_locks[SESS_LOCKS] = {
+	[0 ... SESS_LOCKS - 1] = PTHREAD_MUTEX_INITIALIZER
+};
+static int			 srv_index = -1, be_index = -1;
+static pthread_once_t		 index_once = PTHREAD_ONCE_INIT;
+
+static void
+index_init(void)
+{
+	srv_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+	be_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+}
+
+static pthread_mutex_t *
+sess_lock(const struct server *srv)
+{
+	return &sess_locks[((uintptr_t)srv >> 6) % SESS_LOCKS];
+}
+
+/* OpenSSL has a new session from a server: keep it for the next
+ * connect (1: we took the reference). */
+static int
+new_session_cb(SSL *ssl, SSL_SESSION *sess)
+{
+	struct server	*srv = SSL_get_ex_data(ssl, srv_index);
+	/* The generation, not the tls_be: a retired one may be gone while
+	   its sessions run. */
+	uint64_t	 gen = (uintptr_t)SSL_CTX_get_ex_data(
+			    SSL_get_SSL_CTX(ssl), be_index);
+	SSL_SESSION	*old;
+
+	if (srv == NULL || gen == 0 || !SSL_SESSION_is_resumable(sess))
+		return 0;
+	pthread_mutex_lock(sess_lock(srv));
+	old = srv->tls_sess;
+	srv->tls_sess = sess;
+	srv->tls_sess_gen = gen;
+	pthread_mutex_unlock(sess_lock(srv));
+	SSL_SESSION_free(old);
+	return 1;
+}
+
+void
+tls_be_ssl_prepare(const struct tls_be *t, SSL *ssl, struct server *srv)
+{
+	SSL_SESSION	*sess = NULL;
+
+	(void)SSL_set_ex_data(ssl, srv_index, srv);
+	pthread_mutex_lock(sess_lock(srv));
+	if (srv->tls_sess != NULL && srv->tls_sess_gen == t->gen &&
+	    SSL_SESSION_up_ref(srv->tls_sess) == 1)
+		sess = srv->tls_sess;
+	pthread_mutex_unlock(sess_lock(srv));
+	if (sess != NULL) {
+		(void)SSL_set_session(ssl, sess);
+		SSL_SESSION_free(sess);
+	}
+}
 
 static const char *const fail_names[TLS_FAIL_MAX] = {
 	[TLS_FAIL_TIMEOUT] = "timeout",
@@ -84,7 +149,7 @@ tls_fe_new(const struct conf *conf, const struct conf_frontend *cf,
 	sc.min_version = cf->tls_min == TLS_MIN_13 ? TLS1_3_VERSION :
 	    TLS1_2_VERSION;
 	sc.alpn = cf->alpn[0] != '\0' ? cf->alpn : NULL;
-	sc.keys = keys;
+	sc.keys = cf->tls_tickets ? keys : NULL;
 	sc.ktls = atomic_load(&ktls_on);
 	if ((t = calloc(1, sizeof(*t))) == NULL) {
 		snprintf(err, CONF_ERR_MAX, "out of memory");
@@ -170,6 +235,12 @@ tls_be_new(const struct conf *conf, const struct conf_backend *cb,
 		return -1;
 	}
 	snprintf(t->sni, sizeof(t->sni), "%s", cb->tls_sni);
+	pthread_once(&index_once, index_init);
+	t->gen = ++be_gen;
+	(void)SSL_CTX_set_ex_data(t->ctx, be_index, (void *)(uintptr_t)t->gen);
+	SSL_CTX_set_session_cache_mode(t->ctx, SSL_SESS_CACHE_CLIENT |
+	    SSL_SESS_CACHE_NO_INTERNAL_STORE);
+	SSL_CTX_sess_set_new_cb(t->ctx, new_session_cb);
 	*out = t;
 	return 0;
 }

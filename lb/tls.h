@@ -64,6 +64,8 @@ struct tls_fe {
 /* A backend's origination: published on it while tls = yes. */
 struct tls_be {
 	SSL_CTX			*ctx;
+	uint64_t		 gen;		/* sessions cached under another
+						   tls_be are not offered */
 	char			 sni[254];	/* "" = the client's SNI if the
 						   frontend terminated, else
 						   none */
@@ -82,6 +84,14 @@ void		 tls_be_free(struct tls_be *);
 /* Free once no worker can still hold the pointer; NULL accepted. */
 void		 tls_fe_retire(struct tls_fe *);
 void		 tls_be_retire(struct tls_be *);
+
+struct server;
+
+/* Origination: mark ssl as a connection to srv, and offer the session
+ * srv last gave under the same tls_be (resumption). A new resumable
+ * session srv gives (TLS 1.3: after the handshake) replaces it. */
+void		 tls_be_ssl_prepare(const struct tls_be *, SSL *,
+		    struct server *srv);
 
 /* Check every frontend's and backend's files (-t, and before a start).
  * 0, or -1 with err. */

@@ -252,9 +252,15 @@ cert_cb(SSL *ssl, void *arg)
 {
 	struct tlsctx_server	*s = arg;
 	struct cert		*c;
+	size_t			 i;
 
-	c = &s->certs[tlsctx_server_pick(s,
-	    SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name))];
+	/* The default is the context's own (installed once at build):
+	   copying a certificate and key into each SSL costs a share of a
+	   handshake. Only another name's certificate is installed here. */
+	if ((i = tlsctx_server_pick(s, SSL_get_servername(ssl,
+	    TLSEXT_NAMETYPE_host_name))) == 0)
+		return 1;
+	c = &s->certs[i];
 	return SSL_use_cert_and_key(ssl, c->x509, c->pkey, c->chain, 1);
 }
 
@@ -500,6 +506,12 @@ tlsctx_server_new(const struct tlsctx_server_conf *conf, char *err,
 	} else {
 		SSL_CTX_set_options(s->ctx, SSL_OP_NO_TICKET);
 		SSL_CTX_set_num_tickets(s->ctx, 0);
+	}
+	if (SSL_CTX_use_cert_and_key(s->ctx, s->certs[0].x509,
+	    s->certs[0].pkey, s->certs[0].chain, 1) != 1) {
+		seterr(err, errlen, "%s: certificate not usable",
+		    conf->certs[0]);
+		goto fail;
 	}
 	SSL_CTX_set_cert_cb(s->ctx, cert_cb, s);
 	if (s->alpn_len > 0)

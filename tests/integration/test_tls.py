@@ -370,6 +370,20 @@ def test_resumption_across_workers_and_key_rotation(ca, http_backends,
     assert t["resumed"] >= 5 and 0 < t["resumption_rate"] < 1
 
 
+def test_tickets_off(ca, http_backends, start_shoal):
+    """tls_tickets = no: no ticket is issued, every handshake is full."""
+    pem = ca.issue("web.test", ["web.test"])
+    sh = start(start_shoal, ["tls = yes", "cert = " + pem,
+                             "tls_tickets = no"],
+               {"app": ["server = %s %s" % http_backends[0]]})
+    out = s_client(sh.port, "web.test", extra=["-reconnect", "-tls1_2"],
+                   timeout=30)
+    assert out.count("New, TLSv1.2") == 6 and "Reused" not in out, out
+    assert "TLS session ticket:" not in out
+    t = fe_tls(sh)
+    assert t["resumed"] == 0 and t["versions"]["1.2"] == 6
+
+
 def test_reload_swaps_certificates_all_or_nothing(ca, http_backends,
                                                   start_shoal):
     """A reload takes a renewed certificate for new clients while a
@@ -481,8 +495,8 @@ def haproxy_tls(tmp_path, procs):
 def test_origination_to_haproxy_verifies_and_checks(ca, haproxy_tls,
                                                     start_shoal):
     """HAProxy terminates TLS behind shoal: with the right name curl gets
-    its answer through shoal, and `check = http` runs over TLS with the
-    backend's settings (L7OK). A server whose certificate does not verify
+    its answer through shoal, later connections resume HAProxy's session,
+    and `check = http` runs over TLS with the backend's settings (L7OK). A server whose certificate does not verify
     (wrong name, or expired) is refused (SH, counted as verify) and goes
     down under the same checks; tls_verify = none accepts it."""
     good = haproxy_tls(ca.issue("srv.test", ["srv.test"]))
@@ -500,6 +514,13 @@ def test_origination_to_haproxy_verifies_and_checks(ca, haproxy_tls,
     assert r.stdout == "haproxy-tls", r.stderr
     sh.wait_sessions(1)
     assert sh.sessions()[-1]["srv_tls"] == "1.3"
+    for _ in range(3):          # the server's tickets are offered back
+        r = subprocess.run(["curl", "-sS", "--max-time", "5",
+                            "http://127.0.0.1:%d/" % sh.port],
+                           capture_output=True, text=True, timeout=20)
+        assert r.stdout == "haproxy-tls", r.stderr
+    t = stats(sh)["backends"][0]["tls"]
+    assert t["resumed"] >= 2 and t["handshakes"] >= 4, t
     for port, sni in ((good, "other.test"), (expired, "srv.test")):
         sh2 = start(start_shoal, [], {
             "app": ["tls = yes", "tls_sni = " + sni, "tls_verify = " + ca.pem,
