@@ -294,7 +294,8 @@ side_send(struct relay_side *sd, const char *p, size_t len)
 	}
 }
 
-/* Half-close towards sd: close_notify through TLS, then a FIN. 0, or -1
+/* Half-close towards sd: close_notify through TLS, then a FIN (unless
+ * sd has ended and been flushed too: close() sends it next). 0, or -1
  * (errno). A close_notify that cannot go now is retried when sd is
  * writable. */
 static int
@@ -316,6 +317,8 @@ side_shutdown(struct relay_side *sd)
 			errno = ssl_errno(e);
 			return -1;
 		}
+		if (sd->rd_eof && pending(sd) == 0)
+			return 0;
 	}
 	if (shutdown(sd->fd, SHUT_WR) == -1 && errno != ENOTCONN)
 		return -1;
@@ -619,6 +622,12 @@ relay_update(struct relay *r)
 void
 relay_start(struct relay *r)
 {
+	/* Bytes OpenSSL read ahead during a handshake are no news to
+	 * epoll: read them first. */
+	if (r->cli.ssl != NULL && SSL_has_pending(r->cli.ssl))
+		r->cli.ssl_more = true;
+	if (r->srv.ssl != NULL && SSL_has_pending(r->srv.ssl))
+		r->srv.ssl_more = true;
 	ev_io_stop(r->loop, &r->srv.io);
 	ev_set_cb(&r->srv.io, relay_io_cb);
 	r->srv.events = 0;

@@ -9,6 +9,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <openssl/err.h>
 
 #include "log.h"
@@ -103,10 +108,33 @@ tls_fail_name(enum tls_fail f)
 	return f < TLS_FAIL_MAX ? fail_names[f] : "other";
 }
 
+/* Whether the kernel has the `tls` upper layer (loading it if it is a
+ * module): asking for it on a socket that is not connected fails with
+ * ENOENT when there is none, ENOTCONN when there is. Asked once: without
+ * it, OpenSSL would try (and fail) twice per session. */
+static bool
+ktls_available(void)
+{
+	static int	 known = -1;
+	int		 fd;
+
+	if (known != -1)
+		return known;
+	if ((fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
+		return false;
+	known = setsockopt(fd, IPPROTO_TCP, TCP_ULP, "tls", 3) == 0 ||
+	    errno != ENOENT;
+	close(fd);
+	if (!known)
+		log_info("tls: the kernel has no TLS module (kTLS): records "
+		    "are encrypted in OpenSSL");
+	return known;
+}
+
 void
 tls_set_ktls(bool on)
 {
-	atomic_store(&ktls_on, on);
+	atomic_store(&ktls_on, on && ktls_available());
 }
 
 /* The line a file error belongs to: the cert line naming the file in

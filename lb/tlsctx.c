@@ -495,6 +495,9 @@ tlsctx_server_new(const struct tlsctx_server_conf *conf, char *err,
 	SSL_CTX_set_options(s->ctx, SSL_OP_CIPHER_SERVER_PREFERENCE |
 	    SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF |
 	    (conf->ktls ? SSL_OP_ENABLE_KTLS : 0));
+	/* Read ahead: one read(2) takes what the socket has, not a record
+	   header then its body (the relay reads until OpenSSL wants more). */
+	SSL_CTX_set_read_ahead(s->ctx, 1);
 	SSL_CTX_set_mode(s->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
 	    SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
 	/* No server-side cache (its lock would be shared by every worker):
@@ -573,6 +576,7 @@ tlsctx_client_new(const struct tlsctx_client_conf *conf, char *err,
 	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION |
 	    SSL_OP_IGNORE_UNEXPECTED_EOF | (conf->ktls ? SSL_OP_ENABLE_KTLS :
 	    0));
+	SSL_CTX_set_read_ahead(ctx, 1);
 	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
 	    SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
 	if (conf->verify != NULL) {
