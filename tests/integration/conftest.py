@@ -733,6 +733,14 @@ class Shoal:
                 addrs.append(v.split()[1])
         return out
 
+    def resolving_backends(self):
+        """Backends with `resolve` or `resolve_srv`: each may hold one DNS
+        query socket at any moment (c-ares keeps it while it retries a
+        resolver that does not answer)."""
+        return sum(1 for line in self.config_text.splitlines()
+                   if line.split("=")[0].strip() in ("resolve",
+                                                     "resolve_srv"))
+
     def check_nl3(self, timeout=2.0, rss_slack_kb=None, in_flight_checks=0):
         """NL3: within `timeout` s the fd count is back to the baseline and
         shoal owns no ESTABLISHED, CLOSE_WAIT or FIN_WAIT2 socket.
@@ -771,8 +779,9 @@ class Shoal:
             try:
                 # Health checks open and close sockets all along: one may
                 # be in flight per checked server (and may have been at
-                # the baseline).
-                self.check_nl3(in_flight_checks=len(self.checked_servers()))
+                # the baseline); so may a DNS query per resolving backend.
+                self.check_nl3(in_flight_checks=len(self.checked_servers())
+                               + self.resolving_backends())
             except AssertionError as e:
                 problems.append("teardown: %s" % e)
         if not self.stopped:
