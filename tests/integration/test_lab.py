@@ -231,6 +231,13 @@ print(json.dumps({"ok": ok, "errors": errors}))
 def test_crash_under_client_loop(lab):
     scale(lab, 3)
     victim = node_ip(2)
+    # Earlier tests of the module used the same client address: only the
+    # session lines written from now on can be this loop's (a source port
+    # reused across tests would otherwise match an old line).
+    base = len(lab.log("ha").splitlines())
+
+    def new_lines():
+        return lab.log("ha").splitlines()[base:]
     loop = subprocess.Popen(
         [REPLICA, "client", sys.executable, "-c", CLIENT_LOOP, "6"],
         env=lab.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -253,8 +260,9 @@ def test_crash_under_client_loop(lab):
     # The session line of a failed request is written when shoal closes it:
     # give the log a moment to have them all before judging.
     try:
-        wait_for(lambda: all("client=192.168.42.2:%d " % e[0]
-                             in lab.log("ha") for e in res["errors"]),
+        wait_for(lambda: all(any("client=192.168.42.2:%d " % e[0] in ln
+                                 for ln in new_lines())
+                             for e in res["errors"]),
                  5 * SLACK, interval=0.1, what="session lines")
     except AssertionError:
         pass                # judged below, with the lines there are
@@ -263,7 +271,7 @@ def test_crash_under_client_loop(lab):
     # For shoal it may even have ended normally: the killed app's FIN cut
     # the answer short.
     sessions = {}
-    for ln in lab.log("ha").splitlines():
+    for ln in new_lines():
         m = re.search(r"session client=192\.168\.42\.2:(\d+) .*"
                       r"server=(\S+) connect_ms=(-?\d+)", ln)
         if m:
@@ -272,7 +280,7 @@ def test_crash_under_client_loop(lab):
                    or sessions[e[0]][0] != "app/%s:3000" % victim
                    or sessions[e[0]][1] < 0]
     assert res["ok"] > 20, (res, errs)
-    lines = [ln for ln in lab.log("ha").splitlines()
+    lines = [ln for ln in new_lines()
              if any("client=192.168.42.2:%d " % e[0] in ln
                     for e in not_reached)]
     assert not_reached == [], (res, not_reached, errs.decode(), lines)
