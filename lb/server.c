@@ -575,6 +575,7 @@ server_unref(struct server *s)
 		return;
 	if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) == 1) {
 		SSL_SESSION_free(s->tls_sess);
+		free(s->lat_win);
 		free(s);
 	}
 }

@@ -28,6 +28,7 @@
 #include <sys/socket.h>
 
 #include "conf.h"
+#include "hist.h"
 #include "net.h"
 #include "tls.h"
 
@@ -54,6 +55,14 @@ enum server_health {
 };
 
 struct backend;
+
+/* Latency signals measured on real traffic, per server. */
+enum server_lat {
+	LAT_CONNECT = 0,	/* connect started -> connected (TCP and TLS) */
+	LAT_TTFB,		/* connected -> the server's first byte */
+	LAT_SESSION,		/* connected -> the session's end */
+	LAT_MAX,
+};
 
 struct server {
 	_Atomic int		 refs;		/* table + pools + sessions */
@@ -95,6 +104,11 @@ struct server {
 	_Atomic uint64_t	 connect_fail;	/* failed connects */
 	_Atomic uint32_t	 fail_streak;	/* consecutive connect failures */
 
+	/* Latency histograms (hist.h): workers add, the control loop reads;
+	 * lat_win: their recent windows, made at the first traffic. */
+	struct hist		 lat[LAT_MAX];
+	struct hist_window	*lat_win;	/* [LAT_MAX] or NULL */
+
 	/* TLS origination: the last resumable session it gave, for the
 	 * next connect (tls.c, under its lock; gen: the tls_be it is from). */
 	SSL_SESSION		*tls_sess;
@@ -120,6 +134,10 @@ struct backend {
 	 * NULL: plain TCP. Swapped by every reload. */
 	_Atomic(struct tls_be *) tls;
 	struct tls_counters	 tls_stats;	/* server handshakes */
+	/* Time from accept to the first connect, for every session that
+	 * started one, and its recent window (control loop). */
+	struct hist		 queue;
+	struct hist_window	 queue_win;
 	TAILQ_ENTRY(backend)	 entry;
 };
 

@@ -66,11 +66,23 @@ relay_close_cb(struct relay *r, const char *term, bool rst)
 	session_close(session_of(r), term, rst);
 }
 
-/* The server spoke: passive health counts it as working. */
+/* Microseconds from a to b (libev times), 0 if b is earlier. */
+static uint64_t
+us_between(ev_tstamp a, ev_tstamp b)
+{
+	return b > a ? (uint64_t)((b - a) * 1e6 + 0.5) : 0;
+}
+
+/* The server spoke: passive health counts it as working; its time to
+ * the first byte is a signal. */
 static void
 server_first_read(struct relay_side *sd)
 {
-	server_note_success(session_of(sd->r)->server);
+	struct session *s = session_of(sd->r);
+
+	server_note_success(s->server);
+	hist_add(&s->server->lat[LAT_TTFB], us_between(s->t_connected,
+	    ev_now(s->home->loop)));
 }
 
 /* A server that resets before saying anything counts as failing. */
@@ -671,6 +683,8 @@ session_connect(struct session *s)
 	const char	*what;
 	ev_tstamp	 now = ev_now(s->home->loop);
 
+	if (s->t_ready == 0)
+		s->t_ready = now;	/* the wait for a server starts */
 	/* Until a connect started, follow the frontend to the backend it
 	 * uses now: a reload may have changed it while we waited. */
 	if (s->attempts == 0 && !s->routed)
@@ -687,8 +701,10 @@ session_connect(struct session *s)
 	    (srv = server_pick(p, &s->pk)) != NULL) {
 		s->pk.tried[s->pk.ntried++] = srv;
 		session_use(s, srv);
-		if (s->attempts++ == 0)
+		if (s->attempts++ == 0) {
 			s->t_first_connect = now;
+			hist_add(&s->be->queue, us_between(s->t_ready, now));
+		}
 		s->t_connect = now;
 		s->r.srv.fd = net_connect((struct sockaddr *)&srv->addr,
 		    srv->addrlen);
@@ -775,6 +791,8 @@ connect_done(struct session *s)
 
 	s->state = SS_RELAY;
 	s->t_connected = ev_now(s->home->loop);
+	hist_add(&s->server->lat[LAT_CONNECT], us_between(s->t_connect,
+	    s->t_connected));
 	s->r.cli.active = s->r.srv.active = s->t_connected;
 	s->term = NULL;
 	timer_arm(s, c < v ? c : v);	/* the idle timer */
@@ -1103,6 +1121,9 @@ session_close(struct session *s, const char *term, bool rst)
 	relay_side_close(&s->r.cli, rst);
 	relay_side_close(&s->r.srv, rst);
 	session_log(s);
+	if (s->server != NULL && s->t_connected > 0)
+		hist_add(&s->server->lat[LAT_SESSION], us_between(
+		    s->t_connected, ev_now(h->loop)));
 	server_done(s->server);
 	session_use(s, NULL);
 	free(s->pr);

@@ -57,6 +57,8 @@ struct session {
 	ev_timer		 timer;		/* connect, queue or idle deadline */
 	ev_tstamp		 t_accept;
 	ev_tstamp		 t_connect;	/* last connect started */
+	ev_tstamp		 t_ready;	/* first wanted a server (after
+						   its prelude), 0 = not yet */
 	ev_tstamp		 t_first_connect; /* first connect started, 0 = none */
 	ev_tstamp		 t_connected;	/* 0 until connected */
 	struct sockaddr_storage	 client;	/* the PROXY header's source, if

@@ -38,6 +38,7 @@
 #include "ctlsock.h"
 #include "log.h"
 #include "net.h"
+#include "signals.h"
 #include "stats.h"
 
 #define STATS_CLIENTS_MAX	64	/* concurrent clients; more: closed */
@@ -385,6 +386,52 @@ config_name(struct control *c)
 
 /* ---- /stats.json ------------------------------------------------------- */
 
+/* A signal's recent window as {"count":N,"p50":ms,"p95":ms,"p99":ms}
+ * (percentiles null without data). */
+static void
+json_quantiles(struct sbuf *b, const char *name, const struct hist_counts *c)
+{
+	static const double qs[] = { 0.50, 0.95, 0.99 };
+	static const char *const qn[] = { "p50", "p95", "p99" };
+
+	sbuf_printf(b, "\"%s\":{\"count\":%llu", name,
+	    (unsigned long long)c->count);
+	for (int i = 0; i < 3; i++) {
+		double us = hist_quantile(c, qs[i]);
+
+		if (us < 0)
+			sbuf_printf(b, ",\"%s\":null", qn[i]);
+		else
+			sbuf_printf(b, ",\"%s\":%.3f", qn[i], us / 1000.0);
+	}
+	sbuf_puts(b, "}");
+}
+
+/* ,"latency":{connect, ttfb, session[, queue]}: a server's or a
+ * backend's recent window (the last minute). */
+static void
+json_latency(struct sbuf *b, const struct server *s, const struct backend *be)
+{
+	struct hist_counts c;
+
+	sbuf_puts(b, ",\"latency\":{");
+	for (int k = 0; k < LAT_MAX; k++) {
+		if (s != NULL)
+			signals_server_recent(s, k, &c);
+		else
+			signals_backend_recent(be, k, &c);
+		if (k)
+			sbuf_puts(b, ",");
+		json_quantiles(b, signals_name(k), &c);
+	}
+	if (s == NULL) {
+		signals_queue_recent(be, &c);
+		sbuf_puts(b, ",");
+		json_quantiles(b, "queue", &c);
+	}
+	sbuf_puts(b, "}");
+}
+
 static void
 json_server(struct sbuf *b, const struct srv_view *v)
 {
@@ -416,7 +463,9 @@ json_server(struct sbuf *b, const struct srv_view *v)
 		sbuf_puts(b, "null");
 	else
 		sbuf_printf(b, "%.3f", v->check_age_s);
-	sbuf_printf(b, "},\"last_change_s\":%.3f}", v->last_change_s);
+	sbuf_printf(b, "},\"last_change_s\":%.3f", v->last_change_s);
+	json_latency(b, s, NULL);
+	sbuf_puts(b, "}");
 }
 
 /* One [backend] resolve watch, with a leading comma. */
@@ -546,6 +595,9 @@ stats_json(struct control *c, struct sbuf *b)
 		    ",\"sessions_active\":%u,\"sessions_total\":%llu",
 		    up, be->nservers, cur, (unsigned long long)total);
 		json_tls(b, &be->tls_stats, atomic_load(&be->tls) != NULL);
+		sbuf_printf(b, ",\"sessions_per_up_server\":%.3f",
+		    up > 0 ? (double)cur / (double)up : 0.0);
+		json_latency(b, NULL, be);
 		sbuf_puts(b, "}");
 	}
 	sbuf_puts(b, "],\n\"discovery\":{");
@@ -713,6 +765,59 @@ prom_servers(struct control *c, struct sbuf *b, const char *name,
 	}
 }
 
+/* The latency histograms: per server connect, ttfb and session (since
+ * start), per backend the queue wait. */
+static void
+prom_latency(struct sbuf *b, struct control *c)
+{
+	static const char *const help[LAT_MAX] = {
+		"Connect time to the server (TCP, and TLS with tls = yes), "
+		"seconds.",
+		"Time from connected to the server's first byte, seconds.",
+		"Session duration from connected to the end, seconds.",
+	};
+	struct backend		*be;
+	struct server		*s;
+	struct hist_counts	 h;
+	struct sbuf		 l;
+	char			 name[64];
+
+	sbuf_init(&l);
+	for (int k = 0; k < LAT_MAX; k++) {
+		snprintf(name, sizeof(name), "shoal_server_%s_seconds",
+		    signals_name(k));
+		prom_family(b, name, "histogram", help[k]);
+		TAILQ_FOREACH(be, &c->backends, entry)
+			TAILQ_FOREACH(s, &be->servers, entry) {
+				hist_read(&s->lat[k], &h);
+				if (h.count == 0)
+					continue;
+				sbuf_reset(&l);
+				sbuf_puts(&l, "backend=\"");
+				sbuf_prom_label(&l, be->name);
+				sbuf_puts(&l, "\",server=\"");
+				sbuf_prom_label(&l, s->name);
+				sbuf_puts(&l, "\"");
+				if (!l.failed)
+					hist_prom(b, name, l.data, &h);
+			}
+	}
+	prom_family(b, "shoal_backend_queue_seconds", "histogram",
+	    "Wait from wanting a server to the first connect, seconds.");
+	TAILQ_FOREACH(be, &c->backends, entry) {
+		hist_read(&be->queue, &h);
+		sbuf_reset(&l);
+		sbuf_puts(&l, "backend=\"");
+		sbuf_prom_label(&l, be->name);
+		sbuf_puts(&l, "\"");
+		if (!l.failed)
+			hist_prom(b, "shoal_backend_queue_seconds", l.data,
+			    &h);
+	}
+	sbuf_free(&l);
+}
+
+
 void
 stats_metrics(struct control *c, struct sbuf *b)
 {
@@ -820,6 +925,7 @@ stats_metrics(struct control *c, struct sbuf *b)
 			    c->frontends[i], &refusals[k]));
 		}
 
+	prom_latency(b, c);
 	prom_family(b, "shoal_backend_servers", "gauge",
 	    "Servers in the backend's table.");
 	TAILQ_FOREACH(be, &c->backends, entry) {
