@@ -1,0 +1,65 @@
+"""
+test_signals.py - latency signals measured on real traffic (issue 16):
+per server connect time, time to the server's first byte and session
+duration, per backend the same summed and the queue wait; p50/p95/p99 of
+the last minute in /stats.json, cumulative histograms in /metrics
+(checked by promtool).
+"""
+
+import json
+import shutil
+import socket
+import subprocess
+import urllib.request
+
+import peers
+from conftest import alloc_port
+
+
+def stats(sh, port):
+    with urllib.request.urlopen("http://127.0.0.1:%d/stats.json" % port,
+                                timeout=5) as r:
+        return json.load(r)
+
+
+def test_ttfb_and_session_follow_the_server(start_peer, start_shoal):
+    """A server that waits 300 ms before its first byte shows a TTFB p50
+    between 200 ms and 500 ms (the histogram's buckets), a fast one under
+    50 ms; session durations follow; the backend sums both and counts its
+    queue waits; /metrics carries the histograms and passes promtool."""
+    slow = start_peer("source", "--size", "1000", "--delay", "0.3",
+                      name="slow")
+    fast = start_peer("source", "--size", "1000", name="fast")
+    sp, port = alloc_port(), alloc_port()
+    text = ("[global]\nthreads = 2\n[frontend web]\nbind = 127.0.0.1:%d\n"
+            "backend = app\n[backend app]\nserver = slow %s\n"
+            "server = fast %s\n[stats]\nbind = 127.0.0.1:%d\n"
+            % (port, slow.addr, fast.addr, sp))
+    sh = start_shoal(config_text=text, binds=["127.0.0.1:%d" % port])
+    for _ in range(10):
+        s = peers.connect(sh.addr)
+        s.shutdown(socket.SHUT_WR)
+        n, _, err = peers.read_all(s)
+        s.close()
+        assert n == 1000 and err is None
+    sh.wait_sessions(10)
+    d = stats(sh, sp)["backends"][0]
+    srv = {x["name"]: x["latency"] for x in d["servers"]}
+    assert srv["slow"]["ttfb"]["count"] == 5
+    assert 200 <= srv["slow"]["ttfb"]["p50"] <= 500, srv["slow"]
+    assert srv["fast"]["ttfb"]["p50"] < 50, srv["fast"]
+    assert srv["slow"]["session"]["p50"] >= 200
+    assert srv["fast"]["connect"]["p99"] < 50
+    assert d["latency"]["ttfb"]["count"] == 10
+    assert d["latency"]["queue"]["count"] == 10
+    assert d["latency"]["queue"]["p99"] < 50
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % sp,
+                                timeout=5) as r:
+        text = r.read().decode()
+    assert 'shoal_server_ttfb_seconds_count{backend="app",server="slow"} 5' \
+        in text
+    assert 'shoal_backend_queue_seconds_count{backend="app"} 10' in text
+    promtool = shutil.which("promtool")
+    r = subprocess.run([promtool, "check", "metrics"], input=text,
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0 or "error" not in r.stderr.lower(), r.stderr
