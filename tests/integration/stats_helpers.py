@@ -290,7 +290,16 @@ def parse_prometheus(text):
             raise ValueError("%s: bad timestamp %r" % (where, rest[1]))
         f = fams.get(name)
         if f is None:
-            raise ValueError("%s: sample %s without TYPE" % (where, name))
+            # A histogram's samples: NAME_bucket (with le), _sum, _count.
+            base = re.sub(r"_(bucket|sum|count)$", "", name)
+            f = fams.get(base)
+            if f is None or f["type"] != "histogram":
+                raise ValueError("%s: sample %s without TYPE"
+                                 % (where, name))
+            if name.endswith("_bucket") and "le" not in labels:
+                raise ValueError("%s: %s without le" % (where, name))
+            name = base
+            labels = dict(labels, _sample=m.group(0))
         if current != name:
             raise ValueError("%s: family %s interleaved" % (where, name))
         if f["type"] is None or f["help"] is None:

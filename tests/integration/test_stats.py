@@ -354,7 +354,7 @@ def test_json_and_metrics_count_exactly(start_shoal, start_peer):
             == doc["discovery"][v]
     for f, d in fams.items():
         assert f.startswith("shoal_"), f
-        assert d["type"] in ("counter", "gauge"), (f, d["type"])
+        assert d["type"] in ("counter", "gauge", "histogram"), (f, d["type"])
 
     # The rate: sessions/s over the last refresh period (1 s here).
     fe_rates = []
