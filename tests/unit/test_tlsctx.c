@@ -205,6 +205,7 @@ server(const char *const *files, size_t n, const char *alpn, int min,
 	const char			*full[8];
 	size_t				 i;
 
+	memset(&sc, 0, sizeof(sc));
 	for (i = 0; i < n; i++)
 		full[i] = strdup(path(files[i]));
 	sc.certs = full;
