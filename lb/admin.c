@@ -40,6 +40,7 @@
 #include "log.h"
 #include "sbuf.h"
 #include "server.h"
+#include "signals.h"
 #include "stats.h"
 #include "worker.h"
 
@@ -254,6 +255,17 @@ server_row(struct sbuf *out, const struct server *s, int wname, int waddr)
 	    atomic_load_explicit(&s->connect_fail, memory_order_relaxed),
 	    check);
 	put_word(out, s->label);
+	/* The last minute's p95 connect time and time to first byte. */
+	for (int k = LAT_CONNECT; k <= LAT_TTFB; k++) {
+		struct hist_counts	c;
+		double			us;
+
+		signals_server_recent(s, k, &c);
+		if ((us = hist_quantile(&c, 0.95)) < 0)
+			sbuf_printf(out, " %11s", "-");
+		else
+			sbuf_printf(out, " %11.3f", us / 1000.0);
+	}
 	sbuf_puts(out, "\n");
 }
 
@@ -283,9 +295,9 @@ cmd_show_servers(int argc, char **argv, struct sbuf *out)
 		}
 	}
 	sbuf_printf(out, "%-*s %-*s %-9s %-8s %6s %5s %8s %12s %12s %9s %-16s "
-	    "%s\n", wname, "server", waddr, "address", "source", "state",
-	    "weight", "cur", "total", "bytes_in", "bytes_out", "conn_fail",
-	    "check", "label");
+	    "%s %11s %11s\n", wname, "server", waddr, "address", "source",
+	    "state", "weight", "cur", "total", "bytes_in", "bytes_out",
+	    "conn_fail", "check", "label", "conn_p95_ms", "ttfb_p95_ms");
 	TAILQ_FOREACH(be, &A.ctl->backends, entry) {
 		if (only != NULL && be != only)
 			continue;

@@ -103,7 +103,8 @@ def shoalctl(*args, sock=None, input=None, timeout=15):
 
 
 COLUMNS = ("server", "address", "source", "state", "weight", "cur", "total",
-           "bytes_in", "bytes_out", "conn_fail", "check", "label")
+           "bytes_in", "bytes_out", "conn_fail", "check", "label",
+           "conn_p95_ms", "ttfb_p95_ms")
 
 
 def servers_table(target, backend=None):
