@@ -560,7 +560,7 @@ handshake_start(struct session *s, const struct tls_fe *t)
 	SSL	*ssl;
 
 	ERR_clear_error();
-	if ((ssl = SSL_new(t->ctx)) == NULL ||
+	if ((ssl = tlsctx_server_ssl(t->srv)) == NULL ||
 	    SSL_set_fd(ssl, s->r.cli.fd) != 1) {
 		SSL_free(ssl);
 		ERR_clear_error();

@@ -5,6 +5,7 @@
 #include <ctype.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,20 +51,36 @@ struct tlsctx_server {
 	unsigned char	 alpn[TLSCTX_ALPN_MAX];	/* wire form */
 	size_t		 alpn_len;	/* 0 = no ALPN */
 	struct tlsctx_keys *keys;	/* borrowed */
+	_Atomic int	 refs;		/* the builder's, the SSL_CTX's, and
+					   one per SSL from tlsctx_server_ssl */
 };
 
 static int	 server_index = -1;	/* SSL_CTX ex_data: tlsctx_server */
+static int	 ssl_index = -1;	/* SSL ex_data: tlsctx_server */
 static pthread_once_t index_once = PTHREAD_ONCE_INIT;
 
 static void	 server_destroy(struct tlsctx_server *);
 
-/* The tlsctx_server lives as long as its SSL_CTX: OpenSSL calls this
-   when the last reference (tlsctx_server's or an SSL's) goes. */
+/*
+ * The tlsctx_server lives as long as its SSL_CTX and every SSL made by
+ * tlsctx_server_ssl(): each holds a reference, dropped by OpenSSL's
+ * ex_data free callbacks in whichever thread frees it last. Our own
+ * counter (not only OpenSSL's) orders every reader's last use before the
+ * free, in a way ThreadSanitizer sees.
+ */
+static void
+server_unref(struct tlsctx_server *s)
+{
+	if (s != NULL && atomic_fetch_sub_explicit(&s->refs, 1,
+	    memory_order_acq_rel) == 1)
+		server_destroy(s);
+}
+
 static void
 server_ex_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx,
     long argl, void *argp)
 {
-	server_destroy(ptr);
+	server_unref(ptr);
 }
 
 static void
@@ -71,6 +88,7 @@ index_init(void)
 {
 	server_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL,
 	    server_ex_free);
+	ssl_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, server_ex_free);
 }
 
 __attribute__((format(printf, 3, 4)))
@@ -470,6 +488,7 @@ tlsctx_server_new(const struct tlsctx_server_conf *conf, char *err,
 		return NULL;
 	}
 	s->keys = conf->keys;
+	atomic_init(&s->refs, 1);		/* the builder's */
 	for (i = 0; i < conf->ncerts; i++, s->ncerts++)
 		if (cert_load(&s->certs[i], conf->certs[i], true, err,
 		    errlen) == -1)
@@ -490,6 +509,7 @@ tlsctx_server_new(const struct tlsctx_server_conf *conf, char *err,
 		seterr(err, errlen, "out of memory");
 		goto fail;
 	}
+	atomic_fetch_add(&s->refs, 1);		/* the SSL_CTX's */
 	/* A peer closing without close_notify ends its stream (EOF), as a
 	   FIN does in plain TCP: relayed as such, not as an error. */
 	SSL_CTX_set_options(s->ctx, SSL_OP_CIPHER_SERVER_PREFERENCE |
@@ -541,14 +561,34 @@ server_destroy(struct tlsctx_server *s)
 void
 tlsctx_server_free(struct tlsctx_server *s)
 {
+	SSL_CTX	*ctx;
+
 	if (s == NULL)
 		return;
-	if (s->ctx != NULL && SSL_CTX_get_ex_data(s->ctx, server_index) == s)
-		SSL_CTX_free(s->ctx);	/* s goes with the last reference */
-	else {
-		SSL_CTX_free(s->ctx);
+	ctx = s->ctx;
+	if (ctx != NULL && SSL_CTX_get_ex_data(ctx, server_index) == s) {
+		server_unref(s);	/* the builder's; s is not read after */
+		SSL_CTX_free(ctx);	/* s goes with the last reference */
+	} else {
+		SSL_CTX_free(ctx);
 		server_destroy(s);
 	}
+}
+
+SSL *
+tlsctx_server_ssl(struct tlsctx_server *s)
+{
+	SSL	*ssl;
+
+	if ((ssl = SSL_new(s->ctx)) == NULL)
+		return NULL;
+	atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
+	if (SSL_set_ex_data(ssl, ssl_index, s) != 1) {
+		server_unref(s);
+		SSL_free(ssl);
+		return NULL;
+	}
+	return ssl;
 }
 
 SSL_CTX *

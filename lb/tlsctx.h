@@ -79,6 +79,10 @@ struct tlsctx_server	*tlsctx_server_new(const struct tlsctx_server_conf *,
    so a reload may drop the old one while its sessions still run. */
 void			 tlsctx_server_free(struct tlsctx_server *);
 
+/* An SSL for one client connection, holding a reference on s (its
+   certificates stay until it is freed). NULL when out of memory. */
+SSL			*tlsctx_server_ssl(struct tlsctx_server *s);
+
 /* The shared SSL_CTX (owned by the tlsctx_server; SSL objects made from
    it hold their own reference). */
 SSL_CTX			*tlsctx_server_ctx(const struct tlsctx_server *);

@@ -26,6 +26,7 @@ import pytest
 
 import peers
 from conftest import SLACK, alloc_port, run_shoal_check, wait_for
+from test_sni import listening
 
 HAPROXY = "/usr/sbin/haproxy"
 CA_CNF = """[ca]
@@ -157,14 +158,6 @@ def subject_cn(out):
         if line.startswith("subject="):
             return line.split("CN = ", 1)[1].split(",")[0].strip()
     return None
-
-
-def listening(port):
-    try:
-        socket.create_connection(("127.0.0.1", port), 0.5).close()
-        return True
-    except OSError:
-        return False
 
 
 @pytest.fixture
