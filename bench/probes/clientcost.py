@@ -23,8 +23,13 @@ alone on CPU 1. Rounds are interleaved (A B C D A B C D ...); per target the
 median of requests/s and of the proxy's own CPU time per session
 (user+sys from /proc/PID/stat divided by requests).
 
-Usage: bench/probes/clientcost.py [--shoal PATH] [--reps N] [--duration S]
-                                  [--only acl1000,sendv2,tls,sni]
+  base-plain        with --base PATH: shoal-plain run by another build (the
+                    one before a change), to measure what the change
+                    costs per session
+
+Usage: bench/probes/clientcost.py [--shoal PATH] [--base PATH] [--reps N]
+                                  [--duration S]
+                                  [--only plain,acl1000,sendv2,tls,sni]
 Every process it starts is killed at the end.
 """
 
@@ -67,8 +72,9 @@ def networks(n, seed=1):
 
 
 class Bench:
-    def __init__(self, d, shoal, bport, pport, sport):
+    def __init__(self, d, shoal, bport, pport, sport, base=None):
         self.d, self.shoal, self.bport, self.pport = d, shoal, bport, pport
+        self.base = base
         self.sport = sport
         self.procs = []
         self.log = open(os.path.join(d, "proc.log"), "ab")
@@ -93,7 +99,7 @@ class Bench:
             p.wait()
         self.log.close()
 
-    def shoal_target(self, name, extra, be_extra=""):
+    def shoal_target(self, name, extra, be_extra="", binary=None):
         port = free_port()
         path = os.path.join(self.d, name + ".ini")
         with open(path, "w") as f:
@@ -103,7 +109,7 @@ class Bench:
                     "%s" % (port, extra, self.sport if name in (
                         "shoal-tls", "shoal-sni") else self.pport if
                         be_extra else self.bport, be_extra))
-        p = self.spawn([self.shoal, "-c", path])
+        p = self.spawn([binary or self.shoal, "-c", path])
         wait_port(port)
         return port, p.pid
 
@@ -125,8 +131,12 @@ class Bench:
     def targets(self):
         acl = "".join("allow = %s\n" % n for n in self.nets)
         lst = os.path.join(self.d, "nets.txt")
+        base = {"base-plain": self.shoal_target("base-plain", "", "",
+                                                self.base)} \
+            if self.base else {}
         return {
             "shoal-plain": self.shoal_target("shoal-plain", ""),
+            **base,
             "shoal-acl1000": self.shoal_target("shoal-acl1000", acl),
             "haproxy-plain": self.haproxy_target("haproxy-plain", ""),
             "haproxy-acl1000": self.haproxy_target(
@@ -170,6 +180,7 @@ def wrk_close(port, duration, tls=False):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--shoal", default=os.path.join(ROOT, "build", "shoal"))
+    ap.add_argument("--base", help="another shoal build, run as base-plain")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--duration", type=int, default=5)
     ap.add_argument("--only", help="features to measure, e.g. tls,sni "
@@ -193,7 +204,7 @@ def main():
     ng = subprocess.Popen(["taskset", "-c", "0", "nginx", "-p", d, "-c",
                            os.path.join(d, "nginx.conf"), "-g",
                            "daemon off;"], start_new_session=True)
-    b = Bench(d, a.shoal, bport, pport, sport)
+    b = Bench(d, a.shoal, bport, pport, sport, a.base)
     res = {}
     try:
         wait_port(bport)
@@ -224,10 +235,14 @@ def main():
     print("\n| target | req/s | proxy CPU µs/session | vs its plain |")
     print("| --- | --- | --- | --- |")
     for k, (rps, us) in med.items():
-        base = med.get(k.split("-")[0] + ("-tls" if k.endswith("-sni") else
-                                          "-plain"), (0, us))[1]
+        base = med.get(("shoal" if k == "base-plain" else k.split("-")[0]) +
+                       ("-tls" if k.endswith("-sni") else "-plain"),
+                       (0, us))[1]
         print("| %s | %.0f | %.1f | %+.1f %% |" % (k, rps, us,
                                                  (us / base - 1) * 100))
+    if "base-plain" in med and "shoal-plain" in med:
+        print("shoal/base CPU per session, plain: %.3f" % (
+            med["shoal-plain"][1] / med["base-plain"][1]))
     for feat in ("acl1000", "sendv2", "tls", "sni"):
         if "shoal-" + feat not in med or "haproxy-" + feat not in med:
             continue
