@@ -316,6 +316,26 @@ put_ms(struct sbuf *b, double ms)
 		sbuf_printf(b, "%.2f s", ms / 1000);
 }
 
+/* A recent window's p95 as put_ms, or a dim dash without data; the title
+ * carries p50/p95/p99 and the count. */
+static void
+put_p95(struct sbuf *b, const char *what, const struct hist_counts *c)
+{
+	double p50 = hist_quantile(c, 0.50), p95 = hist_quantile(c, 0.95);
+	double p99 = hist_quantile(c, 0.99);
+
+	if (p95 < 0) {
+		sbuf_printf(b, "<span class=dim title=\"%s: no data in the last"
+		    " minute\">-</span>", what);
+		return;
+	}
+	sbuf_printf(b, "<span title=\"%s, last minute: p50 %.3f ms, p95 %.3f"
+	    " ms, p99 %.3f ms (%llu)\">", what, p50 / 1000, p95 / 1000,
+	    p99 / 1000, (unsigned long long)c->count);
+	put_ms(b, p95 / 1000);
+	sbuf_puts(b, "</span>");
+}
+
 /* ---- the data, read once per server ------------------------------------ */
 
 /* What every document shows of one server. */
@@ -1088,9 +1108,19 @@ html_server(struct sbuf *b, const struct srv_view *v, bool checks)
 	sbuf_printf(b, "</td><td class=n title=\"%llu\">",
 	    (unsigned long long)v->bytes_out);
 	put_bytes(b, v->bytes_out);
-	sbuf_printf(b, "</td><td class=\"n%s\">%llu</td><td title=\"",
+	sbuf_printf(b, "</td><td class=\"n%s\">%llu</td><td class=\"n lat\">",
 	    v->connect_fail ? " bad" : "",
 	    (unsigned long long)v->connect_fail);
+	{
+		struct hist_counts c;
+
+		signals_server_recent(s, LAT_TTFB, &c);
+		put_p95(b, "time to first byte", &c);
+		sbuf_puts(b, " <span class=dim>/</span> ");
+		signals_server_recent(s, LAT_CONNECT, &c);
+		put_p95(b, "connect", &c);
+	}
+	sbuf_puts(b, "</td><td title=\"");
 	if (checks && v->check_age_s >= 0)
 		sbuf_html(b, s->check_detail);
 	sbuf_puts(b, "\">");
@@ -1142,23 +1172,47 @@ html_backend(struct sbuf *b, struct backend *be, double now)
 		    (unsigned long long)ld64(&t->resumed),
 		    (unsigned long long)fails);
 	}
+	{
+		struct hist_counts c;
+
+		sbuf_puts(b, " &middot; ttfb p95 ");
+		signals_backend_recent(be, LAT_TTFB, &c);
+		put_p95(b, "time to first byte", &c);
+		sbuf_puts(b, " &middot; queue p95 ");
+		signals_queue_recent(be, &c);
+		put_p95(b, "queue wait", &c);
+		if (up > 0) {
+			struct srv_view	v;
+			double		cur = 0;
+
+			TAILQ_FOREACH(s, &be->servers, entry) {
+				srv_view(s, now, &v);
+				cur += v.cur;
+			}
+			sbuf_printf(b, " &middot; %.1f sessions per up server",
+			    cur / (double)up);
+		}
+	}
 	sbuf_printf(b, "</span><span class=cnt>%zu/%zu up</span></h2>\n",
 	    up, be->nservers);
 	sbuf_puts(b, "<table class=srv><colgroup>"
-	    "<col style=\"width:12%\"><col style=\"width:11.5%\">"
-	    "<col style=\"width:12%\"><col style=\"width:7.5%\">"
+	    "<col style=\"width:10%\"><col style=\"width:10%\">"
+	    "<col style=\"width:9.5%\"><col style=\"width:7.5%\">"
 	    "<col style=\"width:5%\"><col style=\"width:5%\">"
 	    "<col style=\"width:5%\"><col style=\"width:7%\">"
 	    "<col style=\"width:7%\"><col style=\"width:6%\">"
-	    "<col style=\"width:15%\"><col style=\"width:7%\"></colgroup>"
+	    "<col style=\"width:9%\">"
+	    "<col style=\"width:13%\"><col style=\"width:6%\"></colgroup>"
 	    "<thead><tr><th>server</th><th>address</th>"
 	    "<th>source</th><th>state</th><th class=n>weight</th>"
 	    "<th class=n>active</th><th class=n>total</th>"
 	    "<th class=n>bytes in</th><th class=n>bytes out</th>"
-	    "<th class=n>conn fail</th><th>last check</th>"
+	    "<th class=n>conn fail</th>"
+	    "<th class=n title=\"p95 over the last minute\">ttfb / conn p95"
+	    "</th><th>last check</th>"
 	    "<th class=n>changed</th></tr></thead><tbody>\n");
 	if (TAILQ_EMPTY(&be->servers))
-		sbuf_puts(b, "<tr><td colspan=12 class=dim>no server"
+		sbuf_puts(b, "<tr><td colspan=13 class=dim>no server"
 		    "</td></tr>\n");
 	TAILQ_FOREACH(s, &be->servers, entry) {
 		struct srv_view v;

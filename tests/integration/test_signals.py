@@ -14,6 +14,7 @@ import urllib.request
 
 import peers
 from conftest import alloc_port
+from test_admin import servers_table
 
 
 def stats(sh, port):
@@ -22,7 +23,8 @@ def stats(sh, port):
         return json.load(r)
 
 
-def test_ttfb_and_session_follow_the_server(start_peer, start_shoal):
+def test_ttfb_and_session_follow_the_server(start_peer, start_shoal,
+                                            tmp_path):
     """A server that waits 300 ms before its first byte shows a TTFB p50
     between 200 ms and 500 ms (the histogram's buckets), a fast one under
     50 ms; session durations follow; the backend sums both and counts its
@@ -33,8 +35,9 @@ def test_ttfb_and_session_follow_the_server(start_peer, start_shoal):
     sp, port = alloc_port(), alloc_port()
     text = ("[global]\nthreads = 2\n[frontend web]\nbind = 127.0.0.1:%d\n"
             "backend = app\n[backend app]\nserver = slow %s\n"
-            "server = fast %s\n[stats]\nbind = 127.0.0.1:%d\n"
-            % (port, slow.addr, fast.addr, sp))
+            "server = fast %s\n[stats]\nbind = 127.0.0.1:%d\n[admin]\n"
+            "socket = %s\n" % (port, slow.addr, fast.addr, sp,
+                               tmp_path / "admin.sock"))
     sh = start_shoal(config_text=text, binds=["127.0.0.1:%d" % port])
     for _ in range(10):
         s = peers.connect(sh.addr)
@@ -59,6 +62,19 @@ def test_ttfb_and_session_follow_the_server(start_peer, start_shoal):
     assert 'shoal_server_ttfb_seconds_count{backend="app",server="slow"} 5' \
         in text
     assert 'shoal_backend_queue_seconds_count{backend="app"} 10' in text
+    # The stats page and `show servers` show the same p95 (ms).
+    with urllib.request.urlopen("http://127.0.0.1:%d/" % sp,
+                                timeout=5) as r:
+        page = r.read().decode()
+    row = page[page.index('data-server="app/slow"'):]
+    row = row[:row.index("</tr>")]
+    assert "time to first byte, last minute: p50 %.3f ms, p95 %.3f ms" % (
+        srv["slow"]["ttfb"]["p50"], srv["slow"]["ttfb"]["p95"]) in row, row
+    head = page[page.index('data-backend="app"'):]
+    assert "ttfb p95" in head[:head.index("</h2>")]
+    tab = servers_table(str(tmp_path / "admin.sock"))
+    assert 200 <= float(tab["app/slow"]["ttfb_p95_ms"]) <= 500, tab["app/slow"]
+    assert float(tab["app/fast"]["ttfb_p95_ms"]) < 50, tab["app/fast"]
     promtool = shutil.which("promtool")
     r = subprocess.run([promtool, "check", "metrics"], input=text,
                        capture_output=True, text=True, timeout=30)
