@@ -270,6 +270,7 @@ static const struct key backend_keys[] = {
 	KDUR(conf_backend, "timeout_server", timeout_server_ms, 1),
 	KDUR(conf_backend, "timeout_queue", timeout_queue_ms, 0),
 	KINT(conf_backend, "retries", retries, 0, 16),
+	KDUR(conf_backend, "slowstart", slowstart_ms, 0),
 	KENUM(conf_backend, "send_proxy", send_proxy, send_proxy_words),
 	KENUM(conf_backend, "check", check, check_words),
 	{ .name = "check_http", .type = T_HTTPCHECK,

@@ -85,6 +85,7 @@ struct conf_backend {
 	uint32_t		 timeout_server_ms;  /* default 60s */
 	uint32_t		 timeout_queue_ms;   /* default = timeout_connect */
 	int			 retries;	/* default 2 */
+	uint32_t		 slowstart_ms;	/* 0 = none (default) */
 	enum conf_send_proxy	 send_proxy;	/* default none */
 	/* health checks (health/) */
 	enum conf_check		 check;		/* default none */

@@ -37,6 +37,7 @@
 #include "control.h"
 #include "ctlsock.h"
 #include "listen.h"
+#include "loadweight.h"
 #include "log.h"
 #include "sbuf.h"
 #include "server.h"
@@ -266,7 +267,16 @@ server_row(struct sbuf *out, const struct server *s, int wname, int waddr)
 		else
 			sbuf_printf(out, " %11.3f", us / 1000.0);
 	}
-	sbuf_puts(out, "\n");
+	/* The weight balancing uses now, and the last load report. */
+	if (s->elig_since == 0)
+		sbuf_printf(out, " %10s", "-");
+	else
+		sbuf_printf(out, " %10.2f", (double)atomic_load_explicit(
+		    &s->eff_weight, memory_order_relaxed) / LOADWEIGHT_SCALE);
+	if (!s->load_have)
+		sbuf_printf(out, " %4s\n", "-");
+	else
+		sbuf_printf(out, " %4d\n", s->load);
 }
 
 static int
@@ -295,9 +305,10 @@ cmd_show_servers(int argc, char **argv, struct sbuf *out)
 		}
 	}
 	sbuf_printf(out, "%-*s %-*s %-9s %-8s %6s %5s %8s %12s %12s %9s %-16s "
-	    "%s %11s %11s\n", wname, "server", waddr, "address", "source",
-	    "state", "weight", "cur", "total", "bytes_in", "bytes_out",
-	    "conn_fail", "check", "label", "conn_p95_ms", "ttfb_p95_ms");
+	    "%s %11s %11s %10s %4s\n", wname, "server", waddr, "address",
+	    "source", "state", "weight", "cur", "total", "bytes_in",
+	    "bytes_out", "conn_fail", "check", "label", "conn_p95_ms",
+	    "ttfb_p95_ms", "eff_weight", "load");
 	TAILQ_FOREACH(be, &A.ctl->backends, entry) {
 		if (only != NULL && be != only)
 			continue;

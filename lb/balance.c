@@ -18,6 +18,13 @@
  * first: the first server in table order with a free slot (HAProxy's
  *   `first`): sessions fill the servers one after the other up to their
  *   maxconn, so that the last ones stay idle and can be stopped.
+ *
+ * "Weight" above is the server's effective weight (eff_weight, set by the
+ * table from the configured weight, the load it reports and slow start:
+ * loadweight.h), except for source, whose ring follows the configured
+ * weight only so that a client's server does not move while a newcomer
+ * ramps up or a load report changes (HAProxy's slowstart does not apply
+ * to its hash algorithms either).
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -201,7 +208,8 @@ build_seq(struct pool_group *g)
 	if ((w = calloc(g->n, sizeof(*w))) == NULL)
 		return -1;
 	for (i = 0; i < g->n; i++) {
-		w[i] = (uint32_t)g->srv[i]->weight;
+		w[i] = atomic_load_explicit(&g->srv[i]->eff_weight,
+		    memory_order_relaxed);
 		d = gcd(d, w[i]);
 	}
 	for (i = 0; i < g->n; i++) {
@@ -285,8 +293,10 @@ less_loaded(const struct server *a, const struct server *b)
 {
 	uint64_t ca = atomic_load_explicit(&a->cur, memory_order_relaxed);
 	uint64_t cb = atomic_load_explicit(&b->cur, memory_order_relaxed);
+	uint64_t wa = atomic_load_explicit(&a->eff_weight, memory_order_relaxed);
+	uint64_t wb = atomic_load_explicit(&b->eff_weight, memory_order_relaxed);
 
-	return (ca + 1) * (uint64_t)b->weight < (cb + 1) * (uint64_t)a->weight;
+	return (ca + 1) * wb < (cb + 1) * wa;
 }
 
 static int

@@ -228,6 +228,17 @@ reclaim_cb(struct ev_loop *loop, ev_timer *t, int revents)
 	qsbr_reclaim();
 }
 
+/* Slow starts ramp and load reports age: effective weights move. */
+static void
+weights_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct control *c = t->data;
+
+	(void)loop;
+	(void)revents;
+	server_weights_tick(&c->backends);
+}
+
 static void
 watchdog_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
@@ -354,6 +365,10 @@ control_ready(struct control *c)
 	ev_timer_init(&c->reclaim, reclaim_cb, RECLAIM_INTERVAL,
 	    RECLAIM_INTERVAL);
 	ev_timer_start(c->loop, &c->reclaim);
+	ev_timer_init(&c->weights, weights_cb, SERVER_WEIGHTS_TICK,
+	    SERVER_WEIGHTS_TICK);
+	c->weights.data = c;
+	ev_timer_start(c->loop, &c->weights);
 	if ((wd = notify_watchdog_usec()) > 0) {
 		double every = wd / 2e6;
 

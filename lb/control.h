@@ -32,6 +32,7 @@ struct control {
 	ev_signal		 sig_term, sig_int, sig_hup;
 	ev_signal		 sig_stray[CONTROL_STRAY_SIGNALS]; /* logged, ignored */
 	ev_timer		 reclaim;	/* QSBR reclamation */
+	ev_timer		 weights;	/* effective weights move */
 	ev_timer		 watchdog;	/* WATCHDOG=1 */
 	ev_timer		 stop;		/* graceful stop progress */
 	ev_tstamp		 stop_deadline;

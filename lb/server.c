@@ -10,6 +10,7 @@
 #include <ev.h>
 
 #include "balance.h"
+#include "loadweight.h"
 #include "log.h"
 #include "server.h"
 
@@ -158,6 +159,7 @@ server_add(struct backend *be, const char *name, const struct sockaddr *sa,
 	net_addr_str(sa, s->addrstr, sizeof(s->addrstr));
 	s->name_hash = name_hash(be->name, s->name);
 	s->weight = weight;
+	atomic_init(&s->eff_weight, (uint32_t)weight * LOADWEIGHT_SCALE);
 	s->maxconn = maxconn;
 	atomic_init(&s->send_proxy, SEND_PROXY_UNSET);
 	s->backup = backup;
@@ -631,18 +633,44 @@ server_done(struct server *s)
 	server_unref(s);
 }
 
+uint32_t
+server_eff_weight_at(const struct server *s, double now)
+{
+	struct loadweight_report r = {
+		.have = s->load_have,
+		.load = s->load,
+		.age_ms = now > s->load_at ?
+		    (uint64_t)((now - s->load_at) * 1000) : 0,
+		.interval_ms = s->load_interval_ms,
+	};
+	uint64_t up = s->elig_since > 0 && now > s->elig_since ?
+	    (uint64_t)((now - s->elig_since) * 1000) : 0;
+
+	return loadweight_effective(atomic_load(&s->weight), &r, up,
+	    s->be->conf.slowstart_ms);
+}
+
 int
 server_publish(struct backend *be)
 {
 	struct pool	*p, *old;
 	struct server	*s, **elig;
 	size_t		 n = 0;
+	double		 now = ev_time();
 
 	if ((elig = calloc(be->nservers + 1, sizeof(*elig))) == NULL)
 		return -1;
-	TAILQ_FOREACH(s, &be->servers, entry)
-		if (server_eligible(s))
-			elig[n++] = s;
+	TAILQ_FOREACH(s, &be->servers, entry) {
+		if (!server_eligible(s)) {
+			s->elig_since = 0;
+			continue;
+		}
+		if (s->elig_since == 0)
+			s->elig_since = now;
+		atomic_store_explicit(&s->eff_weight,
+		    server_eff_weight_at(s, now), memory_order_relaxed);
+		elig[n++] = s;
+	}
 	p = server_pool_new(be, elig, n);
 	free(elig);
 	if (p == NULL)
@@ -656,6 +684,26 @@ server_publish(struct backend *be)
 			qsbr_waker();
 	}
 	return 0;
+}
+
+void
+server_weights_tick(struct backend_list *backends)
+{
+	struct backend	*be;
+	struct server	*s;
+	double		 now = ev_time();
+
+	TAILQ_FOREACH(be, backends, entry) {
+		TAILQ_FOREACH(s, &be->servers, entry) {
+			if (s->elig_since == 0)
+				continue;
+			if (server_eff_weight_at(s, now) != atomic_load_explicit(
+			    &s->eff_weight, memory_order_relaxed)) {
+				server_republish(be);
+				break;
+			}
+		}
+	}
 }
 
 void

@@ -75,6 +75,11 @@ struct server {
 
 	/* Written by the control loop only; workers read these. */
 	_Atomic int		 weight;	/* 0..256; 0 = never picked */
+	_Atomic uint32_t	 eff_weight;	/* what balancing uses, in
+						   1/LOADWEIGHT_SCALE of a weight
+						   unit: weight bent by the
+						   reported load and slow start
+						   (server_publish) */
 	_Atomic int		 maxconn;	/* 0 = unlimited */
 	_Atomic int		 send_proxy;	/* SEND_PROXY_*; UNSET: the
 						   backend's (the pool's) */
@@ -88,6 +93,12 @@ struct server {
 	char			 label[64];	/* announced label TLV, "" = none */
 	bool			 in_table;	/* false once removed */
 	double			 last_change;	/* ev_time() of the last state change */
+	double			 elig_since;	/* ev_time() it became eligible
+						   (slow start), 0 = not eligible */
+	bool			 load_have;	/* a load report arrived */
+	int			 load;		/* its value, as reported */
+	double			 load_at;	/* ev_time() it arrived */
+	uint32_t		 load_interval_ms; /* reporter's interval */
 	void			*check;		/* health/ private state */
 	char			 check_result[16]; /* last check: "L4OK", "L7STS"... */
 	char			 check_detail[96]; /* its detail, e.g. "HTTP 500" */
@@ -306,6 +317,22 @@ void		 server_set_admin(struct server *, enum server_admin,
 void		 server_note_failure(struct server *);
 void		 server_note_success(struct server *);
 void		 server_set_passive_hook(void (*)(void));
+
+/*
+ * The effective weight of s at ev_time() now (LOADWEIGHT_SCALE units): its
+ * weight bent by its load report and its backend's slowstart
+ * (loadweight.h). server_publish() stores it in s->eff_weight for every
+ * eligible server.
+ */
+uint32_t	 server_eff_weight_at(const struct server *, double now);
+
+/*
+ * Republish every backend where an eligible server's effective weight has
+ * moved (a slow start ramping, a load report arriving or going stale).
+ * The control loop calls it every SERVER_WEIGHTS_TICK seconds.
+ */
+#define SERVER_WEIGHTS_TICK	0.5
+void		 server_weights_tick(struct backend_list *);
 
 /* True if the server may take new sessions (health, admin, weight). */
 bool		 server_eligible(const struct server *);

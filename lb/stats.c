@@ -36,6 +36,7 @@
 
 #include "config.h"
 #include "ctlsock.h"
+#include "loadweight.h"
 #include "log.h"
 #include "net.h"
 #include "signals.h"
@@ -343,6 +344,7 @@ struct srv_view {
 	const struct server	*s;
 	const char		*state;		/* summary state */
 	int			 weight;
+	double			 eff_weight;	/* in weight units; <0: not eligible */
 	int			 maxconn;
 	uint32_t		 cur;
 	uint64_t		 total;
@@ -359,6 +361,8 @@ srv_view(struct server *s, double now, struct srv_view *v)
 	v->s = s;
 	v->state = server_state_name(s);
 	v->weight = ldint(&s->weight);
+	v->eff_weight = s->elig_since == 0 ? -1 :
+	    (double)ld32(&s->eff_weight) / LOADWEIGHT_SCALE;
 	v->maxconn = ldint(&s->maxconn);
 	v->cur = ld32(&s->cur);
 	v->total = ld64(&s->total);
@@ -484,6 +488,16 @@ json_server(struct sbuf *b, const struct srv_view *v)
 	else
 		sbuf_printf(b, "%.3f", v->check_age_s);
 	sbuf_printf(b, "},\"last_change_s\":%.3f", v->last_change_s);
+	if (v->eff_weight < 0)
+		sbuf_puts(b, ",\"effective_weight\":null");
+	else
+		sbuf_printf(b, ",\"effective_weight\":%.4g", v->eff_weight);
+	if (!s->load_have)
+		sbuf_puts(b, ",\"load\":null");
+	else
+		sbuf_printf(b, ",\"load\":{\"value\":%d,\"age_s\":%.3f"
+		    ",\"interval_ms\":%u}", s->load, ev_time() - s->load_at,
+		    s->load_interval_ms);
 	json_latency(b, s, NULL);
 	sbuf_puts(b, "}");
 }
@@ -1066,7 +1080,7 @@ static const char html_css[] =
 	".state-checking .badge,.badge.state-checking{background:#e8890c}"
 	".state-drain .badge,.badge.state-drain{background:#1c6fd1}"
 	".state-maint .badge,.badge.state-maint{background:#7b8794}"
-	".src{color:#52606d}.lbl{color:#1c6fd1}"
+	".src{color:#52606d}.lbl{color:#1c6fd1}.eff{color:#1c6fd1}"
 	".dim{color:#8a96a3}.bad{color:#c92a2a;font-weight:600}"
 	".legend{margin:10px 0 0;color:#52606d}"
 	".legend .badge{min-width:0;margin-right:4px}"
@@ -1099,7 +1113,15 @@ html_server(struct sbuf *b, const struct srv_view *v, bool checks)
 		sbuf_puts(b, "</span>");
 	}
 	sbuf_printf(b, "</td><td><span class=badge>%s</span></td>"
-	    "<td class=n>%d</td><td class=n>%u", v->state, v->weight, v->cur);
+	    "<td class=n>%d", v->state, v->weight);
+	if (v->eff_weight >= 0 && v->eff_weight != (double)v->weight) {
+		sbuf_printf(b, " <span class=eff title=\"effective weight "
+		    "(slow start, reported load");
+		if (s->load_have)
+			sbuf_printf(b, " %d", s->load);
+		sbuf_printf(b, ")\">&rarr;&nbsp;%.2f</span>", v->eff_weight);
+	}
+	sbuf_printf(b, "</td><td class=n>%u", v->cur);
 	if (v->maxconn > 0)
 		sbuf_printf(b, "<span class=dim>/%d</span>", v->maxconn);
 	sbuf_printf(b, "</td><td class=n>%llu</td><td class=n title=\"%llu\">",
@@ -1196,9 +1218,9 @@ html_backend(struct sbuf *b, struct backend *be, double now)
 	sbuf_printf(b, "</span><span class=cnt>%zu/%zu up</span></h2>\n",
 	    up, be->nservers);
 	sbuf_puts(b, "<table class=srv><colgroup>"
-	    "<col style=\"width:10%\"><col style=\"width:10%\">"
+	    "<col style=\"width:9%\"><col style=\"width:9%\">"
 	    "<col style=\"width:9.5%\"><col style=\"width:7.5%\">"
-	    "<col style=\"width:5%\"><col style=\"width:5%\">"
+	    "<col style=\"width:7%\"><col style=\"width:5%\">"
 	    "<col style=\"width:5%\"><col style=\"width:7%\">"
 	    "<col style=\"width:7%\"><col style=\"width:6%\">"
 	    "<col style=\"width:9%\">"

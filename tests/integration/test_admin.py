@@ -104,7 +104,7 @@ def shoalctl(*args, sock=None, input=None, timeout=15):
 
 COLUMNS = ("server", "address", "source", "state", "weight", "cur", "total",
            "bytes_in", "bytes_out", "conn_fail", "check", "label",
-           "conn_p95_ms", "ttfb_p95_ms")
+           "conn_p95_ms", "ttfb_p95_ms", "eff_weight", "load")
 
 
 def servers_table(target, backend=None):

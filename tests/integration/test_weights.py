@@ -1,0 +1,140 @@
+"""
+test_weights.py - effective weights (issue 16): a server that comes back
+ramps up over [backend] slowstart; the weight balancing uses is shown next
+to the configured one in /stats.json, on the stats page and in `show
+servers`.
+
+Timing bounds are generous: the ramp is checked against its own clock
+(effective_weight read with the time since the server came back), and
+the share of traffic only as "well below half" early and "half" once
+slow start is over.
+"""
+
+import json
+import socket
+import time
+import urllib.request
+
+import peers
+from conftest import alloc_port
+from test_admin import admin, servers_table
+
+
+def stats(port):
+    with urllib.request.urlopen("http://127.0.0.1:%d/stats.json" % port,
+                                timeout=5) as r:
+        return json.load(r)
+
+
+def server(port, name):
+    d = stats(port)["backends"][0]
+    return next(x for x in d["servers"] if x["name"] == name)
+
+
+def one(addr):
+    s = peers.connect(addr)
+    s.shutdown(socket.SHUT_WR)
+    n, _, err = peers.read_all(s)
+    s.close()
+    assert n == 10 and err is None
+
+
+def totals(port):
+    d = stats(port)["backends"][0]
+    return {x["name"]: x["sessions_total"] for x in d["servers"]}
+
+
+def test_slowstart_ramps_a_returning_server(start_peer, start_shoal,
+                                            tmp_path):
+    """slowstart = 6s, roundrobin over s1 and s2. s2 leaves (maint) and
+    comes back (ready): its effective weight starts near 5 % of 1 and grows
+    with time (checked against the seconds since it came back, +-1 s), its
+    share of 40 sessions in the first second is under a quarter, and once
+    slow start is over the two split 20/20 again. The effective weight is
+    shown in `show servers` and on the page."""
+    s1 = start_peer("source", "--size", "10", name="s1")
+    s2 = start_peer("source", "--size", "10", name="s2")
+    sp, port = alloc_port(), alloc_port()
+    sock = str(tmp_path / "admin.sock")
+    text = ("[global]\nthreads = 2\n[frontend web]\nbind = 127.0.0.1:%d\n"
+            "backend = app\n[backend app]\nslowstart = 6s\n"
+            "server = s1 %s\nserver = s2 %s\n[stats]\nbind = 127.0.0.1:%d\n"
+            "[admin]\nsocket = %s\n" % (port, s1.addr, s2.addr, sp, sock))
+    sh = start_shoal(config_text=text, binds=["127.0.0.1:%d" % port])
+    # At start both ramp together: equal shares from the first session.
+    for _ in range(20):
+        one(sh.addr)
+    assert totals(sp) == {"s1": 10, "s2": 10}
+
+    # Wait out the start ramp, then take s2 out and back.
+    deadline = time.monotonic() + 15
+    while server(sp, "s1")["effective_weight"] != 1:
+        assert time.monotonic() < deadline, server(sp, "s1")
+        time.sleep(0.2)
+    admin(sock, "set server app/s2 state maint")
+    assert server(sp, "s2")["effective_weight"] is None
+    admin(sock, "set server app/s2 state ready")
+    back = time.monotonic()
+    w0 = server(sp, "s2")["effective_weight"]
+    assert 0 < w0 <= 0.25, w0
+    before = totals(sp)
+    for _ in range(40):
+        one(sh.addr)
+    early = time.monotonic() - back
+    after = totals(sp)
+    got2 = after["s2"] - before["s2"]
+    assert early < 2.0, "40 sessions took %.1f s" % early
+    assert got2 <= 10, "s2 took %d of 40 in its first %.1f s" % (got2, early)
+
+    # The ramp follows the clock: at t seconds, about t/6 (HAProxy-like
+    # linear growth from 5 %), within a second either way.
+    seen = []
+    while True:
+        t = time.monotonic() - back
+        w = server(sp, "s2")["effective_weight"]
+        seen.append((round(t, 2), w))
+        if w == 1:
+            break
+        assert max(0.05, (t - 1.5) / 6) <= w <= min(1, (t + 1.5) / 6), seen
+        assert t < 12, seen
+        time.sleep(0.5)
+    assert t >= 4.5, "full weight after %.1f s of a 6 s slow start" % t
+    assert len({w for _, w in seen}) >= 4, seen   # it grew in steps
+
+    before = totals(sp)
+    for _ in range(40):
+        one(sh.addr)
+    after = totals(sp)
+    assert after["s2"] - before["s2"] == 20
+    tab = servers_table(sock)
+    assert tab["app/s2"]["eff_weight"] == "1.00"
+    assert tab["app/s2"]["load"] == "-"
+
+
+def test_effective_weight_on_the_page_and_in_show_servers(start_peer,
+                                                          start_shoal,
+                                                          tmp_path):
+    """While a server ramps, the page shows "1 -> 0.xx" in its weight cell
+    and `show servers` the same number in eff_weight; a server in maint
+    has none ("-", null)."""
+    s1 = start_peer("source", "--size", "10", name="s1")
+    s2 = start_peer("source", "--size", "10", name="s2")
+    sp, port = alloc_port(), alloc_port()
+    sock = str(tmp_path / "admin.sock")
+    text = ("[global]\nthreads = 1\n[frontend web]\nbind = 127.0.0.1:%d\n"
+            "backend = app\n[backend app]\nslowstart = 1m\n"
+            "server = s1 %s\nserver = s2 %s\n[stats]\nbind = 127.0.0.1:%d\n"
+            "[admin]\nsocket = %s\n" % (port, s1.addr, s2.addr, sp, sock))
+    start_shoal(config_text=text, binds=["127.0.0.1:%d" % port])
+    admin(sock, "set server app/s2 state maint")
+    tab = servers_table(sock)
+    assert tab["app/s2"]["eff_weight"] == "-"
+    assert server(sp, "s2")["effective_weight"] is None
+    w = float(tab["app/s1"]["eff_weight"])
+    assert 0 < w < 0.5, tab["app/s1"]
+    with urllib.request.urlopen("http://127.0.0.1:%d/" % sp,
+                                timeout=5) as r:
+        page = r.read().decode()
+    row = page[page.index('data-server="app/s1"'):]
+    row = row[:row.index("</tr>")]
+    assert "effective weight" in row and "&rarr;" in row, row
