@@ -31,6 +31,7 @@
 #include <netinet/in.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <ifaddrs.h>
 #include <inttypes.h>
@@ -48,6 +49,7 @@
 #include "conf.h"
 #include "config.h"
 #include "keys.h"
+#include "loadsrc.h"
 #include "log.h"
 #include "net.h"
 #include "resolve.h"
@@ -122,6 +124,9 @@ static struct {
 	char			 check_path[256];
 	char			**cmd;		/* wrapper mode: the child */
 	uint32_t		 drain_timeout_ms;
+	const char		*load_cmd;	/* --load-cmd, or NULL */
+	bool			 load_auto;	/* --load auto */
+	const char		*weight_file;	/* --weight-file, or NULL */
 
 	/* State. */
 	struct ev_loop		*loop;
@@ -159,7 +164,25 @@ static struct {
 	ev_timer		 drain_t;	/* polls the connections */
 	double			 drain_start, quiet_since;
 	bool			 child_termed;	/* SIGTERM sent to it */
-} A = { .fd4 = -1, .fd6 = -1, .check_fd = -1 };
+
+	/* Load and weight reports. */
+	int			 load;		/* last load, -1 = none */
+	double			 load_at;	/* ev_time() it was measured */
+	struct loadsrc_cpu	 cpu_prev;	/* --load auto: last sample */
+	bool			 cpu_have;
+	int			 file_weight;	/* last good --weight-file, -1 */
+	struct ratelimit	 rl_load, rl_weight;
+	pid_t			 lcmd_pid;	/* --load-cmd running, 0 = no */
+	int			 lcmd_fd;	/* its stdout */
+	ev_io			 lcmd_io;
+	ev_child		 lcmd_w;
+	ev_timer		 lcmd_t;	/* its deadline */
+	char			 lcmd_buf[LOADSRC_OUT_MAX];
+	size_t			 lcmd_got;
+	bool			 lcmd_exited;
+	int			 lcmd_status;
+} A = { .fd4 = -1, .fd6 = -1, .check_fd = -1, .load = -1,
+	.file_weight = -1, .lcmd_fd = -1 };
 
 static void	usage(FILE *);
 
@@ -519,6 +542,32 @@ opt_maxconn(const char *arg, struct cli *c)
 }
 
 static void
+opt_load_cmd(const char *arg, struct cli *c)
+{
+	(void)c;
+	if (arg[0] == '\0')
+		usage_error("--load-cmd: empty command");
+	A.load_cmd = arg;
+}
+
+static void
+opt_load(const char *arg, struct cli *c)
+{
+	(void)c;
+	if (strcmp(arg, "auto") != 0)
+		usage_error("--load %s: only 'auto' (the host's CPU use) is "
+		    "known; for anything else use --load-cmd", arg);
+	A.load_auto = true;
+}
+
+static void
+opt_weight_file(const char *arg, struct cli *c)
+{
+	(void)c;
+	A.weight_file = arg;
+}
+
+static void
 opt_drain_timeout(const char *arg, struct cli *c)
 {
 	const char *why;
@@ -549,6 +598,9 @@ static const struct {
 	{ "check", opt_check },
 	{ "maxconn", opt_maxconn },
 	{ "drain-timeout", opt_drain_timeout },
+	{ "load-cmd", opt_load_cmd },
+	{ "load", opt_load },
+	{ "weight-file", opt_weight_file },
 };
 #define NOPTIONS	(sizeof(options) / sizeof(options[0]))
 #define OPT_BASE	256	/* getopt value of options[0] */
@@ -609,6 +661,8 @@ check_required(const struct cli *c)
 		usage_error("--key-id needs --key-file");
 	if (c->key_file != NULL)
 		load_key(c->key_file, c->key_id);
+	if (A.load_cmd != NULL && A.load_auto)
+		usage_error("--load-cmd and --load auto exclude each other");
 }
 
 /* Stage 3: where announcements go: the group (default one if none) on an
@@ -720,6 +774,18 @@ usage(FILE *f)
 "                       next success announces up again\n"
 "  --drain-timeout D    with -- CMD: longest wait for the service's\n"
 "                       connections to end after leaving (default 8s)\n"
+"  --load-cmd CMD       report the server's load: sh -c CMD runs once per\n"
+"                       interval and prints a number 0-100 (0 idle, 100\n"
+"                       saturated) on its first line; shoal lowers the\n"
+"                       server's weight as the load grows (never below\n"
+"                       10 %%); a failing command reports nothing\n"
+"  --load auto          report the host's CPU use over the last interval\n"
+"                       (/proc/stat) as the load\n"
+"                       both also report the connections established to\n"
+"                       --port\n"
+"  --weight-file F      announce the weight written in F (0-256, read at\n"
+"                       every announcement; --weight while F is missing\n"
+"                       or wrong)\n"
 "  -v, --verbose        log every datagram sent\n"
 "  -h, --help           this help;  -V, --version  the version\n"
 "\n"
@@ -972,6 +1038,229 @@ sender_for(int fam)
 }
 
 /* ------------------------------------------------------------------ */
+/* The load and weight reports. */
+
+static int	port_connections(void);
+
+/* The --load-cmd run is over (output closed and the process reaped). */
+static void
+lcmd_finish(void)
+{
+	const char	*why;
+	int		 v;
+
+	ev_timer_stop(A.loop, &A.lcmd_t);
+	A.lcmd_pid = 0;
+	if (A.lcmd_status != 0) {
+		if (log_ratelimit(&A.rl_load, 1))
+			log_warnx("--load-cmd: %s %d; no load reported",
+			    A.lcmd_status > 128 ? "killed by signal" :
+			    "exit status", A.lcmd_status > 128 ?
+			    A.lcmd_status - 128 : A.lcmd_status);
+		A.load = -1;
+		return;
+	}
+	if (loadsrc_parse_load(A.lcmd_buf, A.lcmd_got, &v, &why) == -1) {
+		char	 shown[41];
+		size_t	 i;
+
+		/* Its first line, at most 40 bytes, printable only. */
+		for (i = 0; i < A.lcmd_got && i < sizeof(shown) - 1 &&
+		    A.lcmd_buf[i] != '\n'; i++)
+			shown[i] = A.lcmd_buf[i] >= 0x20 && A.lcmd_buf[i] < 0x7f ?
+			    A.lcmd_buf[i] : '?';
+		shown[i] = '\0';
+		if (log_ratelimit(&A.rl_load, 1))
+			log_warnx("--load-cmd printed '%s': %s; no load "
+			    "reported", shown, why);
+		A.load = -1;
+		return;
+	}
+	if (v != A.load)
+		log_debug("load %d (from --load-cmd)", v);
+	A.load = v;
+	A.load_at = ev_time();
+}
+
+static void
+lcmd_io_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	char	 sink[512];
+	ssize_t	 r;
+
+	(void)revents;
+	if (A.lcmd_got < sizeof(A.lcmd_buf))
+		r = read(w->fd, A.lcmd_buf + A.lcmd_got,
+		    sizeof(A.lcmd_buf) - A.lcmd_got);
+	else
+		r = read(w->fd, sink, sizeof(sink));	/* beyond: dropped */
+	if (r > 0) {
+		if (A.lcmd_got < sizeof(A.lcmd_buf))
+			A.lcmd_got += (size_t)r;
+		return;
+	}
+	if (r == -1 && (errno == EAGAIN || errno == EINTR))
+		return;
+	ev_io_stop(loop, w);
+	close(A.lcmd_fd);
+	A.lcmd_fd = -1;
+	if (A.lcmd_exited)
+		lcmd_finish();
+}
+
+static void
+lcmd_child_cb(struct ev_loop *loop, ev_child *w, int revents)
+{
+	int st = w->rstatus;
+
+	(void)revents;
+	ev_child_stop(loop, w);
+	A.lcmd_exited = true;
+	A.lcmd_status = WIFEXITED(st) ? WEXITSTATUS(st) :
+	    WIFSIGNALED(st) ? 128 + WTERMSIG(st) : 1;
+	if (A.lcmd_fd == -1)
+		lcmd_finish();
+}
+
+/* Too slow: kill its process group; the child callback ends the run. */
+static void
+lcmd_timeout_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	(void)loop;
+	(void)t;
+	(void)revents;
+	if (A.lcmd_pid == 0 || A.lcmd_exited)
+		return;
+	if (log_ratelimit(&A.rl_load, 1))
+		log_warnx("--load-cmd still running after %u ms: killed",
+		    A.interval_ms);
+	(void)kill(-A.lcmd_pid, SIGKILL);
+	if (A.lcmd_fd != -1) {		/* a grandchild may hold the pipe */
+		ev_io_stop(A.loop, &A.lcmd_io);
+		close(A.lcmd_fd);
+		A.lcmd_fd = -1;
+	}
+}
+
+/* Run --load-cmd once in the background (if it is not still running):
+ * sh -c CMD, stdout to us, stderr to our log, its own process group. */
+static void
+lcmd_start(void)
+{
+	sigset_t	 none;
+	pid_t		 pid;
+	int		 p[2];
+
+	if (A.lcmd_pid != 0)
+		return;
+	if (pipe2(p, O_CLOEXEC) == -1) {
+		log_warn("--load-cmd: pipe");
+		return;
+	}
+	if ((pid = fork()) == -1) {
+		log_warn("--load-cmd: fork");
+		close(p[0]);
+		close(p[1]);
+		return;
+	}
+	if (pid == 0) {
+		int devnull = open("/dev/null", O_RDONLY);
+
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		signal(SIGPIPE, SIG_DFL);
+		(void)setpgid(0, 0);
+		(void)prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (devnull != -1)
+			(void)dup2(devnull, 0);
+		(void)dup2(p[1], 1);
+		execl("/bin/sh", "sh", "-c", A.load_cmd, (char *)NULL);
+		_exit(127);
+	}
+	close(p[1]);
+	(void)fcntl(p[0], F_SETFL, O_NONBLOCK);
+	A.lcmd_pid = pid;
+	A.lcmd_fd = p[0];
+	A.lcmd_got = 0;
+	A.lcmd_exited = false;
+	ev_io_set(&A.lcmd_io, p[0], EV_READ);
+	ev_io_start(A.loop, &A.lcmd_io);
+	ev_child_set(&A.lcmd_w, pid, 0);
+	ev_child_start(A.loop, &A.lcmd_w);
+	ev_timer_set(&A.lcmd_t, A.interval_ms < 1000 ? 1.0 :
+	    A.interval_ms / 1000.0, 0);
+	ev_timer_start(A.loop, &A.lcmd_t);
+}
+
+/* The weight to announce: --weight-file's when it reads well. */
+static uint16_t
+weight_now(void)
+{
+	char		 buf[64];
+	const char	*why;
+	ssize_t		 n;
+	int		 fd, w;
+
+	if (A.weight_file == NULL)
+		return A.weight;
+	if ((fd = open(A.weight_file, O_RDONLY | O_CLOEXEC | O_NONBLOCK)) ==
+	    -1) {
+		why = strerror(errno);
+		goto bad;
+	}
+	n = read(fd, buf, sizeof(buf));
+	close(fd);
+	if (n < 0) {
+		why = strerror(errno);
+		goto bad;
+	}
+	if (loadsrc_parse_weight(buf, (size_t)n, &w, &why) == -1)
+		goto bad;
+	if (w != A.file_weight)
+		log_info("weight %d (from %s)", w, A.weight_file);
+	A.file_weight = w;
+	return (uint16_t)w;
+bad:
+	if (A.file_weight != -1 || log_ratelimit(&A.rl_weight, 1))
+		log_warnx("--weight-file %s: %s; announcing weight %u",
+		    A.weight_file, why, A.weight);
+	A.file_weight = -1;
+	return A.weight;
+}
+
+/* The load TLV of the next datagram, and the next measurement. */
+static void
+load_fill(struct codec_msg *m)
+{
+	struct loadsrc_cpu	 now;
+	int			 n;
+
+	if (A.load_cmd == NULL && !A.load_auto)
+		return;
+	if (A.load_auto && loadsrc_cpu_read(&now) == 0) {
+		if (A.cpu_have && (n = loadsrc_cpu_busy(&A.cpu_prev, &now)) >=
+		    0) {
+			A.load = n;
+			A.load_at = ev_time();
+		}
+		A.cpu_prev = now;
+		A.cpu_have = true;
+	}
+	/* A value is sent while it is at most 2 intervals old. */
+	if (A.load >= 0 && ev_time() - A.load_at <= 2 * A.interval_ms /
+	    1000.0) {
+		m->has_load = true;
+		m->load = (uint8_t)A.load;
+		if ((n = port_connections()) >= 0) {
+			m->has_conns = true;
+			m->conns = (uint32_t)n;
+		}
+	}
+	if (A.load_cmd != NULL)
+		lcmd_start();
+}
+
+/* ------------------------------------------------------------------ */
 /* Sending. */
 
 static const char *
@@ -1017,7 +1306,8 @@ send_one(void)
 	else
 		memcpy(m.addr, &((struct sockaddr_in *)&A.addr)->sin_addr, 4);
 	m.port = A.port;
-	m.weight = A.weight;
+	m.weight = weight_now();
+	load_fill(&m);
 	m.ttl_ms = A.interval_ms / 2 * 7;
 	m.seq = ++A.seq;
 	m.instance = A.instance;
@@ -1570,6 +1860,9 @@ loop_init(void)
 	ev_signal_start(A.loop, &A.sig_usr1);
 	ev_timer_init(&A.drain_t, drain_cb, 0, 0);
 	ev_child_init(&A.child_w, child_cb, 0, 0);
+	ev_io_init(&A.lcmd_io, lcmd_io_cb, -1, EV_READ);
+	ev_child_init(&A.lcmd_w, lcmd_child_cb, 0, 0);
+	ev_timer_init(&A.lcmd_t, lcmd_timeout_cb, 0, 0);
 	if (A.cmd != NULL) {
 		A.after_leave = AFTER_DRAIN;
 		ev_signal_init(&A.sig_usr2, signal_cb, SIGUSR2);

@@ -391,6 +391,9 @@ apply_add(struct disc_entry *e, const struct codec_msg *m, const char **why)
 	}
 	server_ref(s);
 	e->srv = s;
+	server_set_load(s, m->has_load ? m->load : -1,
+	    m->has_conns ? (int64_t)m->conns : -1,
+	    (uint32_t)(e->ttl_ms / 3.5));
 	log_info("server %s/%s: added by announcement (%s, weight %u, ttl "
 	    "%ums, instance %016" PRIx64 "%s%s%s)", be->name, s->name,
 	    codec_state_name(m->state), m->weight, e->ttl_ms, m->instance,
@@ -408,6 +411,9 @@ apply_update(struct disc_entry *e, const struct codec_msg *m)
 	 * the admin meanwhile stays until the announcer changes its own. */
 	if (e->weight != m->weight)
 		server_set_weight(e->srv, m->weight, "announce");
+	server_set_load(e->srv, m->has_load ? m->load : -1,
+	    m->has_conns ? (int64_t)m->conns : -1,
+	    (uint32_t)(e->ttl_ms / 3.5));
 }
 
 /* One datagram on its way through the stages. */

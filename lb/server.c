@@ -687,6 +687,26 @@ server_publish(struct backend *be)
 }
 
 void
+server_set_load(struct server *s, int load, int64_t conns,
+    uint32_t interval_ms)
+{
+	bool had = s->load_have;
+
+	s->load_conns = load >= 0 ? conns : -1;
+	s->load_have = load >= 0;
+	s->load = load;
+	s->load_at = ev_time();
+	s->load_interval_ms = interval_ms;
+	if (had != s->load_have)
+		log_info("server %s/%s: %s", s->be->name, s->name,
+		    s->load_have ? "reports its load" :
+		    "no longer reports its load");
+	if (s->elig_since != 0 && server_eff_weight_at(s, s->load_at) !=
+	    atomic_load_explicit(&s->eff_weight, memory_order_relaxed))
+		server_republish(s->be);
+}
+
+void
 server_weights_tick(struct backend_list *backends)
 {
 	struct backend	*be;

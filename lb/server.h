@@ -99,6 +99,7 @@ struct server {
 	int			 load;		/* its value, as reported */
 	double			 load_at;	/* ev_time() it arrived */
 	uint32_t		 load_interval_ms; /* reporter's interval */
+	int64_t			 load_conns;	/* connections it reports, -1 */
 	void			*check;		/* health/ private state */
 	char			 check_result[16]; /* last check: "L4OK", "L7STS"... */
 	char			 check_detail[96]; /* its detail, e.g. "HTTP 500" */
@@ -325,6 +326,15 @@ void		 server_set_passive_hook(void (*)(void));
  * eligible server.
  */
 uint32_t	 server_eff_weight_at(const struct server *, double now);
+
+/*
+ * A load report (0-100; -1: none) and the connections it counts (-1:
+ * none) from a server's announcement, whose
+ * announcer speaks every interval_ms. Republishes if the effective weight
+ * moves.
+ */
+void		 server_set_load(struct server *, int load, int64_t conns,
+		    uint32_t interval_ms);
 
 /*
  * Republish every backend where an eligible server's effective weight has

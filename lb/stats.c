@@ -492,12 +492,17 @@ json_server(struct sbuf *b, const struct srv_view *v)
 		sbuf_puts(b, ",\"effective_weight\":null");
 	else
 		sbuf_printf(b, ",\"effective_weight\":%.4g", v->eff_weight);
-	if (!s->load_have)
+	if (!s->load_have) {
 		sbuf_puts(b, ",\"load\":null");
-	else
+	} else {
 		sbuf_printf(b, ",\"load\":{\"value\":%d,\"age_s\":%.3f"
-		    ",\"interval_ms\":%u}", s->load, ev_time() - s->load_at,
-		    s->load_interval_ms);
+		    ",\"interval_ms\":%u,\"connections\":", s->load,
+		    ev_time() - s->load_at, s->load_interval_ms);
+		if (s->load_conns < 0)
+			sbuf_puts(b, "null}");
+		else
+			sbuf_printf(b, "%lld}", (long long)s->load_conns);
+	}
 	json_latency(b, s, NULL);
 	sbuf_puts(b, "}");
 }

@@ -138,3 +138,105 @@ def test_effective_weight_on_the_page_and_in_show_servers(start_peer,
     row = page[page.index('data-server="app/s1"'):]
     row = row[:row.index("</tr>")]
     assert "effective weight" in row and "&rarr;" in row, row
+
+
+def test_load_reports_bend_weights(start_peer, start_shoal, tmp_path):
+    """Two announced servers of weight 1, one reporting load 0 and the
+    other 90 through --load-cmd: the loaded one's effective weight is at
+    the 10 % floor (ceil(1.6)/16 = 0.125) and it takes about 1/9 of new
+    sessions; when its command prints garbage the announcer reports
+    nothing and the server is back at its configured weight (a bad report
+    never lowers a server). --weight-file sets the announced weight, and
+    --load auto reports the host's CPU use."""
+    from discovery_helpers import (Announcer, discovery_config,
+                                   free_udp_port, write_keyfile)
+    key = bytes(range(0x40, 0x60))
+    dport, sp = free_udp_port(), alloc_port()
+    keyfile = write_keyfile(tmp_path, {1: key})
+    bind = "127.0.0.1:%d" % alloc_port()
+    cfg = discovery_config(
+        bind, dport, log_level="info",
+        backend=[("check", "tcp"), ("check_interval", "200ms"),
+                 ("rise", 1)],
+        discovery=[("realm", "w"), ("key_file", keyfile),
+                   ("allow", "127.0.0.0/8")],
+        extra="[stats]\nbind = 127.0.0.1:%d\n" % sp)
+    sh = start_shoal(config_text=cfg, binds=[bind])
+    s1 = start_peer("source", "--size", "10", name="s1")
+    s2 = start_peer("source", "--size", "10", name="s2")
+    s3 = start_peer("source", "--size", "10", name="s3")
+    f1, f2, w1 = (tmp_path / "load1", tmp_path / "load2",
+                  tmp_path / "weight1")
+    f1.write_text("0\n")
+    f2.write_text("90\n")
+    w1.write_text("3\n")
+    made = []
+
+    def announce(peer, *extra):
+        a = Announcer(["--pool", "app", "--port", peer.port, "--interval",
+                       "300ms", "--target", "127.0.0.1:%d" % dport,
+                       "--addr", "127.0.0.1", "--key-file", keyfile,
+                       "--realm", "w"] + list(extra), tmp_path,
+                      "p%d" % peer.port)
+        made.append(a)
+        return a
+
+    try:
+        announce(s1, "--load-cmd", "cat %s" % f1, "--weight-file", w1)
+        announce(s2, "--load-cmd", "cat %s" % f2)
+        n1, n2 = "127.0.0.1:%d" % s1.port, "127.0.0.1:%d" % s2.port
+
+        def both_loaded():
+            d = stats(sp)["backends"][0]
+            srv = {x["name"]: x for x in d["servers"]}
+            ok = all(n in srv and srv[n]["state"] == "up" and
+                     srv[n]["load"] is not None for n in (n1, n2))
+            return srv if ok else None
+        deadline = time.monotonic() + 15
+        while (srv := both_loaded()) is None:
+            assert time.monotonic() < deadline, stats(sp)
+            time.sleep(0.1)
+        assert srv[n1]["weight"] == 3, srv[n1]      # from --weight-file
+        assert srv[n1]["load"]["value"] == 0
+        assert srv[n1]["effective_weight"] == 3
+        assert srv[n2]["load"]["value"] == 90
+        # the connections to its port (this test's sessions, if any)
+        assert srv[n2]["load"]["connections"] >= 0
+        assert srv[n2]["effective_weight"] == 0.125, srv[n2]
+        before = totals(sp)
+        for _ in range(100):
+            one(sh.addr)
+        after = totals(sp)
+        got2 = after[n2] - before.get(n2, 0)
+        # 2 of every 50 units (48 + 2): 4 of 100; a reload of the pool
+        # mid-way may move the cursor, hence the margin.
+        assert 1 <= got2 <= 10, (got2, after)
+
+        f2.write_text("saturated\n")        # garbage: no report
+        deadline = time.monotonic() + 10
+        while server(sp, n2)["load"] is not None:
+            assert time.monotonic() < deadline, server(sp, n2)
+            time.sleep(0.1)
+        assert server(sp, n2)["effective_weight"] == 1
+        w1.write_text("1\n")
+        deadline = time.monotonic() + 10
+        while server(sp, n1)["weight"] != 1:
+            assert time.monotonic() < deadline, server(sp, n1)
+            time.sleep(0.1)
+        assert "--load-cmd printed 'saturated'" in made[1].log()
+
+        announce(s3, "--load", "auto")
+        n3 = "127.0.0.1:%d" % s3.port
+        deadline = time.monotonic() + 10
+        while True:
+            x = next((x for x in stats(sp)["backends"][0]["servers"]
+                      if x["name"] == n3), None)
+            if x is not None and x["load"] is not None:
+                break
+            assert time.monotonic() < deadline, x
+            time.sleep(0.1)
+        assert 0 <= x["load"]["value"] <= 100
+        assert 80 <= x["load"]["interval_ms"] <= 400, x["load"]
+    finally:
+        for a in made:
+            a.cleanup()
