@@ -77,6 +77,8 @@ enum ktype {
 	T_ROUTE,	/* "PATTERN BACKEND": struct conf_route *; off2:
 			   size_t count */
 	T_PATHLIST,	/* a file: struct conf_path *; off2: size_t count */
+	T_SCALE,	/* a scale condition: struct scaleexpr at off, bool
+			   "given" at off2 */
 };
 
 #define K_REPEAT	0x01	/* a list: may be given more than once */
@@ -271,6 +273,15 @@ static const struct key backend_keys[] = {
 	KDUR(conf_backend, "timeout_queue", timeout_queue_ms, 0),
 	KINT(conf_backend, "retries", retries, 0, 16),
 	KDUR(conf_backend, "slowstart", slowstart_ms, 0),
+	{ .name = "scale_up", .type = T_SCALE,
+	  .off = offsetof(struct conf_backend, scale_up),
+	  .off2 = offsetof(struct conf_backend, has_scale_up) },
+	{ .name = "scale_down", .type = T_SCALE,
+	  .off = offsetof(struct conf_backend, scale_down),
+	  .off2 = offsetof(struct conf_backend, has_scale_down) },
+	KDUR(conf_backend, "scale_cooldown", scale_cooldown_ms, 0),
+	KSTR(conf_backend, "scale_hook", scale_hook, K_TOKEN),
+	KDUR(conf_backend, "scale_hook_timeout", scale_hook_timeout_ms, 100),
 	KENUM(conf_backend, "send_proxy", send_proxy, send_proxy_words),
 	KENUM(conf_backend, "check", check, check_words),
 	{ .name = "check_http", .type = T_HTTPCHECK,
@@ -1771,6 +1782,21 @@ bad:
 }
 
 static int
+set_scale(struct parser *p, const struct key *k, char *o, const char *v)
+{
+	struct scaleexpr	*e = (struct scaleexpr *)(void *)(o + k->off);
+	char			 err[SCALEEXPR_ERR_MAX];
+
+	if (scaleexpr_parse(e, v, err, sizeof(err)) == -1) {
+		perr(p, p->line, "bad %s: %s (e.g. 'ttfb_p95 > 200ms for 30s';"
+		    " see docs/elastic-pools.md)", k->name, err);
+		return -1;
+	}
+	*(bool *)(void *)(o + k->off2) = true;
+	return 0;
+}
+
+static int
 set_auth(struct parser *p, const struct key *k, char *o, const char *v)
 {
 	bool	*none = (bool *)(o + k->off);
@@ -1833,6 +1859,8 @@ set_value(struct parser *p, const struct key *k, char *o, const char *v)
 		return set_route(p, k, o, v);
 	case T_PATHLIST:
 		return set_path(p, k, o, v);
+	case T_SCALE:
+		return set_scale(p, k, o, v);
 	}
 	perr(p, p->line, "internal error: key '%s' has no type", k->name);
 	return -1;
@@ -1931,6 +1959,35 @@ backend_init(void *v)
 	b->resolve_min_ms = 1000;
 	b->resolve_max_ms = 300000;
 	b->resolve_hold_ms = 30000;
+	b->scale_cooldown_ms = 60000;
+	b->scale_hook_timeout_ms = 120000;
+}
+
+/* scale_hook: an absolute path to an executable, and something to run it
+ * for. */
+static int
+backend_finish_scale(struct parser *p, struct conf_backend *b)
+{
+	int line = seen_line(p, "scale_hook");
+
+	if (b->scale_hook[0] == '\0')
+		return 0;
+	if (!b->has_scale_up && !b->has_scale_down) {
+		perr(p, line, "backend %s: scale_hook without scale_up or "
+		    "scale_down: nothing would run it", b->name);
+		return -1;
+	}
+	if (b->scale_hook[0] != '/') {
+		perr(p, line, "scale_hook '" VALFMT "': expected an absolute "
+		    "path", b->scale_hook);
+		return -1;
+	}
+	if (access(b->scale_hook, X_OK) == -1) {
+		perr(p, line, "scale_hook '" VALFMT "': %s", b->scale_hook,
+		    errno == EACCES ? "not executable" : strerror(errno));
+		return -1;
+	}
+	return 0;
 }
 
 /* tls = yes and its settings: complete and consistent. */
@@ -2011,6 +2068,8 @@ backend_finish(struct parser *p, void *v)
 		    "non-empty check_expect");
 		return -1;
 	}
+	if (backend_finish_scale(p, b) == -1)
+		return -1;
 	return backend_finish_tls(p, b);
 }
 

@@ -16,6 +16,8 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "scaleexpr.h"
+
 #define CONF_NAME_MAX	64		/* section/server names, incl. NUL */
 #define CONF_ERR_MAX	512
 #define CONF_LINE_MAX	1024		/* longest line + "\n\0" */
@@ -129,6 +131,12 @@ struct conf_backend {
 	/* discovery (discovery/) */
 	bool			 discovery;	/* accept announced servers */
 	int			 max_discovered; /* default 64 */
+	/* Scaling (lb/scale.c): conditions, their hook, its pacing. */
+	bool			 has_scale_up, has_scale_down;
+	struct scaleexpr	 scale_up, scale_down;
+	uint32_t		 scale_cooldown_ms; /* default 60s */
+	char			 scale_hook[256]; /* absolute path; "" = none */
+	uint32_t		 scale_hook_timeout_ms; /* default 2m */
 	int			 line;		/* the [backend NAME] line */
 };
 

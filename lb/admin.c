@@ -36,6 +36,7 @@
 #include "cmdline.h"
 #include "control.h"
 #include "ctlsock.h"
+#include "events.h"
 #include "listen.h"
 #include "loadweight.h"
 #include "log.h"
@@ -335,6 +336,48 @@ discovery_row(const struct discovery_entry_info *e, void *arg)
 	    e->seq, e->age_s, e->ttl_ms, e->expires_s, e->state);
 	put_word(out, e->label);
 	sbuf_puts(out, "\n");
+}
+
+static int
+cmd_show_events(int argc, char **argv, struct sbuf *out)
+{
+	size_t	 n = events_count(), from = 0;
+	long	 want;
+
+	if (argc == 1) {
+		char *end;
+
+		errno = 0;
+		want = strtol(argv[0], &end, 10);
+		if (*end != '\0' || end == argv[0] || errno != 0 || want < 1 ||
+		    want > EVENTS_MAX) {
+			sbuf_printf(out, "error: show events: N must be 1-%d\n",
+			    EVENTS_MAX);
+			return -1;
+		}
+		if ((size_t)want < n)
+			from = n - (size_t)want;
+	}
+	sbuf_printf(out, "%-6s %-24s %-8s %-24s %s\n", "seq", "time", "kind",
+	    "where", "what");
+	for (size_t i = from; i < n; i++) {
+		const struct event	*e = events_get(i);
+		time_t			 t = (time_t)e->at;
+		struct tm		 tm;
+		char			 ts[40], where[140];
+
+		gmtime_r(&t, &tm);
+		strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+		snprintf(ts + strlen(ts), sizeof(ts) - strlen(ts), ".%03dZ",
+		    (int)((e->at - (double)t) * 1000) % 1000);
+		snprintf(where, sizeof(where), "%s%s%s",
+		    e->backend[0] ? e->backend : "-", e->server[0] ? "/" : "",
+		    e->server);
+		sbuf_printf(out, "%-6llu %-24s %-8s %-24s %s\n",
+		    (unsigned long long)e->seq, ts, events_kind_name(e->kind),
+		    where, e->text);
+	}
+	return 0;
 }
 
 static int
@@ -676,6 +719,9 @@ static const struct cmdline_cmd cmds[] = {
 	  "the stats document (/stats.json)", cmd_show_stat_json },
 	{ { "show", "discovery" }, 2, 0, 0, "show discovery",
 	  "announcement entries and verdict counters", cmd_show_discovery },
+	{ { "show", "events" }, 2, 0, 1, "show events [N]",
+	  "the last N (default all kept) events, oldest first",
+	  cmd_show_events },
 	{ { "set", "server" }, 2, 3, 3,
 	  "set server B/S state ready|drain|maint", "admin state",
 	  cmd_set_server },
@@ -713,14 +759,24 @@ run_line(char *line, size_t len, struct sbuf *out)
 	char				*argv[CMDLINE_ARGS_MAX + 1];
 	const struct cmdline_cmd	*cmd = NULL;
 	struct sbuf			 ans;
+	char				 text[EVENTS_TEXT];
 	int				 argc, rc = -1;
 
 	A.commands++;
 	sbuf_init(&ans);
+	snprintf(text, sizeof(text), "%.*s", (int)len, line);
 	argc = cmdline_split(line, len, argv, CMDLINE_ARGS_MAX, &ans);
 	if (argc != -1 &&
 	    (cmd = cmdline_find(cmds, ncmds, argc, argv, &ans)) != NULL)
 		rc = cmd->fn(argc - cmd->nwords, argv + cmd->nwords, &ans);
+	/* What changed something goes to the timeline. */
+	if (rc == 0 && cmd != NULL && (strcmp(cmd->words[0], "set") == 0 ||
+	    strcmp(cmd->words[0], "add") == 0 ||
+	    strcmp(cmd->words[0], "del") == 0 ||
+	    strcmp(cmd->words[0], "shutdown") == 0 ||
+	    strcmp(cmd->words[0], "reload") == 0 ||
+	    strcmp(cmd->words[0], "stop") == 0))
+		events_add(EV_KIND_ADMIN, NULL, NULL, "%s", text);
 	if (sbuf_failed(&ans)) {
 		sbuf_free(&ans);
 		sbuf_puts(&ans, "error: out of memory\n");

@@ -12,6 +12,7 @@
 
 #include "clientid.h"
 #include "control.h"
+#include "events.h"
 #include "listen.h"
 #include "log.h"
 #include "notify.h"
@@ -979,6 +980,8 @@ reload_commit(struct control *c, struct reload *r)
 	c->reload_error[0] = '\0';
 	log_info("reload done: %zu frontends, %zu backends", c->nfrontends,
 	    nc->nbackends);
+	events_add(EV_KIND_RELOAD, NULL, NULL, "reload done: %zu frontends, "
+	    "%zu backends", c->nfrontends, nc->nbackends);
 }
 
 int
@@ -1003,6 +1006,8 @@ control_reload(struct control *c)
 		snprintf(c->reload_error, sizeof(c->reload_error), "%s", r.err);
 		log_errorx("reload refused: %s; still running the previous "
 		    "configuration", r.err);
+		events_add(EV_KIND_RELOAD, NULL, NULL, "reload refused: %s",
+		    r.err);
 		notify_send("READY=1\nSTATUS=reload refused: %s", r.err);
 	} else {
 		reload_commit(c, &r);

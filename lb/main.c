@@ -20,6 +20,7 @@
 #include "notify.h"
 #include "dns.h"
 #include "receiver.h"
+#include "scale.h"
 #include "signals.h"
 #include "stats.h"
 #include "tls.h"
@@ -235,6 +236,7 @@ stop(struct control *ctl)
 	dns_stop();
 	discovery_stop();
 	health_stop();
+	scale_stop();
 	signals_stop();
 	table_set_observer(NULL);
 	tls_stop();
@@ -259,6 +261,7 @@ main(int argc, char *argv[])
 	build_table(&ctl, conf, args.path);
 	start_health(&ctl);
 	signals_start(ctl.loop, &ctl.backends);
+	scale_start(ctl.loop, &ctl.backends);
 	start_discovery(&ctl);
 	if (start_listeners_and_workers(&ctl) == -1) {
 		stop(&ctl);

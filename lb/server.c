@@ -10,6 +10,7 @@
 #include <ev.h>
 
 #include "balance.h"
+#include "events.h"
 #include "loadweight.h"
 #include "log.h"
 #include "server.h"
@@ -253,6 +254,8 @@ join_quiet(struct backend *be, const struct server_spec *spec,
 		atomic_store(&s->send_proxy, spec->send_proxy);
 	if (spec->label != NULL)
 		snprintf(s->label, sizeof(s->label), "%s", spec->label);
+	events_add(EV_KIND_TABLE, be->name, s->name, "joined (%s, %s)",
+	    server_source_name(source), s->addrstr);
 	if (observer != NULL && observer->joined != NULL)
 		observer->joined(s);
 	return s;
@@ -298,6 +301,8 @@ server_leave(struct server *s)
 
 	if (!s->in_table)
 		return;
+	events_add(EV_KIND_TABLE, be->name, s->name, "left (%s)",
+	    server_source_name(s->source));
 	if (observer != NULL && observer->leaving != NULL)
 		observer->leaving(s);
 	server_remove(s);	/* may free s: the table's reference */
@@ -311,6 +316,8 @@ server_set_weight(struct server *s, int weight, const char *why)
 		return;
 	log_info("server %s/%s: weight %d -> %d (%s)", s->be->name, s->name,
 	    (int)s->weight, weight, why);
+	events_add(EV_KIND_STATE, s->be->name, s->name, "weight %d -> %d "
+	    "(%s)", (int)s->weight, weight, why);
 	s->weight = weight;
 	server_republish(s->be);
 }
@@ -346,6 +353,8 @@ server_set_announced(struct server *s, bool up, const char *label)
 	log_info("server %s/%s: announced %s (%s)", s->be->name, s->name,
 	    up ? "up" : "draining", up ? "back from draining" :
 	    "no new sessions");
+	events_add(EV_KIND_ANNOUNCE, s->be->name, s->name, "announced %s",
+	    up ? "up" : "draining");
 	s->announce_up = up;
 	s->last_change = ev_time();
 	server_republish(s->be);
@@ -473,6 +482,8 @@ server_set_health(struct server *s, enum server_health h, const char *reason)
 	log_msg(h == HEALTH_DOWN ? LOG_LVL_WARN : LOG_LVL_INFO,
 	    "server %s/%s: %s -> %s (%s)", s->be->name, s->name,
 	    health_names[s->health], health_names[h], reason);
+	events_add(EV_KIND_STATE, s->be->name, s->name, "%s -> %s (%s)",
+	    health_names[s->health], health_names[h], reason);
 	s->health = h;
 	s->last_change = ev_time();
 	if (h == HEALTH_UP)
@@ -491,6 +502,8 @@ server_set_admin(struct server *s, enum server_admin a, const char *reason)
 	was = server_eligible(s);
 	log_info("server %s/%s: admin %s -> %s (%s)", s->be->name, s->name,
 	    admin_names[s->admin], admin_names[a], reason);
+	events_add(EV_KIND_STATE, s->be->name, s->name, "admin %s -> %s "
+	    "(%s)", admin_names[s->admin], admin_names[a], reason);
 	s->admin = a;
 	s->last_change = ev_time();
 	if (was != server_eligible(s))

@@ -33,6 +33,7 @@
 #include "tls.h"
 
 struct pool;			/* balance.h: what workers pick from */
+struct scale_state;		/* scale.h: a backend's scaling */
 struct pick;			/* balance.h: one session's picking state */
 
 enum server_source {
@@ -150,6 +151,10 @@ struct backend {
 	 * started one, and its recent window (control loop). */
 	struct hist		 queue;
 	struct hist_window	 queue_win;
+	/* Sessions waiting for a first server now (workers, relaxed). */
+	_Atomic uint32_t	 queued;
+	/* Scale conditions' state and hook (scale.h); NULL until used. */
+	struct scale_state	*scale;
 	TAILQ_ENTRY(backend)	 entry;
 };
 

@@ -674,6 +674,17 @@ proxy_header_put(struct session *s, struct server *srv, const struct pool *p)
 	return true;
 }
 
+/* No longer waiting for a first server: out of the backend's gauge. */
+static void
+queue_leave(struct session *s)
+{
+	if (s->queued_be == NULL)
+		return;
+	atomic_fetch_sub_explicit(&s->queued_be->queued, 1,
+	    memory_order_relaxed);
+	s->queued_be = NULL;
+}
+
 /* Pick a server and start connecting; or wait; or give up. */
 static void
 session_connect(struct session *s)
@@ -702,6 +713,7 @@ session_connect(struct session *s)
 		s->pk.tried[s->pk.ntried++] = srv;
 		session_use(s, srv);
 		if (s->attempts++ == 0) {
+			queue_leave(s);
 			s->t_first_connect = now;
 			hist_add(&s->be->queue, us_between(s->t_ready, now));
 		}
@@ -738,6 +750,11 @@ session_connect(struct session *s)
 	 */
 	if (s->attempts == 0 && now - s->t_accept < ms(s->timeout_queue_ms)) {
 		s->state = SS_QUEUED;
+		if (s->queued_be == NULL) {
+			s->queued_be = s->be;
+			atomic_fetch_add_explicit(&s->be->queued, 1,
+			    memory_order_relaxed);
+		}
 		timer_arm(s, QUEUE_POLL);
 		return;
 	}
@@ -1117,6 +1134,7 @@ session_close(struct session *s, const char *term, bool rst)
 		return;
 	s->state = SS_CLOSED;
 	s->term = term;
+	queue_leave(s);
 	ev_timer_stop(h->loop, &s->timer);
 	relay_side_close(&s->r.cli, rst);
 	relay_side_close(&s->r.srv, rst);

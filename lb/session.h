@@ -60,6 +60,8 @@ struct session {
 	ev_tstamp		 t_ready;	/* first wanted a server (after
 						   its prelude), 0 = not yet */
 	ev_tstamp		 t_first_connect; /* first connect started, 0 = none */
+	struct backend		*queued_be;	/* counted in its `queued` while
+						   waiting for a first server */
 	ev_tstamp		 t_connected;	/* 0 until connected */
 	struct sockaddr_storage	 client;	/* the PROXY header's source, if
 						   one came; else the peer */

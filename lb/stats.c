@@ -26,6 +26,7 @@
  * [stats] refresh from the frontends' totals.
  */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,9 +37,11 @@
 
 #include "config.h"
 #include "ctlsock.h"
+#include "events.h"
 #include "loadweight.h"
 #include "log.h"
 #include "net.h"
+#include "scale.h"
 #include "signals.h"
 #include "stats.h"
 
@@ -49,6 +52,8 @@
 #define STATS_LINGER_TIMEOUT	2.0	/* s, draining after the reply */
 #define STATS_LINGER_MAX	65536	/* bytes drained before giving up */
 #define STATS_OUT_HIGH		65536	/* reply bytes queued per client */
+#define STATS_JSON_EVENTS	100	/* timeline events in /stats.json */
+#define STATS_HTML_EVENTS	30	/* ... and on the page */
 #define STATS_SLICE		16384	/* body bytes queued at a time */
 #define STATS_SHARE_S		1.0	/* a document younger is shared */
 #define STATS_DOCS_PER_PATH	2	/* then the newest is shared anyway */
@@ -544,6 +549,103 @@ json_announcement(const struct discovery_entry_info *e, void *arg)
 	    e->state, e->age_s, e->expires_s);
 }
 
+/* A number or null (NaN). */
+static void
+json_num(struct sbuf *b, double v)
+{
+	if (isnan(v))
+		sbuf_puts(b, "null");
+	else
+		sbuf_printf(b, "%.6g", v);
+}
+
+/* ,"scale":{...}: the backend's conditions, what they see and want, and
+ * its hook; "scale":null without conditions. */
+static void
+json_scale(struct sbuf *b, struct backend *be)
+{
+	const struct scale_state	*st = be->scale;
+	double				 v[SCALE_NSIGNALS];
+	char				 text[SCALEEXPR_TEXT_MAX];
+	double				 now = ev_time();
+	uint64_t			 now_ms = (uint64_t)(now * 1000);
+
+	if (!be->conf.has_scale_up && !be->conf.has_scale_down) {
+		sbuf_puts(b, ",\"scale\":null");
+		return;
+	}
+	sbuf_puts(b, ",\"scale\":{");
+	for (int a = 0; a < SCALE_ACT_MAX; a++) {
+		const struct scaleexpr *e = a == SCALE_ACT_UP ?
+		    &be->conf.scale_up : &be->conf.scale_down;
+		bool has = a == SCALE_ACT_UP ? be->conf.has_scale_up :
+		    be->conf.has_scale_down;
+
+		sbuf_printf(b, "%s\"%s\":", a ? "," : "",
+		    scale_action_name(a));
+		if (!has) {
+			sbuf_puts(b, "null");
+			continue;
+		}
+		scaleexpr_format(e, text, sizeof(text));
+		sbuf_puts(b, "{\"condition\":");
+		sbuf_json_str(b, text);
+		sbuf_printf(b, ",\"holding_s\":%.1f,\"runs\":%llu,\"failed\":"
+		    "%llu}", st ? scaleexpr_for_held_ms(&st->hold[a], now_ms) /
+		    1000.0 : 0.0, st ? (unsigned long long)st->runs[a] : 0ULL,
+		    st ? (unsigned long long)st->failed[a] : 0ULL);
+	}
+	sbuf_printf(b, ",\"wanted\":%d,\"cooldown_s\":%.1f,\"hook\":",
+	    st ? st->wanted : 0, st && st->cooldown_until > now ?
+	    st->cooldown_until - now : 0.0);
+	if (be->conf.scale_hook[0] == '\0')
+		sbuf_puts(b, "null");
+	else {
+		sbuf_json_str(b, be->conf.scale_hook);
+	}
+	sbuf_printf(b, ",\"running\":%s,\"last\":",
+	    st && st->pid != 0 ? "true" : "false");
+	if (st == NULL || !st->have_last)
+		sbuf_puts(b, "null");
+	else
+		sbuf_printf(b, "{\"action\":\"%s\",\"status\":%d,\"ago_s\":"
+		    "%.1f,\"duration_s\":%.1f}",
+		    scale_action_name(st->last_action), st->last_status,
+		    now - st->last_end, st->last_duration);
+	scale_signals(be, v);
+	sbuf_puts(b, ",\"signals\":{");
+	for (int i = 0; i < SCALE_NSIGNALS; i++) {
+		sbuf_printf(b, "%s\"%s\":", i ? "," : "",
+		    scaleexpr_signal_name(i));
+		json_num(b, v[i]);
+	}
+	sbuf_puts(b, "}}");
+}
+
+/* The timeline's last n events, oldest first, as a JSON array. */
+static void
+json_events(struct sbuf *b, size_t n)
+{
+	size_t total = events_count(), from = total > n ? total - n : 0;
+
+	sbuf_puts(b, "[");
+	for (size_t i = from; i < total; i++) {
+		const struct event *e = events_get(i);
+
+		sbuf_printf(b, "%s\n{\"seq\":%llu,\"at\":%.3f,\"kind\":\"%s\","
+		    "\"backend\":", i > from ? "," : "",
+		    (unsigned long long)e->seq, e->at,
+		    events_kind_name(e->kind));
+		sbuf_json_str(b, e->backend);
+		sbuf_puts(b, ",\"server\":");
+		sbuf_json_str(b, e->server);
+		sbuf_puts(b, ",\"text\":");
+		sbuf_json_str(b, e->text);
+		sbuf_puts(b, "}");
+	}
+	sbuf_puts(b, "]");
+}
+
 void
 stats_json(struct control *c, struct sbuf *b)
 {
@@ -637,9 +739,14 @@ stats_json(struct control *c, struct sbuf *b)
 		sbuf_printf(b, ",\"sessions_per_up_server\":%.3f",
 		    up > 0 ? (double)cur / (double)up : 0.0);
 		json_latency(b, NULL, be);
+		json_scale(b, be);
+		sbuf_printf(b, ",\"queued\":%u", atomic_load_explicit(
+		    &be->queued, memory_order_relaxed));
 		sbuf_puts(b, "}");
 	}
-	sbuf_puts(b, "],\n\"discovery\":{");
+	sbuf_puts(b, "],\n\"events\":");
+	json_events(b, STATS_JSON_EVENTS);
+	sbuf_puts(b, ",\n\"discovery\":{");
 	if (dv != NULL) {
 		dv->counters(dc);
 		for (int i = 0; i < dv->nverdicts; i++)
@@ -980,6 +1087,42 @@ stats_metrics(struct control *c, struct sbuf *b)
 		sbuf_printf(b, "\"} %zu\n", backend_up(be));
 	}
 
+	prom_family(b, "shoal_backend_queued", "gauge",
+	    "Sessions waiting for a first server now (timeout_queue).");
+	TAILQ_FOREACH(be, &c->backends, entry) {
+		sbuf_puts(b, "shoal_backend_queued{backend=\"");
+		sbuf_prom_label(b, be->name);
+		sbuf_printf(b, "\"} %u\n", atomic_load_explicit(&be->queued,
+		    memory_order_relaxed));
+	}
+	prom_family(b, "shoal_backend_scale_wanted", "gauge",
+	    "+1 while scale_up has held long enough, -1 while scale_down "
+	    "has, else 0.");
+	TAILQ_FOREACH(be, &c->backends, entry) {
+		sbuf_puts(b, "shoal_backend_scale_wanted{backend=\"");
+		sbuf_prom_label(b, be->name);
+		sbuf_printf(b, "\"} %d\n", be->scale ? be->scale->wanted : 0);
+	}
+	prom_family(b, "shoal_backend_scale_hooks_total", "counter",
+	    "Runs of the backend's scale_hook, by action and result.");
+	TAILQ_FOREACH(be, &c->backends, entry) {
+		if (be->conf.scale_hook[0] == '\0')
+			continue;
+		for (int a = 0; a < SCALE_ACT_MAX; a++)
+			for (int ok = 1; ok >= 0; ok--) {
+				uint64_t n = be->scale == NULL ? 0 : ok ?
+				    be->scale->runs[a] - be->scale->failed[a] :
+				    be->scale->failed[a];
+
+				sbuf_puts(b, "shoal_backend_scale_hooks_total"
+				    "{backend=\"");
+				sbuf_prom_label(b, be->name);
+				sbuf_printf(b, "\",action=\"%s\",result=\"%s\"}"
+				    " %llu\n", scale_action_name(a), ok ? "ok" :
+				    "failed", (unsigned long long)n);
+			}
+	}
+
 	prom_family(b, "shoal_server_info", "gauge",
 	    "Constant 1, labelled with the server's address, source and "
 	    "announced label.");
@@ -1220,6 +1363,20 @@ html_backend(struct sbuf *b, struct backend *be, double now)
 			    cur / (double)up);
 		}
 	}
+	if (be->conf.has_scale_up || be->conf.has_scale_down) {
+		const struct scale_state *st = be->scale;
+		int w = st ? st->wanted : 0;
+
+		sbuf_printf(b, " &middot; scale: <span class=\"scale%s\" "
+		    "data-wanted=\"%d\">%s</span>", w ? " bad" : "", w,
+		    w > 0 ? "up wanted" : w < 0 ? "down wanted" : "steady");
+		if (st != NULL && st->pid != 0)
+			sbuf_printf(b, " (%s hook running)",
+			    scale_action_name(st->running));
+		else if (st != NULL && st->cooldown_until > now)
+			sbuf_printf(b, " (cooldown %.0f s)",
+			    st->cooldown_until - now);
+	}
 	sbuf_printf(b, "</span><span class=cnt>%zu/%zu up</span></h2>\n",
 	    up, be->nservers);
 	sbuf_puts(b, "<table class=srv><colgroup>"
@@ -1246,6 +1403,44 @@ html_backend(struct sbuf *b, struct backend *be, double now)
 
 		srv_view(s, now, &v);
 		html_server(b, &v, checks);
+	}
+	sbuf_puts(b, "</tbody></table></section>\n");
+}
+
+/* The last STATS_HTML_EVENTS events, newest first. */
+static void
+html_events(struct sbuf *b)
+{
+	size_t	 n = events_count();
+	size_t	 shown = n < STATS_HTML_EVENTS ? n : STATS_HTML_EVENTS;
+
+	sbuf_printf(b, "<section class=events><h2><span>recent events</span>"
+	    "<span class=sub>newest first; %zu kept, all in /stats.json and "
+	    "<code>shoalctl show events</code></span></h2><table class=ev>"
+	    "<thead><tr><th>time (UTC)</th><th>kind</th><th>where</th>"
+	    "<th>what</th></tr></thead><tbody>\n", n);
+	if (n == 0)
+		sbuf_puts(b, "<tr><td colspan=4 class=dim>nothing yet</td>"
+		    "</tr>\n");
+	for (size_t i = 0; i < shown; i++) {
+		const struct event	*e = events_get(n - 1 - i);
+		time_t			 t = (time_t)e->at;
+		struct tm		 tm;
+		char			 ts[32];
+
+		gmtime_r(&t, &tm);
+		strftime(ts, sizeof(ts), "%Y-%m-%d %H:%M:%S", &tm);
+		sbuf_printf(b, "<tr class=\"ev-%s\" data-kind=\"%s\"><td>%s"
+		    "</td><td>%s</td><td>", events_kind_name(e->kind),
+		    events_kind_name(e->kind), ts, events_kind_name(e->kind));
+		sbuf_html(b, e->backend);
+		if (e->server[0] != '\0') {
+			sbuf_puts(b, "/");
+			sbuf_html(b, e->server);
+		}
+		sbuf_puts(b, "</td><td>");
+		sbuf_html(b, e->text);
+		sbuf_puts(b, "</td></tr>\n");
 	}
 	sbuf_puts(b, "</tbody></table></section>\n");
 }
@@ -1400,7 +1595,9 @@ stats_html(struct control *c, struct sbuf *b)
 		sbuf_printf(b, "<p class=dim>&nbsp; %zu more announcements "
 		    "not shown (see /stats.json)</p>\n",
 		    ann.live - HTML_ANN_MAX);
-	sbuf_puts(b, "</section>\n</main>\n<footer>generated ");
+	sbuf_puts(b, "</section>\n");
+	html_events(b);
+	sbuf_puts(b, "</main>\n<footer>generated ");
 	sbuf_puts(b, tbuf);
 	sbuf_printf(b, " by shoal %s</footer>\n</body></html>\n",
 	    SHOAL_VERSION);

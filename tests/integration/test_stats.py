@@ -290,7 +290,12 @@ def test_json_and_metrics_count_exactly(start_shoal, start_peer):
 
     # The contract (DESIGN.md 7) and the documented additions.
     assert set(doc) == {"info", "frontends", "backends", "discovery",
-                        "announcements", "dns"}
+                        "announcements", "dns", "events"}
+    # the timeline: the static server joining at start, oldest first
+    assert doc["events"][0]["kind"] == "table", doc["events"]
+    assert doc["events"][0]["text"].startswith("joined (static, ")
+    assert [e["seq"] for e in doc["events"]] == sorted(
+        e["seq"] for e in doc["events"])
     assert INFO_FIELDS <= set(doc["info"]), doc["info"]
     assert set(doc["discovery"]) == set(VERDICTS)
     for v in VERDICTS:
