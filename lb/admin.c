@@ -400,6 +400,50 @@ cmd_show_discovery(int argc, char **argv, struct sbuf *out)
 	return 0;
 }
 
+/* set server B/S fault delay D | reset | blackhole | none */
+static int
+set_fault(int argc, char **argv, struct sbuf *out)
+{
+	struct backend		*be;
+	struct server		*s;
+	enum server_fault	 f;
+	uint32_t		 d = 0;
+	const char		*why;
+
+	if (strcmp(argv[2], "delay") == 0 && argc == 4) {
+		if (conf_parse_duration(argv[3], &d, &why) == -1 || d == 0 ||
+		    d > 600000) {
+			sbuf_puts(out, "error: bad delay '");
+			put_echo(out, argv[3], strlen(argv[3]));
+			sbuf_puts(out, "': expected a duration with a unit, "
+			    "1ms to 10m, e.g. 200ms\n");
+			return -1;
+		}
+		f = FAULT_DELAY;
+	} else if (argc == 3 && strcmp(argv[2], "reset") == 0)
+		f = FAULT_RESET;
+	else if (argc == 3 && strcmp(argv[2], "blackhole") == 0)
+		f = FAULT_BLACKHOLE;
+	else if (argc == 3 && strcmp(argv[2], "none") == 0)
+		f = FAULT_NONE;
+	else
+		return errorf(out, "usage: set server BACKEND/SERVER fault "
+		    "delay D|reset|blackhole|none");
+	if (find_server(argv[0], &be, &s, NULL, out) == -1)
+		return -1;
+	server_set_fault(s, f, d);
+	if (f == FAULT_NONE)
+		sbuf_printf(out, "ok: %s/%s: no fault\n", be->name, s->name);
+	else if (f == FAULT_DELAY)
+		sbuf_printf(out, "ok: %s/%s: new sessions wait %" PRIu32 "ms "
+		    "once connected\n", be->name, s->name, d);
+	else
+		sbuf_printf(out, "ok: %s/%s: new sessions' connects %s\n",
+		    be->name, s->name, f == FAULT_RESET ? "fail at once "
+		    "(refused)" : "never complete (timeout_connect)");
+	return 0;
+}
+
 static int
 cmd_set_server(int argc, char **argv, struct sbuf *out)
 {
@@ -409,9 +453,14 @@ cmd_set_server(int argc, char **argv, struct sbuf *out)
 	long		 w;
 	uint32_t	 cur;
 
-	if (strcmp(argv[1], "state") != 0 && strcmp(argv[1], "weight") != 0)
+	if (strcmp(argv[1], "fault") == 0)
+		return set_fault(argc, argv, out);
+	if ((strcmp(argv[1], "state") != 0 && strcmp(argv[1], "weight") != 0)
+	    || argc != 3)
 		return errorf(out, "usage: set server BACKEND/SERVER state "
-		    "ready|drain|maint, or set server BACKEND/SERVER weight N");
+		    "ready|drain|maint, or set server BACKEND/SERVER weight N, "
+		    "or set server BACKEND/SERVER fault delay D|reset|"
+		    "blackhole|none");
 	if (find_server(argv[0], &be, &s, NULL, out) == -1)
 		return -1;
 	if (strcmp(argv[1], "state") == 0) {
@@ -727,6 +776,9 @@ static const struct cmdline_cmd cmds[] = {
 	  cmd_set_server },
 	{ { "set", "server" }, 2, 3, 3, "set server B/S weight N",
 	  "weight 0..256 (0: no new sessions)", cmd_set_server },
+	{ { "set", "server" }, 2, 3, 4,
+	  "set server B/S fault delay D|reset|blackhole|none",
+	  "inject a fault into its new sessions (teaching)", cmd_set_server },
 	{ { "add", "server" }, 2, 2, 5,
 	  "add server B/S ADDR:PORT [weight=N] [maxconn=N] [backup]",
 	  "new server, checked", cmd_add_server },

@@ -2,6 +2,7 @@
  * server.c - the server table, pool snapshots and their reclamation.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -320,6 +321,36 @@ server_set_weight(struct server *s, int weight, const char *why)
 	    "(%s)", (int)s->weight, weight, why);
 	s->weight = weight;
 	server_republish(s->be);
+}
+
+const char *
+server_fault_name(enum server_fault f)
+{
+	static const char *const names[] = { "none", "delay", "reset",
+	    "blackhole" };
+
+	return (size_t)f < sizeof(names) / sizeof(names[0]) ? names[f] : "?";
+}
+
+void
+server_set_fault(struct server *s, enum server_fault f, uint32_t delay_ms)
+{
+	char what[48];
+
+	if (f == FAULT_DELAY)
+		snprintf(what, sizeof(what), "delay %" PRIu32 "ms", delay_ms);
+	else
+		snprintf(what, sizeof(what), "%s", server_fault_name(f));
+	atomic_store_explicit(&s->fault_delay_ms, f == FAULT_DELAY ? delay_ms :
+	    0, memory_order_relaxed);
+	atomic_store_explicit(&s->fault, f, memory_order_relaxed);
+	if (f == FAULT_NONE)
+		log_info("server %s/%s: fault injection off", s->be->name,
+		    s->name);
+	else
+		log_warnx("server %s/%s: fault injection: %s (new sessions)",
+		    s->be->name, s->name, what);
+	events_add(EV_KIND_FAULT, s->be->name, s->name, "fault %s", what);
 }
 
 void

@@ -57,6 +57,16 @@ enum server_health {
 
 struct backend;
 
+/* Fault injection (shoalctl set server B/S fault ...), for teaching: acts
+ * on the server's new sessions. */
+enum server_fault {
+	FAULT_NONE = 0,
+	FAULT_DELAY,		/* hold the session fault_delay_ms once
+				   connected, before relaying */
+	FAULT_RESET,		/* the connect fails at once (as refused) */
+	FAULT_BLACKHOLE,	/* the connect never completes: timeout */
+};
+
 /* Latency signals measured on real traffic, per server. */
 enum server_lat {
 	LAT_CONNECT = 0,	/* connect started -> connected (TCP and TLS) */
@@ -84,6 +94,8 @@ struct server {
 	_Atomic int		 maxconn;	/* 0 = unlimited */
 	_Atomic int		 send_proxy;	/* SEND_PROXY_*; UNSET: the
 						   backend's (the pool's) */
+	_Atomic int		 fault;		/* enum server_fault */
+	_Atomic uint32_t	 fault_delay_ms; /* FAULT_DELAY's */
 
 	/* Control loop only. */
 	bool			 backup;	/* only when no primary is usable */
@@ -217,6 +229,11 @@ struct server	*server_join(struct backend *, const struct server_spec *,
  * references; the last one frees it. No-op for a server already out.
  */
 void		 server_leave(struct server *);
+
+/* Set (or clear: FAULT_NONE) fault injection; logs and records it. */
+void		 server_set_fault(struct server *, enum server_fault,
+		    uint32_t delay_ms);
+const char	*server_fault_name(enum server_fault);
 
 /* Set the weight (0..256); logs "weight A -> B (why)" and republishes.
  * No-op if unchanged. The only writer of the weight. */

@@ -718,8 +718,21 @@ session_connect(struct session *s)
 			hist_add(&s->be->queue, us_between(s->t_ready, now));
 		}
 		s->t_connect = now;
-		s->r.srv.fd = net_connect((struct sockaddr *)&srv->addr,
-		    srv->addrlen);
+		switch (atomic_load_explicit(&srv->fault,
+		    memory_order_relaxed)) {
+		case FAULT_BLACKHOLE:	/* no answer: timeout_connect */
+			s->r.srv.fd = -1;
+			s->state = SS_CONNECTING;
+			timer_arm(s, ms(s->timeout_connect_ms));
+			return;
+		case FAULT_RESET:	/* refused at once */
+			s->r.srv.fd = -1;
+			errno = ECONNREFUSED;
+			break;
+		default:
+			s->r.srv.fd = net_connect((struct sockaddr *)&srv->addr,
+			    srv->addrlen);
+		}
 		if (s->r.srv.fd != -1) {
 			s->state = SS_CONNECTING;
 			if (proxy_header_put(s, srv, p))
@@ -800,20 +813,42 @@ connect_failed(struct session *s, const char *term, int err)
 	session_connect(s);
 }
 
-/* The server accepted: from now on bytes flow both ways. */
+/* Connected, and the hold of an injected delay over: relay. */
 static void
-connect_done(struct session *s)
+relay_begin(struct session *s)
 {
 	double	c = ms(s->timeout_client_ms), v = ms(s->timeout_server_ms);
 
 	s->state = SS_RELAY;
-	s->t_connected = ev_now(s->home->loop);
-	hist_add(&s->server->lat[LAT_CONNECT], us_between(s->t_connect,
-	    s->t_connected));
-	s->r.cli.active = s->r.srv.active = s->t_connected;
+	s->r.cli.active = s->r.srv.active = ev_now(s->home->loop);
 	s->term = NULL;
 	timer_arm(s, c < v ? c : v);	/* the idle timer */
 	relay_start(&s->r);
+}
+
+/* The server accepted: from now on bytes flow both ways (after the delay
+ * injected into this server, if any: the session waits in CONNECTING,
+ * its server socket unwatched, so the delay shows as time to first
+ * byte). */
+static void
+connect_done(struct session *s)
+{
+	uint32_t d;
+
+	s->t_connected = ev_now(s->home->loop);
+	hist_add(&s->server->lat[LAT_CONNECT], us_between(s->t_connect,
+	    s->t_connected));
+	if (atomic_load_explicit(&s->server->fault, memory_order_relaxed) ==
+	    FAULT_DELAY && (d = atomic_load_explicit(
+	    &s->server->fault_delay_ms, memory_order_relaxed)) > 0) {
+		ev_io_stop(s->home->loop, &s->r.srv.io);
+		s->r.srv.events = 0;
+		s->fault_hold = true;
+		s->state = SS_CONNECTING;
+		timer_arm(s, ms(d));
+		return;
+	}
+	relay_begin(s);
 }
 
 /* Act on relay_connect_send()'s answer: true if the session moved on
@@ -1062,6 +1097,11 @@ session_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 		session_close(s, "cH", false);
 		return;
 	case SS_CONNECTING:
+		if (s->fault_hold) {
+			s->fault_hold = false;
+			relay_begin(s);
+			return;
+		}
 		if (s->r.srv.ssl != NULL) {
 			atomic_fetch_add_explicit(&s->be->tls_stats.fail[
 			    TLS_FAIL_TIMEOUT], 1, memory_order_relaxed);

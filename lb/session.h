@@ -62,6 +62,8 @@ struct session {
 	ev_tstamp		 t_first_connect; /* first connect started, 0 = none */
 	struct backend		*queued_be;	/* counted in its `queued` while
 						   waiting for a first server */
+	bool			 fault_hold;	/* connected, held by an injected
+						   delay (CONNECTING) */
 	ev_tstamp		 t_connected;	/* 0 until connected */
 	struct sockaddr_storage	 client;	/* the PROXY header's source, if
 						   one came; else the peer */

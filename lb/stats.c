@@ -493,6 +493,18 @@ json_server(struct sbuf *b, const struct srv_view *v)
 	else
 		sbuf_printf(b, "%.3f", v->check_age_s);
 	sbuf_printf(b, "},\"last_change_s\":%.3f", v->last_change_s);
+	switch (atomic_load_explicit(&s->fault, memory_order_relaxed)) {
+	case FAULT_NONE:
+		sbuf_puts(b, ",\"fault\":null");
+		break;
+	case FAULT_DELAY:
+		sbuf_printf(b, ",\"fault\":{\"kind\":\"delay\",\"delay_ms\":"
+		    "%u}", (unsigned)atomic_load_explicit(&s->fault_delay_ms, memory_order_relaxed));
+		break;
+	default:
+		sbuf_printf(b, ",\"fault\":{\"kind\":\"%s\"}",
+		    server_fault_name(atomic_load(&s->fault)));
+	}
 	if (v->eff_weight < 0)
 		sbuf_puts(b, ",\"effective_weight\":null");
 	else
@@ -1229,6 +1241,8 @@ static const char html_css[] =
 	".state-drain .badge,.badge.state-drain{background:#1c6fd1}"
 	".state-maint .badge,.badge.state-maint{background:#7b8794}"
 	".src{color:#52606d}.lbl{color:#1c6fd1}.eff{color:#1c6fd1}"
+	".fault{background:#c92a2a;color:#fff;font-weight:700;"
+	"padding:0 5px;border-radius:3px;font-size:11px}"
 	".dim{color:#8a96a3}.bad{color:#c92a2a;font-weight:600}"
 	".legend{margin:10px 0 0;color:#52606d}"
 	".legend .badge{min-width:0;margin-right:4px}"
@@ -1250,6 +1264,20 @@ html_server(struct sbuf *b, const struct srv_view *v, bool checks)
 	sbuf_html(b, s->name);
 	if (s->backup)
 		sbuf_puts(b, " <span class=dim>(backup)</span>");
+	{
+		int f = atomic_load_explicit(&s->fault, memory_order_relaxed);
+
+		if (f == FAULT_DELAY)
+			sbuf_printf(b, " <span class=fault title=\"fault "
+			    "injection: new sessions wait this long once "
+			    "connected\">FAULT delay %ums</span>",
+			    (unsigned)atomic_load_explicit(&s->fault_delay_ms, memory_order_relaxed));
+		else if (f != FAULT_NONE)
+			sbuf_printf(b, " <span class=fault title=\"fault "
+			    "injection (shoalctl set server ... fault none "
+			    "ends it)\">FAULT %s</span>",
+			    server_fault_name((enum server_fault)f));
+	}
 	sbuf_puts(b, "</td><td>");
 	sbuf_html(b, s->addrstr);
 	sbuf_puts(b, "</td><td class=src title=\"");
