@@ -3,7 +3,7 @@
 # Usage: deps_install build|test|bench|deb|systemd|docker ...
 
 deps_build="gcc libc6-dev meson ninja-build pkg-config libev-dev libssl-dev libinih-dev libc-ares-dev python3"
-deps_test="s6 nodejs haproxy nginx-light dnsmasq-base keepalived clang libclang-rt-14-dev python3-pytest curl wrk apache2-utils iproute2 nftables procps openssl util-linux psmisc valgrind chromium prometheus python3-prometheus-client"
+deps_test="s6 nodejs haproxy nginx-light dnsmasq-base keepalived clang libclang-rt-14-dev python3-pytest curl wrk apache2-utils iproute2 nftables procps openssl util-linux psmisc valgrind chromium prometheus python3-prometheus-client python3-markdown"
 # The Debian package (dist/build-deb) and its test under real systemd
 # (tests/systemd).
 deps_deb="dpkg-dev debhelper lintian cpio"

@@ -33,6 +33,9 @@
 
 #include "config.h"
 #include "admin.h"
+#include "balance.h"
+#include "cidr.h"
+#include "clientid.h"
 #include "cmdline.h"
 #include "control.h"
 #include "ctlsock.h"
@@ -41,6 +44,7 @@
 #include "loadweight.h"
 #include "log.h"
 #include "sbuf.h"
+#include "scale.h"
 #include "server.h"
 #include "signals.h"
 #include "stats.h"
@@ -397,6 +401,397 @@ cmd_show_discovery(int argc, char **argv, struct sbuf *out)
 	for (int i = 0; dv != NULL && i < dv->nverdicts; i++)
 		sbuf_printf(out, " %s=%" PRIu64, dv->verdict_name(i), n[i]);
 	sbuf_puts(out, "\n");
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* report: a Markdown snapshot to hand in or paste into a ticket. */
+
+/* Text for a Markdown table cell: no '|', no newline. */
+static void
+md_cell(struct sbuf *out, const char *s)
+{
+	for (; *s != '\0'; s++)
+		sbuf_printf(out, "%c", *s == '|' ? '/' : (unsigned char)*s <
+		    0x20 ? ' ' : *s);
+}
+
+static void
+md_p95(struct sbuf *out, const struct hist_counts *c)
+{
+	double us = hist_quantile(c, 0.95);
+
+	if (us < 0)
+		sbuf_puts(out, "-");
+	else
+		sbuf_printf(out, "%.1f ms", us / 1000.0);
+}
+
+static void
+md_announcement(const struct discovery_entry_info *e, void *arg)
+{
+	struct sbuf *out = arg;
+
+	sbuf_puts(out, "| ");
+	md_cell(out, e->backend);
+	sbuf_puts(out, " | ");
+	md_cell(out, e->name);
+	sbuf_printf(out, " | %s | %.1f s | ", e->state, e->age_s);
+	md_cell(out, e->label);
+	sbuf_puts(out, " |\n");
+}
+
+static int
+cmd_report(int argc, char **argv, struct sbuf *out)
+{
+	struct control			*c = A.ctl;
+	const struct discovery_view	*dv = c->discovery;
+	struct backend			*be;
+	struct server			*s;
+	struct sbuf			 info;
+	char				 host[256] = "", ts[40];
+	time_t				 now = time(NULL);
+	struct tm			 tm;
+	size_t				 n, from, mark;
+	uint64_t			 dc[DISCOVERY_VERDICTS_MAX];
+
+	(void)argc;
+	(void)argv;
+	(void)gethostname(host, sizeof(host) - 1);
+	gmtime_r(&now, &tm);
+	strftime(ts, sizeof(ts), "%Y-%m-%d %H:%M:%S UTC", &tm);
+	sbuf_printf(out, "# shoal report: %s, %s\n \n## Info\n \n| | |\n"
+	    "| --- | --- |\n", host, ts);
+	sbuf_init(&info);
+	cmd_show_info(0, NULL, &info);
+	for (char *l = info.data, *nl; l != NULL && *l != '\0'; l = nl) {
+		char *colon;
+
+		if ((nl = strchr(l, '\n')) != NULL)
+			*nl++ = '\0';
+		if ((colon = strstr(l, ": ")) == NULL)
+			continue;
+		*colon = '\0';
+		sbuf_puts(out, "| ");
+		md_cell(out, l);
+		sbuf_puts(out, " | ");
+		md_cell(out, colon + 2);
+		sbuf_puts(out, " |\n");
+	}
+	sbuf_free(&info);
+	sbuf_puts(out, " \n## Backends\n");
+	TAILQ_FOREACH(be, &c->backends, entry) {
+		struct hist_counts	hc;
+		size_t			up = 0;
+
+		TAILQ_FOREACH(s, &be->servers, entry)
+			if (server_eligible(s))
+				up++;
+		sbuf_printf(out, " \n### %s\n \nbalance %s, check %s, %zu of %zu "
+		    "servers taking sessions", be->name,
+		    conf_balance_name(be->conf.balance),
+		    conf_check_name(be->conf.check), up, be->nservers);
+		signals_backend_recent(be, LAT_TTFB, &hc);
+		sbuf_puts(out, "; last minute: TTFB p95 ");
+		md_p95(out, &hc);
+		signals_queue_recent(be, &hc);
+		sbuf_puts(out, ", queue p95 ");
+		md_p95(out, &hc);
+		if (be->scale != NULL)
+			sbuf_printf(out, "; scale: %s",
+			    be->scale->wanted > 0 ? "up wanted" :
+			    be->scale->wanted < 0 ? "down wanted" : "steady");
+		sbuf_puts(out, ".\n \n| server | address | source | state | "
+		    "weight | effective | active | total | connect failures | "
+		    "last check | TTFB p95 | fault |\n| --- | --- | --- | --- | "
+		    "--: | --: | --: | --: | --: | --- | --: | --- |\n");
+		TAILQ_FOREACH(s, &be->servers, entry) {
+			int f = atomic_load(&s->fault);
+
+			sbuf_puts(out, "| ");
+			md_cell(out, s->name);
+			sbuf_printf(out, " | %s | %s | %s | %d | ", s->addrstr,
+			    server_source_name(s->source),
+			    server_state_name(s), (int)s->weight);
+			if (s->elig_since == 0)
+				sbuf_puts(out, "-");
+			else
+				sbuf_printf(out, "%.2f", (double)atomic_load(
+				    &s->eff_weight) / LOADWEIGHT_SCALE);
+			sbuf_printf(out, " | %" PRIu32 " | %" PRIu64 " | %"
+			    PRIu64 " | ", atomic_load(&s->cur),
+			    (uint64_t)atomic_load(&s->total),
+			    (uint64_t)atomic_load(&s->connect_fail));
+			if (be->conf.check == CHECK_NONE)
+				sbuf_puts(out, "none");
+			else if (s->check_result[0] == '\0')
+				sbuf_puts(out, "-");
+			else {
+				md_cell(out, s->check_result);
+				if (s->check_detail[0] != '\0') {
+					sbuf_puts(out, " ");
+					md_cell(out, s->check_detail);
+				}
+			}
+			sbuf_puts(out, " | ");
+			signals_server_recent(s, LAT_TTFB, &hc);
+			md_p95(out, &hc);
+			sbuf_printf(out, " | %s |\n", f == FAULT_NONE ? "" :
+			    server_fault_name((enum server_fault)f));
+		}
+	}
+	sbuf_puts(out, " \n## Discovery\n \n");
+	if (dv == NULL)
+		sbuf_puts(out, "Off.\n");
+	else {
+		dv->counters(dc);
+		sbuf_puts(out, "Datagrams by verdict:");
+		for (int i = 0; i < dv->nverdicts; i++)
+			sbuf_printf(out, " %s %" PRIu64 "%s", dv->verdict_name(i),
+			    dc[i], i + 1 < dv->nverdicts ? "," : ".");
+		mark = out->len;
+		dv->foreach(md_announcement, out);
+		if (out->len == mark)
+			sbuf_puts(out, "\n \nNo announced server.\n");
+		else {
+			/* The rows first, then the head in front of them. */
+			static const char head[] = "\n \n| pool | server | "
+			    "state | last heard | label |\n| --- | --- | --- | "
+			    "--: | --- |\n";
+			size_t rows = out->len - mark;
+
+			sbuf_puts(out, head);
+			if (!sbuf_failed(out)) {
+				memmove(out->data + mark + sizeof(head) - 1,
+				    out->data + mark, rows);
+				memcpy(out->data + mark, head, sizeof(head) - 1);
+			}
+		}
+	}
+	n = events_count();
+	from = n > 30 ? n - 30 : 0;
+	sbuf_printf(out, " \n## Recent events (%zu of %zu kept)\n \n| time (UTC) "
+	    "| kind | where | what |\n| --- | --- | --- | --- |\n", n - from,
+	    n);
+	for (size_t i = from; i < n; i++) {
+		const struct event	*e = events_get(i);
+		time_t			 t = (time_t)e->at;
+
+		gmtime_r(&t, &tm);
+		strftime(ts, sizeof(ts), "%H:%M:%S", &tm);
+		sbuf_printf(out, "| %s | %s | ", ts,
+		    events_kind_name(e->kind));
+		md_cell(out, e->backend);
+		if (e->server[0] != '\0') {
+			sbuf_puts(out, "/");
+			md_cell(out, e->server);
+		}
+		sbuf_puts(out, " | ");
+		md_cell(out, e->text);
+		sbuf_puts(out, " |\n");
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* explain ADDR[:PORT] [FRONTEND]: where a new connection would go now. */
+
+/* "10.0.0.5", "10.0.0.5:4000", "::1", "[::1]:4000" -> ss. 0 or -1. */
+static int
+parse_client(const char *arg, struct sockaddr_storage *ss)
+{
+	struct sockaddr_in	*sin = (struct sockaddr_in *)ss;
+	struct sockaddr_in6	*sin6 = (struct sockaddr_in6 *)ss;
+	struct conf_addr	 a;
+	const char		*why;
+
+	memset(ss, 0, sizeof(*ss));
+	if (inet_pton(AF_INET, arg, &sin->sin_addr) == 1) {
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons(40000);
+		return 0;
+	}
+	if (inet_pton(AF_INET6, arg, &sin6->sin6_addr) == 1) {
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons(40000);
+		return 0;
+	}
+	if (conf_parse_addr(arg, &a, &why) == -1)
+		return -1;
+	memcpy(ss, &a.ss, a.len);
+	return 0;
+}
+
+/* Why s does not take a new session now, or NULL if it could. */
+static const char *
+not_eligible(const struct server *s, char *buf, size_t len)
+{
+	if (!s->in_table)
+		return "leaving the table";
+	if (s->admin == ADM_MAINT)
+		return "maint (admin): no new sessions, not checked";
+	if (s->admin == ADM_DRAIN)
+		return "draining (admin): no new sessions";
+	if (!s->announce_up)
+		return "draining (announced): no new sessions";
+	if (s->health == HEALTH_DOWN) {
+		snprintf(buf, len, "down%s%s%s", s->check_result[0] ? " (" : "",
+		    s->check_result, s->check_result[0] ? ")" : "");
+		return buf;
+	}
+	if (s->health == HEALTH_CHECKING)
+		return "checking: not up yet (rise)";
+	if (s->weight == 0)
+		return "weight 0: no new sessions";
+	return NULL;
+}
+
+static int
+cmd_explain(int argc, char **argv, struct sbuf *out)
+{
+	struct control		*c = A.ctl;
+	struct sockaddr_storage	 ss;
+	struct frontend		*fe = NULL;
+	struct client_policy	*pol;
+	struct backend		*be;
+	struct server		*s, *pick;
+	struct pool		*p;
+	char			 abuf[NET_ADDRSTRLEN], why[160];
+	bool			 backup, any_primary = false;
+	uint32_t		 h;
+
+	if (parse_client(argv[0], &ss) == -1) {
+		sbuf_puts(out, "error: bad client address '");
+		put_echo(out, argv[0], strlen(argv[0]));
+		sbuf_puts(out, "': expected ADDR or ADDR:PORT, e.g. 10.0.0.5 "
+		    "or [2001:db8::5]:40000\n");
+		return -1;
+	}
+	for (size_t i = 0; i < c->nfrontends; i++)
+		if (argc < 2 || strcmp(c->frontends[i]->name, argv[1]) == 0) {
+			fe = c->frontends[i];
+			break;
+		}
+	if (fe == NULL) {
+		sbuf_puts(out, "error: unknown frontend '");
+		put_echo(out, argv[1], strlen(argv[1]));
+		sbuf_puts(out, "'\n");
+		return -1;
+	}
+	be = atomic_load(&fe->backend);
+	sbuf_printf(out, "client %s -> frontend %s -> backend %s (balance %s)"
+	    "\n", net_addr_str((struct sockaddr *)&ss, abuf, sizeof(abuf)),
+	    fe->name, be->name, conf_balance_name(be->conf.balance));
+	pol = atomic_load(&fe->policy);
+	if (pol != NULL && pol->deny != NULL &&
+	    cidr_set_match(pol->deny, (struct sockaddr *)&ss))
+		sbuf_puts(out, "refused: the address is in the frontend's "
+		    "deny list (PA)\n");
+	else if (pol != NULL && pol->allow != NULL &&
+	    !cidr_set_empty(pol->allow) &&
+	    !cidr_set_match(pol->allow, (struct sockaddr *)&ss))
+		sbuf_puts(out, "refused: the address is not in the frontend's "
+		    "allow list (PA)\n");
+	else if (pol != NULL && pol->proxy_from != NULL &&
+	    !cidr_set_empty(pol->proxy_from))
+		sbuf_puts(out, "note: accept_proxy: for clients behind a proxy "
+		    "listed there, the address of the PROXY header counts\n");
+	if (atomic_load(&fe->routes) != NULL)
+		sbuf_printf(out, "note: this frontend routes by TLS SNI; "
+		    "without a matching route the client goes to backend "
+		    "%s, as shown\n", be->name);
+	p = backend_pool(be);
+	pick = balance_peek(p, (struct sockaddr *)&ss, &backup);
+	if (pick == NULL)
+		sbuf_printf(out, "pick: none now: %s\n", p->primary.n +
+		    p->backup.n == 0 ? "no server is eligible; the client "
+		    "would wait up to timeout_queue for one, then be closed "
+		    "(SC)" : "every eligible server is at its maxconn; the "
+		    "client would wait up to timeout_queue (then sQ)");
+	else
+		sbuf_printf(out, "pick: %s/%s%s\n", be->name, pick->name,
+		    backup ? " (a backup: no primary server is eligible)" :
+		    "");
+	switch (be->conf.balance) {
+	case BALANCE_ROUNDROBIN:
+		sbuf_printf(out, "how: roundrobin: the next turn of the "
+		    "weighted sequence (turn %llu), skipping full servers; "
+		    "the next new session from any client takes it\n",
+		    (unsigned long long)atomic_load(&be->rr));
+		break;
+	case BALANCE_LEASTCONN:
+		sbuf_puts(out, "how: leastconn: the fewest active sessions "
+		    "per unit of effective weight; ties rotate\n");
+		break;
+	case BALANCE_SOURCE:
+		h = balance_addr_hash((struct sockaddr *)&ss);
+		sbuf_printf(out, "how: source: the owner of the address's "
+		    "point on the hash ring (hash %08x), or the next server "
+		    "on the ring if it is full; the same client keeps its "
+		    "server while the pool does not change\n", h);
+		break;
+	case BALANCE_RANDOM:
+		sbuf_puts(out, "how: random: two servers drawn by weight, the "
+		    "less loaded wins: the pick above is one possible outcome"
+		    "\n");
+		break;
+	case BALANCE_FIRST:
+		sbuf_puts(out, "how: first: the first server in table order "
+		    "with a free slot (maxconn)\n");
+		break;
+	}
+	sbuf_puts(out, "servers:\n");
+	TAILQ_FOREACH(s, &be->servers, entry)
+		if (!s->backup && server_eligible(s))
+			any_primary = true;
+	TAILQ_FOREACH(s, &be->servers, entry) {
+		const char	*no = not_eligible(s, why, sizeof(why));
+		uint32_t	 cur = atomic_load(&s->cur);
+		double		 eff = (double)atomic_load(&s->eff_weight) /
+				    LOADWEIGHT_SCALE;
+
+		sbuf_printf(out, "  %-20s ", s->name);
+		if (s == pick)
+			sbuf_puts(out, "<- picked");
+		else if (no != NULL)
+			sbuf_printf(out, "not eligible: %s", no);
+		else if (s->maxconn > 0 && cur >= (uint32_t)s->maxconn)
+			sbuf_printf(out, "full: %" PRIu32 "/%d sessions "
+			    "(maxconn)", cur, s->maxconn);
+		else if (s->backup && any_primary)
+			sbuf_puts(out, "backup: used only when no primary "
+			    "server is eligible");
+		else {
+			switch (be->conf.balance) {
+			case BALANCE_ROUNDROBIN:
+				sbuf_puts(out, "eligible: not this turn");
+				break;
+			case BALANCE_LEASTCONN:
+				sbuf_printf(out, "eligible: more loaded "
+				    "(%" PRIu32 " active / weight %.2f)", cur,
+				    eff);
+				break;
+			case BALANCE_SOURCE:
+				sbuf_puts(out, "eligible: not the ring owner "
+				    "of this address");
+				break;
+			case BALANCE_RANDOM:
+				sbuf_puts(out, "eligible: could be drawn");
+				break;
+			case BALANCE_FIRST:
+				sbuf_puts(out, "eligible: after the picked one "
+				    "in table order");
+				break;
+			}
+		}
+		if (no == NULL)
+			sbuf_printf(out, " [%" PRIu32 " active, weight %d, "
+			    "effective %.2f]", cur, (int)s->weight, eff);
+		if (atomic_load(&s->fault) != FAULT_NONE)
+			sbuf_printf(out, " [FAULT %s]", server_fault_name(
+			    (enum server_fault)atomic_load(&s->fault)));
+		sbuf_puts(out, "\n");
+	}
 	return 0;
 }
 
@@ -768,6 +1163,12 @@ static const struct cmdline_cmd cmds[] = {
 	  "the stats document (/stats.json)", cmd_show_stat_json },
 	{ { "show", "discovery" }, 2, 0, 0, "show discovery",
 	  "announcement entries and verdict counters", cmd_show_discovery },
+	{ { "report" }, 1, 0, 0, "report",
+	  "a Markdown snapshot: info, backends, discovery, recent events",
+	  cmd_report },
+	{ { "explain" }, 1, 1, 2, "explain ADDR[:PORT] [FRONTEND]",
+	  "which server a new connection from there gets now, and why not "
+	  "the others", cmd_explain },
 	{ { "show", "events" }, 2, 0, 1, "show events [N]",
 	  "the last N (default all kept) events, oldest first",
 	  cmd_show_events },

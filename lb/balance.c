@@ -122,6 +122,14 @@ try_take(struct pick *pk, struct server *s)
 {
 	if (was_tried(pk, s))
 		return false;
+	if (pk->dry) {			/* balance_peek: look, take nothing */
+		if (s->maxconn > 0 && atomic_load_explicit(&s->cur,
+		    memory_order_relaxed) >= (uint32_t)s->maxconn) {
+			pk->full = true;
+			return false;
+		}
+		return true;
+	}
 	if (!acquire(s)) {
 		pk->full = true;
 		return false;
@@ -277,7 +285,8 @@ rr_pick(struct pool *p, struct pool_group *g, struct pick *pk)
 
 	if (g->seqlen == 0)
 		return NULL;
-	pos = atomic_fetch_add_explicit(&p->be->rr, 1, memory_order_relaxed);
+	pos = pk->dry ? atomic_load_explicit(&p->be->rr, memory_order_relaxed)
+	    : atomic_fetch_add_explicit(&p->be->rr, 1, memory_order_relaxed);
 	for (uint32_t i = 0; i < g->seqlen; i++) {
 		struct server *s = g->srv[g->seq[(pos + i) % g->seqlen]];
 
@@ -587,6 +596,29 @@ balance_pick(struct pool *p, struct pick *pk)
 	if (s == NULL)
 		return NULL;
 	atomic_fetch_add_explicit(&s->total, 1, memory_order_relaxed);
+	return s;
+}
+
+struct server *
+balance_peek(struct pool *p, const struct sockaddr *client, bool *backup)
+{
+	struct pick	 pk;
+	uint64_t	 rng = 0x9e3779b97f4a7c15ULL;
+	struct server	*s = NULL;
+
+	memset(&pk, 0, sizeof(pk));
+	pk.client = client;
+	pk.rng = &rng;
+	pk.dry = true;
+	*backup = false;
+	if (p->primary.n > 0)
+		s = p->ops->pick(p, &p->primary, &pk);
+	/* As balance_pick for a session that tried nothing: backups only
+	 * when there is no eligible primary at all. */
+	if (s == NULL && p->primary.n == 0 && p->backup.n > 0) {
+		s = p->ops->pick(p, &p->backup, &pk);
+		*backup = s != NULL;
+	}
 	return s;
 }
 

@@ -58,6 +58,8 @@ struct pick {
 	int			 ntried;
 	uint64_t		*rng;		/* the worker's PRNG state */
 	bool			 full;		/* out: candidates were all at maxconn */
+	bool			 dry;		/* balance_peek: take no slot, move
+						   no cursor */
 };
 
 struct balance_ops {
@@ -94,6 +96,15 @@ void		 balance_pool_free(struct pool *);
  * to try.
  */
 struct server	*balance_pick(struct pool *, struct pick *);
+
+/*
+ * The server a pick for a new session from client would give now, taking
+ * nothing and moving no cursor (shoalctl explain); *backup tells whether
+ * it is a backup. random is not predictable: the answer is one possible
+ * pick. NULL when none would be given (all full, or no server).
+ */
+struct server	*balance_peek(struct pool *, const struct sockaddr *client,
+		    bool *backup);
 
 /* The session ended: free its slot. Accepts NULL. */
 void		 balance_done(struct server *);

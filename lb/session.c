@@ -28,6 +28,7 @@
 #include <openssl/err.h>
 #include <openssl/x509.h>
 
+#include "loadweight.h"
 #include "log.h"
 #include "net.h"
 #include "session.h"
@@ -674,6 +675,22 @@ proxy_header_put(struct session *s, struct server *srv, const struct pool *p)
 	return true;
 }
 
+/* The pick decision, at debug: which server, by what rule, which try. */
+static void
+pick_log(struct session *s, struct pool *p, struct server *srv)
+{
+	char abuf[NET_ADDRSTRLEN];
+
+	log_debug("session %s: client %s: picked %s/%s by %s (attempt %d, "
+	    "%u active, effective weight %.2f%s%s)", s->fe->name,
+	    net_addr_str((struct sockaddr *)&s->client, abuf, sizeof(abuf)),
+	    s->be->name, srv->name, p->ops->name, s->attempts + 1,
+	    atomic_load_explicit(&srv->cur, memory_order_relaxed),
+	    (double)atomic_load_explicit(&srv->eff_weight,
+	    memory_order_relaxed) / LOADWEIGHT_SCALE, srv->backup ?
+	    ", backup" : "", s->pk.ntried > 1 ? ", after a failed try" : "");
+}
+
 /* No longer waiting for a first server: out of the backend's gauge. */
 static void
 queue_leave(struct session *s)
@@ -711,6 +728,8 @@ session_connect(struct session *s)
 	while (s->pk.ntried < PICK_MAX_TRIED &&
 	    (srv = server_pick(p, &s->pk)) != NULL) {
 		s->pk.tried[s->pk.ntried++] = srv;
+		if (log_enabled(LOG_LVL_DEBUG))
+			pick_log(s, p, srv);
 		session_use(s, srv);
 		if (s->attempts++ == 0) {
 			queue_leave(s);

@@ -314,7 +314,19 @@ ask(int fd, const char *line, size_t linelen)
 		ncarry = sizeof(carry);	/* cannot happen: one line asked */
 	memcpy(carry, end, ncarry);
 	rc = strncmp(ans, "error:", 6) == 0 ? EXIT_ANSWER_ERROR : 0;
-	fwrite(ans, 1, (size_t)(end - ans) - 1, stdout);
+	/* A line of one blank stands for an empty line (which would end
+	 * the answer on the wire): `report`'s Markdown paragraphs. */
+	for (char *l = ans; l < end - 1; ) {
+		char *nl = memchr(l, '\n', (size_t)(end - 1 - l));
+		size_t n = nl != NULL ? (size_t)(nl - l) + 1 :
+		    (size_t)(end - 1 - l);
+
+		if (n == 2 && l[0] == ' ' && l[1] == '\n')
+			fputc('\n', stdout);
+		else
+			fwrite(l, 1, n, stdout);
+		l += n;
+	}
 	fflush(stdout);
 	free(ans);
 	return rc;
