@@ -304,9 +304,19 @@ hook_run(struct backend *be, struct scale_state *st, enum scale_action a,
 		nold++;
 	if ((envp = calloc(nold + nenv + 2, sizeof(*envp))) == NULL)
 		return -1;
-	for (size_t i = 0; i < nold; i++)
-		if (strncmp(environ[i], "SHOAL_", 6) != 0)
+	/* shoal's environment, less the variables we set ourselves */
+	for (size_t i = 0; i < nold; i++) {
+		const char	*eq = strchr(environ[i], '=');
+		size_t		 nl = eq ? (size_t)(eq - environ[i]) : 0;
+		bool		 ours = nl == strlen("SHOAL_CONDITION") &&
+				    strncmp(environ[i], "SHOAL_CONDITION", nl) ==
+				    0;
+
+		for (size_t j = 0; j < nenv && !ours && nl > 0; j++)
+			ours = strncmp(vars[j], environ[i], nl + 1) == 0;
+		if (!ours)
 			envp[k++] = environ[i];
+	}
 	for (size_t i = 0; i < nenv; i++)
 		envp[k++] = vars[i];
 	envp[k++] = condvar;

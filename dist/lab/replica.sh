@@ -19,6 +19,10 @@
 #   client CMD... run CMD in the client namespace (e.g. curl -s ha/)
 #   exec NAME CMD...  run CMD in the network namespace of ha or a node
 #   status        the nodes and what shoal says about them
+#   scaler        (started by up, in the background) carry out the scale
+#                 requests of shoal's scale_hook dist/lab/hooks/replica-scale:
+#                 one node more or less, between SHOAL_SCALE_MIN (1) and
+#                 SHOAL_SCALE_MAX (8) nodes; ends with the lab
 #   down          stop everything and remove every namespace and file
 #   app-dir       print the directory of the app with its modules
 #                 (installed once), to run it by hand: node DIR/app.js
@@ -27,7 +31,8 @@
 # curl, and shoal built (SHOAL_BUILD, default ./build).
 #
 # Environment: SHOAL_LAB_STATE (default /tmp/shoal-lab; where state, logs
-# and the key are kept), SHOAL_BUILD, SHOAL_LAB_CACHE (default
+# and the key are kept), SHOAL_BUILD, SHOAL_LAB_CONF (the balancer's
+# config, default dist/lab/shoal.ini), SHOAL_LAB_CACHE (default
 # ~/.cache/shoal-lab), SHOAL_LAB_KEY (default: a fresh key made by keygen),
 # SHOAL_LAB_HOSTS (extra /etc/hosts lines for boxes plugged in from now on),
 # and what the run scripts read (SHOAL_TARGET, SHOAL_INTERVAL,
@@ -137,6 +142,7 @@ box_start() {
     cp -R "$svc"/. "$state/$name/scan/"
     PATH="$build:$PATH" SHOAL_CONF="$state/shoal.ini" \
     SHOAL_KEY="$state/discovery.key" APP_DIR="$state/app" \
+    SHOAL_LAB_SPOOL="$state/spool" \
     SHOAL_LABEL="${SHOAL_LABEL_PREFIX:-}$name" \
         ip netns exec "$(ns "$name")" unshare --pid --fork --mount \
         --uts --mount-proc sh "$here/replica.sh" _boot "$name" \
@@ -237,7 +243,8 @@ cmd_up() {
     else
         "$here/keygen" "$state/discovery.key" >/dev/null
     fi
-    cp "$here/shoal.ini" "$state/shoal.ini"
+    cp "${SHOAL_LAB_CONF:-$here/shoal.ini}" "$state/shoal.ini"
+    mkdir -p "$state/spool"
     net_up
     plug ha "$subnet.42"
     box_start ha "$here/ha/service"
@@ -248,6 +255,8 @@ cmd_up() {
         i=$((i + 1))
     done
     wait_up "$want" "$t0"
+    sh "$0" scaler </dev/null >>"$state/scaler.log" 2>&1 &
+    echo $! >"$state/scaler.pid"
     trap - EXIT
     say "lab up in $state: ha $subnet.42 (80, stats 1936, admin 9999)," \
         "client $subnet.2; try: $0 client curl -s ha/"
@@ -273,6 +282,38 @@ cmd_scale() {
     wait_up "$want" "$t0"
 }
 
+# The scale requests of dist/lab/hooks/replica-scale (from inside the ha
+# box, through $state/spool): one at a time, in order; ends with the lab.
+cmd_scaler() {
+    local f id action have want rc
+    while [ -e "$state/id" ]; do
+        for f in "$state"/spool/req.*; do
+            [ -e "$f" ] || continue
+            id=${f##*/req.}
+            case "$id" in *.tmp) continue ;; esac
+            action=$(cat "$f" 2>/dev/null) || continue
+            rm -f "$f"
+            have=$(running_nodes | wc -l)
+            case "$action" in
+            up) want=$((have + 1)) ;;
+            down) want=$((have - 1)) ;;
+            *) want=$have ;;
+            esac
+            rc=0
+            if [ "$want" -lt "${SHOAL_SCALE_MIN:-1}" ] ||
+                [ "$want" -gt "${SHOAL_SCALE_MAX:-8}" ]; then
+                echo "at the bound: $have node(s) stay" >"$state/spool/out.$id"
+            else
+                echo "scale $action: $have -> $want node(s)" >"$state/spool/out.$id"
+                (cmd_scale "$want") >>"$state/spool/out.$id" 2>&1 || rc=$?
+            fi
+            say "scaler: $action: $(tail -1 "$state/spool/out.$id") (status $rc)"
+            echo "$rc" >"$state/spool/done.$id"
+        done
+        sleep 0.2
+    done
+}
+
 cmd_crash() {
     local n p u i
     n=$(node_name "$1")
@@ -291,6 +332,7 @@ cmd_crash() {
 
 cmd_down() {
     [ -e "$state/id" ] || { say "no lab at $state"; return 0; }
+    p=$(cat "$state/scaler.pid" 2>/dev/null) && kill "$p" 2>/dev/null || true
     for d in "$state"/*/; do
         b=$(basename "$d")
         p=$(init_pid "$b")
@@ -337,6 +379,7 @@ exec)   [ $# -ge 2 ] || die "usage: exec ha|NODE CMD..."
         [ "$b" = ha ] || b=$(node_name "$b")
         exec ip netns exec "$(ns "$b")" "$@" ;;
 status) cmd_status ;;
+scaler) cmd_scaler ;;
 down)   cmd_down ;;
 app-dir) app_cache ;;
 _boot)  boot "$1" "$2" ;;
