@@ -357,12 +357,14 @@ lc_pick(struct pool *p, struct pool_group *g, struct pick *pk)
 		/* Big pool: sample. Nothing found (mostly tried or full):
 		 * the full scan below decides. */
 		for (int attempt = 0; attempt < 4; attempt++)
-			if ((best = lc_sample(g, pk)) != NULL && acquire(best))
+			if ((best = lc_sample(g, pk)) != NULL &&
+			    (pk->dry || acquire(best)))
 				return best;
 	}
 	/* Rotate the starting point so that ties spread evenly. */
-	start = atomic_fetch_add_explicit(&p->be->rr, 1,
-	    memory_order_relaxed) % g->n;
+	start = (pk->dry ? atomic_load_explicit(&p->be->rr,
+	    memory_order_relaxed) : atomic_fetch_add_explicit(&p->be->rr, 1,
+	    memory_order_relaxed)) % g->n;
 	for (int attempt = 0; attempt < 4; attempt++) {
 		best = NULL;
 		for (i = 0; i < g->n; i++)
@@ -370,7 +372,7 @@ lc_pick(struct pool *p, struct pool_group *g, struct pick *pk)
 		if (best == NULL)
 			return NULL;
 		/* Another worker may have filled it in between. */
-		if (acquire(best))
+		if (pk->dry || acquire(best))
 			return best;
 	}
 	pk->full = true;

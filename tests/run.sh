@@ -77,12 +77,14 @@ fi
 # ThreadSanitizer where threads meet: reload, admin commands, balancing
 # and limits change pools, servers and settings while the workers relay;
 # client policies (access lists, per-source tables) are swapped by reloads;
-# TLS contexts are swapped by reloads while workers make SSLs from them.
+# TLS contexts are swapped by reloads while workers make SSLs from them;
+# effective weights, faults and the queue gauge are read by workers while
+# the control loop changes them.
 if [ "${SHOAL_TEST_TSAN:-1}" != 0 ]; then
     setup build-tsan --buildtype=debug -Db_sanitize=thread -Db_lundef=false
     T=tests/integration
     TSAN_OPTIONS=halt_on_error=0 \
-    PASS_TESTS="$T/test_reload.py $T/test_admin.py $T/test_balance.py $T/test_lifecycle.py $T/test_limits.py $T/test_clientid.py $T/test_send_proxy.py $T/test_tls.py" \
+    PASS_TESTS="$T/test_reload.py $T/test_admin.py $T/test_balance.py $T/test_lifecycle.py $T/test_limits.py $T/test_clientid.py $T/test_send_proxy.py $T/test_tls.py $T/test_weights.py $T/test_fault.py $T/test_scale.py" \
         run_pass tsan build-tsan -m "not valgrind" "$@"
 fi
 

@@ -148,3 +148,53 @@ def test_memcheck_clean_with_tls(start_shoal, start_peer, tmp_path):
         "ERROR SUMMARY: 0 errors" in sh.log(), sh.log()[-4000:]
     assert "definitely lost" not in sh.log(), sh.log()[-4000:]
     del inner
+
+
+@pytest.mark.valgrind
+def test_memcheck_clean_with_elastic_pools(start_shoal, start_peer,
+                                           tmp_path):
+    """slowstart, scale conditions with a hook that runs (its output read
+    and logged), fault injection, explain, show events and report over the
+    admin socket, the stats documents with latency and scale sections:
+    no memcheck error, no leak."""
+    from conftest import alloc_port
+    from test_admin import admin
+    e1 = start_peer("echo", name="e1")
+    e2 = start_peer("echo", name="e2")
+    hook = tmp_path / "hook.sh"
+    hook.write_text("#!/bin/sh\necho hook $1 $SHOAL_BACKEND\nexit 3\n")
+    hook.chmod(0o755)
+    sock = str(tmp_path / "admin.sock")
+    port, sp = alloc_port(), alloc_port()
+    text = ("[global]\nthreads = 2\n[frontend web]\nbind = 127.0.0.1:%d\n"
+            "backend = app\n[backend app]\nslowstart = 3s\n"
+            "scale_up = up_servers < 5 for 1s\nscale_cooldown = 1s\n"
+            "scale_hook = %s\nserver = e1 %s\nserver = e2 %s\n"
+            "[stats]\nbind = 127.0.0.1:%d\n[admin]\nsocket = %s\n"
+            % (port, hook, e1.addr, e2.addr, sp, sock))
+    sh = start_shoal(config_text=text, binds=["127.0.0.1:%d" % port],
+                     prefix=VALGRIND, wait=False)
+    sh.wait_ready(timeout=60)
+    admin(sock, "set server app/e1 fault delay 20ms")
+    for i, size in enumerate((1, 65537)):
+        r = P.exchange(sh.addr, size, seed=i)
+        assert r["tx_sha"] == r["rx_sha"] and r["rx_len"] == size, r
+    admin(sock, "set server app/e2 fault reset")
+    r = P.exchange(sh.addr, 100, seed=5)
+    assert r["rx_len"] == 100
+    admin(sock, "set server app/e2 fault none")
+    sh.wait_for(lambda: "scale hook: hook up app" in sh.log(), timeout=60,
+                what="the hook's output")
+    for line in ("explain 10.0.0.1", "show events", "report",
+                 "show servers", "show stat json"):
+        assert not admin(sock, line).startswith("error"), line
+    import urllib.request
+    for path in ("/", "/stats.json", "/metrics"):
+        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (sp, path),
+                                    timeout=30) as f:
+            assert f.status == 200
+    rc = sh.stop(timeout=60)
+    assert rc == 0, sh.log()[-4000:]
+    assert "ERROR SUMMARY" not in sh.log() or \
+        "ERROR SUMMARY: 0 errors" in sh.log(), sh.log()[-4000:]
+    assert "definitely lost" not in sh.log(), sh.log()[-4000:]

@@ -468,10 +468,63 @@ test_pool_new(void)
 	backend_free(be);
 }
 
+/* balance_peek names what the next pick gives, and changes nothing. */
+static void
+test_peek(void)
+{
+	static const enum conf_balance algs[] = { BALANCE_ROUNDROBIN,
+	    BALANCE_LEASTCONN, BALANCE_SOURCE, BALANCE_FIRST };
+	static const char *const names[] = { "roundrobin", "leastconn",
+	    "source", "first" };
+	struct sockaddr_in	 cli;
+	int			 agree = 0, total = 0;
+
+	addr4(&cli, "192.0.2.7", 40000);
+	for (size_t a = 0; a < sizeof(algs) / sizeof(algs[0]); a++) {
+		int		 w[4] = { 1, 2, 1, 3 };
+		struct backend	*be = mkbackend(algs[a], 4, w);
+		struct server	*held[3], *p, *s;
+		bool		 backup;
+		uint32_t	 cur[4];
+		uint64_t	 rr;
+		int		 ok_here = 1;
+
+		/* some load, so that leastconn has something to weigh */
+		for (int i = 0; i < 3; i++)
+			held[i] = pick1(be, (struct sockaddr *)&cli);
+		for (int i = 0; i < 20; i++) {
+			TAILQ_FOREACH(s, &be->servers, entry)
+				cur[idx(s)] = atomic_load(&s->cur);
+			rr = atomic_load(&be->rr);
+			p = balance_peek(backend_pool(be),
+			    (struct sockaddr *)&cli, &backup);
+			TAILQ_FOREACH(s, &be->servers, entry)
+				if (atomic_load(&s->cur) != cur[idx(s)])
+					ok_here = 0;
+			if (atomic_load(&be->rr) != rr || backup)
+				ok_here = 0;
+			s = pick1(be, (struct sockaddr *)&cli);
+			total++;
+			if (s == p)
+				agree++;
+			else
+				ok_here = 0;
+			if (i % 2 == 0)
+				server_done(s);	/* keep some, free some */
+		}
+		ok(ok_here, "peek (%s): names the next pick and takes nothing",
+		    names[a]);
+		(void)held;
+		backend_free(be);
+	}
+	is_int(agree, total, "peek agreed with every pick");
+}
+
 int
 main(void)
 {
 	test_pool_new();
+	test_peek();
 	test_roundrobin_exact();
 	test_roundrobin_weighted();
 	test_weight_zero();
