@@ -227,6 +227,69 @@ def test_scale_to_five(lab):
     assert all(labels), labels
 
 
+def test_scale_hooks_drive_compose(lab, tmp_path):
+    """dist/lab/hooks: compose-scale takes one webapp container away and
+    the node leaves shoal's table; compose-autoscale, one round, reads
+    shoal_backend_scale_wanted = 1 from a real shoal's /metrics (a
+    loopback one whose scale_up holds at once) and adds one back, which
+    joins; at SHOAL_SCALE_MAX the hook changes nothing."""
+    build = os.environ.get("SHOAL_BUILD") or os.path.join(ROOT, "build")
+    hooks = os.path.join(LAB, "hooks")
+    env = dict(lab.dk.env, COMPOSE_PROJECT_NAME=PROJECT,
+               COMPOSE_FILE=os.path.join(LAB, "compose.yaml"),
+               SHOAL_SCALE_MAX="5")
+    have = len(lab.webapp_containers())
+    t = time.monotonic()
+    r = subprocess.run([os.path.join(hooks, "compose-scale"), "down", "app"],
+                       env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "webapp: %d -> %d" % (have, have - 1) in r.stdout, r.stdout
+    wait_for(lambda: len(lab.up_addresses()) == have - 1, 60,
+             "a node fewer in shoal")
+    note("hook_compose_down_s", time.monotonic() - t)
+    assert len(lab.webapp_containers()) == have - 1
+
+    import socket
+    ports = []
+    for _ in range(2):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        ports.append(s.getsockname()[1])
+        s.close()
+    conf = tmp_path / "wants.ini"
+    conf.write_text("[frontend web]\nbind = 127.0.0.1:%d\nbackend = app\n"
+                    "[backend app]\nserver = s1 127.0.0.1:9\n"
+                    "scale_up = up_servers < 9 for 0s\n"
+                    "[stats]\nbind = 127.0.0.1:%d\n" % tuple(ports))
+    sh = subprocess.Popen([os.path.join(build, "shoal"), "-c", str(conf)],
+                          stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+    try:
+        url = "http://127.0.0.1:%d/metrics" % ports[1]
+
+        def wanted():
+            r = subprocess.run(["curl", "-fs", url], capture_output=True,
+                               text=True)
+            return 'shoal_backend_scale_wanted{backend="app"} 1' in r.stdout
+        wait_for(wanted, 20, "the gauge at 1")
+        t = time.monotonic()
+        r = subprocess.run([os.path.join(hooks, "compose-autoscale"), url,
+                            "app"], env=dict(env, ROUNDS="1", COOLDOWN="0"),
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "webapp: %d -> %d" % (have - 1, have) in r.stdout, r.stdout
+    finally:
+        sh.terminate()
+        sh.wait(10)
+    wait_for(lambda: len(lab.up_addresses()) == have, 60,
+             "the node back in shoal")
+    note("hook_compose_autoscale_up_s", time.monotonic() - t)
+    r = subprocess.run([os.path.join(hooks, "compose-scale"), "up", "app"],
+                       env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "at the maximum" in r.stdout, r.stdout
+    assert len(lab.webapp_containers()) == have
+
+
 def test_stats_page_screenshot(lab):
     shot = os.path.join(ART, "lab-stats.png")
     prof = os.path.join(lab.root, "chromium-profile")
