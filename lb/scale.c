@@ -462,10 +462,11 @@ backend_tick(struct backend *be, double now)
 			events_add(EV_KIND_SCALE, be->name, NULL, "scale %s "
 			    "wanted: %s (%s)", scale_action_name(a), cond,
 			    vals);
-		} else {
-			log_info("backend %s: scale no longer wanted",
-			    be->name);
+		} else if (!st->acted) {
+			log_info("backend %s: scale no longer wanted (its "
+			    "condition stopped holding)", be->name);
 		}
+		st->acted = false;
 		st->wanted = wanted;
 	}
 	if (wanted != 0 && be->conf.scale_hook[0] != '\0' && st->pid == 0 &&
@@ -482,9 +483,11 @@ backend_tick(struct backend *be, double now)
 		events_add(EV_KIND_HOOK, be->name, NULL, "scale %s hook "
 		    "started (%s)", scale_action_name(a), vals);
 		(void)hook_run(be, st, a, v, cond);
-		/* A new action needs a whole new streak. */
+		/* A new action needs a whole new streak: the gauge goes back
+		 * to 0 at the next tick, until the condition has held again. */
 		scaleexpr_for_reset(&st->hold[SCALE_ACT_UP]);
 		scaleexpr_for_reset(&st->hold[SCALE_ACT_DOWN]);
+		st->acted = true;
 		if (st->pid == 0)	/* could not start: cool down anyway */
 			st->cooldown_until = now +
 			    be->conf.scale_cooldown_ms / 1000.0;

@@ -34,6 +34,7 @@ enum scale_action {
 struct scale_state {
 	struct scaleexpr_for	 hold[SCALE_ACT_MAX];	/* "for" streaks */
 	int			 wanted;		/* -1, 0, +1 */
+	bool			 acted;			/* a hook ran on it */
 	double			 cooldown_until;	/* ev_time() */
 	/* session_rate: totals of the last ticks */
 	uint64_t		 rate_total[SCALE_RATE_SLOTS];
