@@ -237,8 +237,15 @@ child_cb(struct ev_loop *loop, ev_child *w, int revents)
 	st->exited = true;
 	st->status = WIFEXITED(rs) ? WEXITSTATUS(rs) :
 	    WIFSIGNALED(rs) ? 128 + WTERMSIG(rs) : 1;
-	if (st->out_fd == -1)
+	if (st->out_fd == -1) {
 		hook_end(be, st);
+		return;
+	}
+	/* Its output may still be in the pipe; a process it left behind
+	 * may hold the pipe open: read for at most SCALE_OUT_GRACE more. */
+	ev_timer_stop(loop, &st->deadline);
+	ev_timer_set(&st->deadline, SCALE_OUT_GRACE, 0);
+	ev_timer_start(loop, &st->deadline);
 }
 
 /* Past scale_hook_timeout: kill its process group; the pipe is closed
@@ -250,8 +257,16 @@ deadline_cb(struct ev_loop *loop, ev_timer *t, int revents)
 	struct scale_state	*st = be->scale;
 
 	(void)revents;
-	if (st->pid == 0 || st->exited)
+	if (st->pid == 0)
 		return;
+	if (st->exited) {		/* exited; something holds the pipe */
+		ev_io_stop(loop, &st->out);
+		if (st->out_fd != -1)
+			close(st->out_fd);
+		st->out_fd = -1;
+		hook_end(be, st);
+		return;
+	}
 	log_warnx("backend %s: scale %s hook still running after %.0f s: "
 	    "killed", be->name, scale_action_name(st->running),
 	    be->conf.scale_hook_timeout_ms / 1000.0);

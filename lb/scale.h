@@ -23,6 +23,7 @@
 #define SCALE_RATE_SLOTS	10	/* session_rate: over the last 10 s */
 #define SCALE_OUT_LINE		200	/* hook output: longest line logged */
 #define SCALE_OUT_LINES		50	/* ... and lines logged per run */
+#define SCALE_OUT_GRACE		1.0	/* s: output read after it exited */
 
 enum scale_action {
 	SCALE_ACT_UP = 0,

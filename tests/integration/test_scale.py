@@ -223,3 +223,42 @@ def test_bad_scale_config_is_refused(tmp_path):
     r = subprocess.run([shoal, "-t", "-c", str(cfg)], capture_output=True,
                        text=True, timeout=10)
     assert r.returncode == 0, r.stderr
+
+
+def test_hook_timeout_and_leftover_processes(start_peer, start_shoal,
+                                             tmp_path):
+    """A hook that leaves a process behind holding its output is done
+    once it exits (its output read for at most 1 s more), not when the
+    leftover ends; a hook past scale_hook_timeout (1 s) is killed with its
+    process group and counted as failed."""
+    slow = start_peer("source", "--size", "100", "--delay", "0.3",
+                      name="slow")
+    sp, port = alloc_port(), alloc_port()
+    hook = tmp_path / "hook.sh"
+    mode = tmp_path / "mode"
+    mode.write_text("leave")
+    hook.write_text("#!/bin/sh\nif [ \"$(cat %s)\" = leave ]; then\n"
+                    "  echo leaving a sleeper\n  sleep 6 &\n  exit 0\nfi\n"
+                    "echo $$ > %s.pid\necho hanging\nexec sleep 30\n"
+                    % (mode, mode))
+    hook.chmod(0o755)
+    text = ("[global]\nthreads = 1\n[frontend web]\nbind = 127.0.0.1:%d\n"
+            "backend = app\n[backend app]\nserver = slow %s\n"
+            "scale_up = ttfb_p95 > 150ms for 0s\nscale_cooldown = 1s\n"
+            "scale_hook = %s\nscale_hook_timeout = 1s\n"
+            "[stats]\nbind = 127.0.0.1:%d\n" % (port, slow.addr, hook, sp))
+    sh = start_shoal(config_text=text, binds=["127.0.0.1:%d" % port])
+    one(sh.addr)
+    wait_log(sh, r"scale hook: leaving a sleeper", 10)
+    t0 = time.monotonic()
+    wait_log(sh, r"scale up hook done in \d+\.\d s", 5)
+    assert time.monotonic() - t0 < 3
+    mode.write_text("hang")
+    wait_log(sh, r"scale hook: hanging", 10)
+    wait_log(sh, r"scale up hook still running after 1 s: killed", 5)
+    wait_log(sh, r"scale up hook failed \(killed by signal 9\)", 5)
+    assert metric(sp, 'shoal_backend_scale_hooks_total{backend="app",'
+                  'action="up",result="failed"}') >= 1
+    # the hanging hook is gone: its process group was killed
+    pid = int(open(str(mode) + ".pid").read())
+    assert not os.path.exists("/proc/%d" % pid), pid
