@@ -1122,15 +1122,25 @@ lcmd_child_cb(struct ev_loop *loop, ev_child *w, int revents)
 		lcmd_finish();
 }
 
-/* Too slow: kill its process group; the child callback ends the run. */
+/* Too slow: kill its process group; the child callback ends the run.
+ * Or it exited and something it left running holds its output: what it
+ * wrote is what counts. */
 static void
 lcmd_timeout_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
 	(void)loop;
 	(void)t;
 	(void)revents;
-	if (A.lcmd_pid == 0 || A.lcmd_exited)
+	if (A.lcmd_pid == 0)
 		return;
+	if (A.lcmd_exited) {	/* exited; a process it left holds the pipe */
+		ev_io_stop(A.loop, &A.lcmd_io);
+		if (A.lcmd_fd != -1)
+			close(A.lcmd_fd);
+		A.lcmd_fd = -1;
+		lcmd_finish();
+		return;
+	}
 	if (log_ratelimit(&A.rl_load, 1))
 		log_warnx("--load-cmd still running after %u ms: killed",
 		    A.interval_ms);
@@ -1246,9 +1256,10 @@ load_fill(struct codec_msg *m)
 		A.cpu_prev = now;
 		A.cpu_have = true;
 	}
-	/* A value is sent while it is at most 2 intervals old. */
-	if (A.load >= 0 && ev_time() - A.load_at <= 2 * A.interval_ms /
-	    1000.0) {
+	/* A value is sent while it is at most 2 intervals old, and at least
+	 * 2 s (a command runs at most once per interval and 1 s). */
+	if (A.load >= 0 && ev_time() - A.load_at <= 2 * (A.interval_ms <
+	    1000 ? 1.0 : A.interval_ms / 1000.0)) {
 		m->has_load = true;
 		m->load = (uint8_t)A.load;
 		if ((n = port_connections()) >= 0) {

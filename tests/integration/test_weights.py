@@ -237,6 +237,27 @@ def test_load_reports_bend_weights(start_peer, start_shoal, tmp_path):
             time.sleep(0.1)
         assert 0 <= x["load"]["value"] <= 100
         assert 80 <= x["load"]["interval_ms"] <= 400, x["load"]
+
+        # A command that leaves a process holding its output: what it
+        # printed counts, and the report does not flap.
+        s4 = start_peer("source", "--size", "10", name="s4")
+        announce(s4, "--load-cmd", "echo 33; sleep 4 &")
+        n4 = "127.0.0.1:%d" % s4.port
+        deadline = time.monotonic() + 10
+        while True:
+            x = next((x for x in stats(sp)["backends"][0]["servers"]
+                      if x["name"] == n4), None)
+            if x is not None and x["load"] is not None:
+                break
+            assert time.monotonic() < deadline, x
+            time.sleep(0.1)
+        assert x["load"]["value"] == 33
+        until = time.monotonic() + 2.5        # it holds, every 0.1 s
+        while time.monotonic() < until:
+            assert (server(sp, n4)["load"] or {}).get("value") == 33
+            time.sleep(0.1)
+        assert "server app/%s: no longer reports its load" % n4 \
+            not in sh.log()
     finally:
         for a in made:
             a.cleanup()
