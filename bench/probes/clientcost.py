@@ -48,6 +48,7 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 from measure import median, proc_cpu                 # noqa: E402
 from restarts import free_port, wait_port            # noqa: E402
+from procs import Procs                              # noqa: E402
 
 
 def networks(n, seed=1):
@@ -71,33 +72,15 @@ def networks(n, seed=1):
     return nets
 
 
-class Bench:
+class Bench(Procs):
     def __init__(self, d, shoal, bport, pport, sport, base=None):
+        super().__init__(d, cpu="1")    # every proxy alone on CPU 1
         self.d, self.shoal, self.bport, self.pport = d, shoal, bport, pport
         self.base = base
         self.sport = sport
-        self.procs = []
-        self.log = open(os.path.join(d, "proc.log"), "ab")
         self.nets = networks(1000)
         with open(os.path.join(d, "nets.txt"), "w") as f:
             f.write("\n".join(self.nets) + "\n")
-
-    def spawn(self, cmd):
-        p = subprocess.Popen(["taskset", "-c", "1"] + cmd,
-                             stdin=subprocess.DEVNULL, stdout=self.log,
-                             stderr=self.log, start_new_session=True)
-        self.procs.append(p)
-        return p
-
-    def cleanup(self):
-        for p in self.procs:
-            if p.poll() is None:
-                try:
-                    os.killpg(p.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            p.wait()
-        self.log.close()
 
     def shoal_target(self, name, extra, be_extra="", binary=None):
         port = free_port()

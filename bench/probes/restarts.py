@@ -25,6 +25,8 @@ import sys
 import tempfile
 import time
 
+from procs import Procs
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 RESTART_LOOP = r"""
@@ -60,25 +62,14 @@ class Run:
         self.shoal = shoal
         self.bport = backend_port
         self.port = free_port()
-        self.procs = []
-        self.log = open(os.path.join(d, "proc.log"), "ab")
+        self.procs = Procs(d)
 
     def spawn(self, cmd, **kw):
-        p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self.log,
-                             stderr=self.log, start_new_session=True, **kw)
-        self.procs.append(p)
-        return p
+        return self.procs.spawn(cmd, **kw)
 
     def cleanup(self):
         open(os.path.join(self.d, "stop"), "w").close()
-        for p in self.procs:
-            if p.poll() is None:
-                try:
-                    os.killpg(p.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            p.wait()
-        self.log.close()
+        self.procs.cleanup()
 
     # -- shoal
     def shoal_conf(self):

@@ -14,7 +14,6 @@ Every process it starts is killed at the end.
 import argparse
 import os
 import re
-import signal
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,7 @@ sys.path.insert(0, HERE)
 from measure import median                           # noqa: E402
 from tlscost import tree_cpu as proc_cpu             # noqa: E402
 from restarts import free_port, wait_port            # noqa: E402
+from procs import Procs                              # noqa: E402
 
 NGINX_STREAM_MOD = "/usr/lib/nginx/modules/ngx_stream_module.so"
 UNITS = {"B": 1, "KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30}
@@ -61,14 +61,8 @@ def main():
                 "http { access_log off; keepalive_requests 1000000; server {"
                 " listen 127.0.0.1:%d; location = /1m { alias %s/1m; } } }\n"
                 % (d, d, bport, d))
-    procs, log = [], open(os.path.join(d, "proc.log"), "ab")
-
-    def spawn(cmd, cpu):
-        p = subprocess.Popen(["taskset", "-c", cpu] + cmd, stdout=log,
-                             stderr=log, stdin=subprocess.DEVNULL,
-                             start_new_session=True)
-        procs.append(p)
-        return p
+    procs = Procs(d)
+    spawn = procs.spawn
 
     targets = {}
     res = {}
@@ -128,13 +122,7 @@ def main():
                 print("%-16s rep %d: p50 %6.1f ms  p99 %6.1f ms  %7.1f MB/s"
                       "  %6.0f ms CPU/GiB" % ((name, rep) + row), flush=True)
     finally:
-        for p in procs:
-            try:
-                os.killpg(p.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            p.wait()
-        log.close()
+        procs.cleanup()
     print("\n| target | p50 ms | p99 ms (min–max) | MB/s | CPU ms/GiB |")
     print("| --- | --- | --- | --- | --- |")
     for name, rows in res.items():

@@ -43,34 +43,17 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 from measure import median, proc_cpu                 # noqa: E402
+from procs import Procs                              # noqa: E402
 from restarts import free_port, wait_port            # noqa: E402
 
 NGINX_STREAM_MOD = "/usr/lib/nginx/modules/ngx_stream_module.so"
 UNITS = {"B": 1, "KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30}
 
 
-class Bench:
+class Bench(Procs):
     def __init__(self, d, shoal, bport):
+        super().__init__(d, cpu="1")    # the proxies; the backend on 0
         self.d, self.shoal, self.bport = d, shoal, bport
-        self.procs = []
-        self.log = open(os.path.join(d, "proc.log"), "ab")
-
-    def spawn(self, cmd, cpu="1"):
-        p = subprocess.Popen(["taskset", "-c", cpu] + cmd,
-                             stdin=subprocess.DEVNULL, stdout=self.log,
-                             stderr=self.log, start_new_session=True)
-        self.procs.append(p)
-        return p
-
-    def cleanup(self):
-        for p in self.procs:
-            if p.poll() is None:
-                try:
-                    os.killpg(p.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            p.wait()
-        self.log.close()
 
     def shoal_target(self, name, pem):
         port = free_port()
