@@ -6,31 +6,22 @@ it, the timeline records it. Each fault is watched through what a user
 sees: the client's wait, retries on another server, passive health.
 """
 
-import json
 import socket
 import subprocess
 import time
-import urllib.request
 
 import peers
-from conftest import alloc_port
+from conftest import alloc_port, wait_for
+from stats_helpers import fetch, fetch_json
 from test_admin import SHOALCTL, admin
 
 
-def stats(port):
-    with urllib.request.urlopen("http://127.0.0.1:%d/stats.json" % port,
-                                timeout=5) as r:
-        return json.load(r)
-
-
 def page(port):
-    with urllib.request.urlopen("http://127.0.0.1:%d/" % port,
-                                timeout=5) as r:
-        return r.read().decode()
+    return fetch(port, "/").text()
 
 
 def srv(port, name):
-    return next(x for x in stats(port)["backends"][0]["servers"]
+    return next(x for x in fetch_json(port)["backends"][0]["servers"]
                 if x["name"] == name)
 
 
@@ -86,7 +77,7 @@ def test_delay_shows_as_time_to_first_byte(start_peer, start_shoal,
     assert srv(sp, "s1")["fault"] is None
     assert "FAULT" not in page(sp)
     assert all(t < 0.2 for _, t in (timed(sh.addr) for _ in range(4)))
-    ev = [e["text"] for e in stats(sp)["events"] if e["kind"] == "fault"]
+    ev = [e["text"] for e in fetch_json(sp)["events"] if e["kind"] == "fault"]
     assert ev == ["fault delay 300ms", "fault none"], ev
 
 
@@ -103,12 +94,10 @@ def test_reset_retries_and_trips_passive_health(start_peer, start_shoal,
     s1 = srv(sp, "s1")
     assert s1["connect_failures"] >= 3, s1
     assert any(e["kind"] == "state" and e["server"] == "s1" and
-               "-> down" in e["text"] for e in stats(sp)["events"])
+               "-> down" in e["text"] for e in fetch_json(sp)["events"])
     admin(sock, "set server app/s1 fault none")
-    deadline = time.monotonic() + 10
-    while srv(sp, "s1")["state"] != "up":
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    wait_for(lambda: srv(sp, "s1")["state"] == "up", 10, 0.1,
+             "s1 up again by its check")
 
 
 def test_blackhole_waits_for_timeout_connect_then_retries(start_peer,

@@ -12,17 +12,17 @@ Timings (generous, stated): conditions are sampled every second; "for 2s"
 fires 2-3 s after it starts holding; the test allows 15 s for each step.
 """
 
-import json
 import os
 import socket
 import stat
 import subprocess
 import threading
 import time
-import urllib.request
 
 import peers
-from conftest import SHOAL_BUILD, alloc_port
+from conftest import SHOAL_BUILD, alloc_port, wait_for
+from discovery_helpers import wait_line
+from stats_helpers import fetch, fetch_json, metric, parse_prometheus
 from test_admin import admin
 
 SHOALCTL = os.path.join(SHOAL_BUILD, "shoalctl")
@@ -39,36 +39,14 @@ esac
 """
 
 
-def stats(port):
-    with urllib.request.urlopen("http://127.0.0.1:%d/stats.json" % port,
-                                timeout=5) as r:
-        return json.load(r)
-
-
-def metric(port, name):
-    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port,
-                                timeout=5) as r:
-        for line in r.read().decode().splitlines():
-            if line.startswith(name + " ") or line.startswith(name + "{"):
-                return float(line.rsplit(" ", 1)[1])
-    return None
+def prom(port, name, **labels):
+    """The value of one series of /metrics (parsed strictly)."""
+    return metric(parse_prometheus(fetch(port, "/metrics").text()), name,
+                  **labels)
 
 
 def wait(what, pred, timeout=15):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        assert time.monotonic() < deadline, "timed out waiting: " + what
-        time.sleep(0.1)
-
-
-def wait_log(sh, pattern, timeout):
-    import re
-    rx = re.compile(pattern)
-    sh.wait_for(lambda: rx.search(sh.log()), timeout=timeout,
-                what="log line " + pattern)
+    return wait_for(pred, timeout, 0.1, what)
 
 
 def one(addr):
@@ -100,7 +78,7 @@ def test_scale_up_then_down_through_the_hook(start_peer, start_shoal,
             "[stats]\nbind = 127.0.0.1:%d\n[admin]\nsocket = %s\n"
             % (port, slow.addr, hook, sp, sock))
     sh = start_shoal(config_text=text, binds=["127.0.0.1:%d" % port])
-    assert metric(sp, "shoal_backend_scale_wanted") == 0
+    assert prom(sp, "shoal_backend_scale_wanted", backend="app") == 0
 
     # Slow traffic: 8 sessions, 300 ms each to the first byte.
     ts = [threading.Thread(target=one, args=(sh.addr,)) for _ in range(8)]
@@ -110,19 +88,19 @@ def test_scale_up_then_down_through_the_hook(start_peer, start_shoal,
         t.join(10)
     t0 = time.monotonic()
     b = wait("scale up wanted", lambda: (lambda d: d if d["scale"]
-             ["wanted"] == 1 else None)(stats(sp)["backends"][0]))
+             ["wanted"] == 1 else None)(fetch_json(sp)["backends"][0]))
     assert b["scale"]["signals"]["ttfb_p95"] > 150
     up_after = time.monotonic() - t0
     assert up_after < 6, "wanted after %.1f s (for 2s)" % up_after
     # The hook adds the spare; it takes sessions.
     wait("the spare joins", lambda: any(
-        x["name"] == "spare" for x in stats(sp)["backends"][0]["servers"]))
-    wait("the up hook is done", lambda: stats(sp)["backends"][0]["scale"]
+        x["name"] == "spare" for x in fetch_json(sp)["backends"][0]["servers"]))
+    wait("the up hook is done", lambda: fetch_json(sp)["backends"][0]["scale"]
          ["up"]["runs"] == 1)
     got = {}
     for _ in range(4):
         assert one(sh.addr) == 100
-    for x in stats(sp)["backends"][0]["servers"]:
+    for x in fetch_json(sp)["backends"][0]["servers"]:
         got[x["name"]] = x["sessions_total"]
     assert got.get("spare", 0) >= 1, got
     envs = sorted(f for f in os.listdir(tmp_path) if f.startswith("rec."))
@@ -135,16 +113,16 @@ def test_scale_up_then_down_through_the_hook(start_peer, start_shoal,
     assert env["SHOAL_CONDITION"] == \
         "ttfb_p95 > 150ms and up_servers < 2 for 2s"
     assert "SHOAL_LOAD_AVG" in env and env["SHOAL_LOAD_AVG"] == ""
-    wait_log(sh, r"backend app: scale hook: hook up for app: 1 up", 5)
+    wait_line(sh, r"backend app: scale hook: hook up for app: 1 up", 5)
 
     # Idle, two up: after the cooldown and 3 s, it wants one less.
-    wait("scale down ran", lambda: stats(sp)["backends"][0]["scale"]
+    wait("scale down ran", lambda: fetch_json(sp)["backends"][0]["scale"]
          ["down"]["runs"] == 1, timeout=20)
     wait("the spare leaves", lambda: all(
-        x["name"] != "spare" for x in stats(sp)["backends"][0]["servers"]))
-    assert metric(sp, 'shoal_backend_scale_hooks_total{backend="app",'
-                  'action="up",result="ok"}') >= 1
-    ev = [e["kind"] + " " + e["text"] for e in stats(sp)["events"]]
+        x["name"] != "spare" for x in fetch_json(sp)["backends"][0]["servers"]))
+    assert prom(sp, "shoal_backend_scale_hooks_total", backend="app",
+                action="up", result="ok") >= 1
+    ev = [e["kind"] + " " + e["text"] for e in fetch_json(sp)["events"]]
     kinds = [e.split(" ", 1)[0] for e in ev]
     # the hook's own shoalctl commands are admin actions
     assert {"scale", "hook", "admin", "table"} <= set(kinds), ev
@@ -185,10 +163,10 @@ def test_failing_hook_is_counted_and_cools_down(start_peer, start_shoal,
          len(stamp.read_text().split()) >= 2, timeout=20)
     t = [float(x) for x in stamp.read_text().split()]
     assert t[1] - t[0] >= 4.0, t     # the cooldown
-    assert metric(sp, 'shoal_backend_scale_hooks_total{backend="app",'
-                  'action="up",result="failed"}') >= 1
-    wait_log(sh, r"scale hook: no capacity left", 5)
-    wait_log(sh, r"scale up hook failed \(exit status 3\)", 5)
+    assert prom(sp, "shoal_backend_scale_hooks_total", backend="app",
+                action="up", result="failed") >= 1
+    wait_line(sh, r"scale hook: no capacity left", 5)
+    wait_line(sh, r"scale up hook failed \(exit status 3\)", 5)
 
 
 def test_bad_scale_config_is_refused(tmp_path):
@@ -249,16 +227,16 @@ def test_hook_timeout_and_leftover_processes(start_peer, start_shoal,
             "[stats]\nbind = 127.0.0.1:%d\n" % (port, slow.addr, hook, sp))
     sh = start_shoal(config_text=text, binds=["127.0.0.1:%d" % port])
     one(sh.addr)
-    wait_log(sh, r"scale hook: leaving a sleeper", 10)
+    wait_line(sh, r"scale hook: leaving a sleeper", 10)
     t0 = time.monotonic()
-    wait_log(sh, r"scale up hook done in \d+\.\d s", 5)
+    wait_line(sh, r"scale up hook done in \d+\.\d s", 5)
     assert time.monotonic() - t0 < 3
     mode.write_text("hang")
-    wait_log(sh, r"scale hook: hanging", 10)
-    wait_log(sh, r"scale up hook still running after 1 s: killed", 5)
-    wait_log(sh, r"scale up hook failed \(killed by signal 9\)", 5)
-    assert metric(sp, 'shoal_backend_scale_hooks_total{backend="app",'
-                  'action="up",result="failed"}') >= 1
+    wait_line(sh, r"scale hook: hanging", 10)
+    wait_line(sh, r"scale up hook still running after 1 s: killed", 5)
+    wait_line(sh, r"scale up hook failed \(killed by signal 9\)", 5)
+    assert prom(sp, "shoal_backend_scale_hooks_total", backend="app",
+                action="up", result="failed") >= 1
     # the hanging hook is gone: its process group was killed
     pid = int(open(str(mode) + ".pid").read())
     assert not os.path.exists("/proc/%d" % pid), pid

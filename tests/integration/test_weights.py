@@ -10,25 +10,19 @@ the share of traffic only as "well below half" early and "half" once
 slow start is over.
 """
 
-import json
 import socket
 import time
-import urllib.request
 
 import peers
-from conftest import alloc_port
+from conftest import alloc_port, wait_for
+from stats_helpers import fetch, fetch_json
 from test_admin import admin, servers_table
 
 
-def stats(port):
-    with urllib.request.urlopen("http://127.0.0.1:%d/stats.json" % port,
-                                timeout=5) as r:
-        return json.load(r)
-
-
 def server(port, name):
-    d = stats(port)["backends"][0]
-    return next(x for x in d["servers"] if x["name"] == name)
+    """The server of that name in /stats.json, or None."""
+    d = fetch_json(port)["backends"][0]
+    return next((x for x in d["servers"] if x["name"] == name), None)
 
 
 def one(addr):
@@ -40,7 +34,7 @@ def one(addr):
 
 
 def totals(port):
-    d = stats(port)["backends"][0]
+    d = fetch_json(port)["backends"][0]
     return {x["name"]: x["sessions_total"] for x in d["servers"]}
 
 
@@ -67,10 +61,8 @@ def test_slowstart_ramps_a_returning_server(start_peer, start_shoal,
     assert totals(sp) == {"s1": 10, "s2": 10}
 
     # Wait out the start ramp, then take s2 out and back.
-    deadline = time.monotonic() + 15
-    while server(sp, "s1")["effective_weight"] != 1:
-        assert time.monotonic() < deadline, server(sp, "s1")
-        time.sleep(0.2)
+    wait_for(lambda: server(sp, "s1")["effective_weight"] == 1, 15, 0.2,
+             "s1 at full weight after the start ramp")
     admin(sock, "set server app/s2 state maint")
     assert server(sp, "s2")["effective_weight"] is None
     admin(sock, "set server app/s2 state ready")
@@ -132,9 +124,7 @@ def test_effective_weight_on_the_page_and_in_show_servers(start_peer,
     assert server(sp, "s2")["effective_weight"] is None
     w = float(tab["app/s1"]["eff_weight"])
     assert 0 < w < 0.5, tab["app/s1"]
-    with urllib.request.urlopen("http://127.0.0.1:%d/" % sp,
-                                timeout=5) as r:
-        page = r.read().decode()
+    page = fetch(sp, "/").text()
     row = page[page.index('data-server="app/s1"'):]
     row = row[:row.index("</tr>")]
     assert "effective weight" in row and "&rarr;" in row, row
@@ -182,20 +172,21 @@ def test_load_reports_bend_weights(start_peer, start_shoal, tmp_path):
         return a
 
     try:
+        def reporting(name):
+            x = server(sp, name)
+            return x if x is not None and x["load"] is not None else None
+
         announce(s1, "--load-cmd", "cat %s" % f1, "--weight-file", w1)
         announce(s2, "--load-cmd", "cat %s" % f2)
         n1, n2 = "127.0.0.1:%d" % s1.port, "127.0.0.1:%d" % s2.port
 
         def both_loaded():
-            d = stats(sp)["backends"][0]
+            d = fetch_json(sp)["backends"][0]
             srv = {x["name"]: x for x in d["servers"]}
             ok = all(n in srv and srv[n]["state"] == "up" and
                      srv[n]["load"] is not None for n in (n1, n2))
             return srv if ok else None
-        deadline = time.monotonic() + 15
-        while (srv := both_loaded()) is None:
-            assert time.monotonic() < deadline, stats(sp)
-            time.sleep(0.1)
+        srv = wait_for(both_loaded, 15, 0.1, "both servers up, with loads")
         assert srv[n1]["weight"] == 3, srv[n1]      # from --weight-file
         assert srv[n1]["load"]["value"] == 0
         assert srv[n1]["effective_weight"] == 3
@@ -213,28 +204,17 @@ def test_load_reports_bend_weights(start_peer, start_shoal, tmp_path):
         assert 1 <= got2 <= 10, (got2, after)
 
         f2.write_text("saturated\n")        # garbage: no report
-        deadline = time.monotonic() + 10
-        while server(sp, n2)["load"] is not None:
-            assert time.monotonic() < deadline, server(sp, n2)
-            time.sleep(0.1)
+        wait_for(lambda: server(sp, n2)["load"] is None, 10, 0.1,
+                 "no load reported by " + n2)
         assert server(sp, n2)["effective_weight"] == 1
         w1.write_text("1\n")
-        deadline = time.monotonic() + 10
-        while server(sp, n1)["weight"] != 1:
-            assert time.monotonic() < deadline, server(sp, n1)
-            time.sleep(0.1)
+        wait_for(lambda: server(sp, n1)["weight"] == 1, 10, 0.1,
+                 "weight 1 from the file")
         assert "--load-cmd printed 'saturated'" in made[1].log()
 
         announce(s3, "--load", "auto")
         n3 = "127.0.0.1:%d" % s3.port
-        deadline = time.monotonic() + 10
-        while True:
-            x = next((x for x in stats(sp)["backends"][0]["servers"]
-                      if x["name"] == n3), None)
-            if x is not None and x["load"] is not None:
-                break
-            assert time.monotonic() < deadline, x
-            time.sleep(0.1)
+        x = wait_for(lambda: reporting(n3), 10, 0.1, n3 + " reporting")
         assert 0 <= x["load"]["value"] <= 100
         assert 80 <= x["load"]["interval_ms"] <= 400, x["load"]
 
@@ -243,14 +223,7 @@ def test_load_reports_bend_weights(start_peer, start_shoal, tmp_path):
         s4 = start_peer("source", "--size", "10", name="s4")
         announce(s4, "--load-cmd", "echo 33; sleep 4 &")
         n4 = "127.0.0.1:%d" % s4.port
-        deadline = time.monotonic() + 10
-        while True:
-            x = next((x for x in stats(sp)["backends"][0]["servers"]
-                      if x["name"] == n4), None)
-            if x is not None and x["load"] is not None:
-                break
-            assert time.monotonic() < deadline, x
-            time.sleep(0.1)
+        x = wait_for(lambda: reporting(n4), 10, 0.1, n4 + " reporting")
         assert x["load"]["value"] == 33
         until = time.monotonic() + 2.5        # it holds, every 0.1 s
         while time.monotonic() < until:
